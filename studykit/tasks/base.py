@@ -1,0 +1,43 @@
+"""The problem record and the task interface shared by every task family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One verifiable problem.
+
+    `prompt` is the bare question, before any template; `answer` is the reference answer as a string;
+    `meta` carries the task name (`meta["task"]`, used to find the verifier) and generator details.
+    """
+
+    id: str
+    prompt: str
+    answer: str
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def task(self) -> str:
+        return self.meta.get("task", "")
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A task family: loads or generates problems and decides whether an extracted answer is right."""
+
+    name: str
+    template: str  # default prompt template (see studykit.tasks.templates)
+
+    def load(self, split: str) -> list[Problem]: ...
+
+    def generate(self, n: int, seed: int = 0, difficulty: int = 1) -> list[Problem]: ...
+
+    def verify(self, problem: Problem, answer_text: str | None) -> bool:
+        """`answer_text` is the extracted answer (see studykit.verify.extract_answer), never raw eval input.
+
+        Must return False (not raise) on malformed or hostile text, and finish in bounded time.
+        """
+        ...
