@@ -95,3 +95,13 @@ class ToyTask:
         if not re.fullmatch(r"-?\d{1,4}", text):
             return False
         return int(text) == int(problem.answer)
+
+
+METHODS = ("sum", "count", "max")
+_METHOD_RE = re.compile(r"^\s*<think>\s+(\S+)")
+
+
+def method_of(completion: str) -> str:
+    """The procedure a toy response names (`sum`, `count`, `max`), or `other` for anything else."""
+    m = _METHOD_RE.match(completion)
+    return m.group(1) if m and m.group(1) in METHODS else "other"

@@ -1,0 +1,159 @@
+"""The `studykit` command line.
+
+    studykit study FILE [--workers N] [--only PATTERN] [--dry-run] [--uri URI]   run a study grid (papermill cells)
+    studykit run NOTEBOOK -f params.yaml [--uri URI]                             run one cell
+    studykit report STUDY [--uri URI] [--out reports]                            verdict table + figures
+    studykit ui [--port 5000] [--uri URI]                                        MLflow UI on the study store
+    studykit params check FILE...                                                validate run / study files
+    studykit score ...   /   studykit toy build ...                              (from studykit.score / studykit.toy)
+
+Every command returns an exit code (0 = success); config errors print the offending file and field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+
+from .config import ConfigError
+
+
+def _optional(sub, module: str, attr: str, name: str, help_text: str) -> None:
+    """Register a sub-command owned by another module; a stub that explains when that module is missing."""
+    try:
+        getattr(importlib.import_module(module), attr)(sub)
+    except (ImportError, AttributeError) as err:
+        stub = sub.add_parser(name, help=f"{help_text} (unavailable)", add_help=False)
+        stub.add_argument("rest", nargs=argparse.REMAINDER)
+        stub.set_defaults(func=lambda args, e=err: _missing(name, module, e))
+
+
+def _missing(name: str, module: str, err: Exception) -> int:
+    print(f"studykit {name}: not available: {module} could not be loaded ({err})", file=sys.stderr)
+    return 2
+
+
+def cmd_study(args) -> int:
+    from .study import format_summary, run_study
+
+    summary = run_study(args.file, workers=args.workers, only=args.only, dry_run=args.dry_run, uri=args.uri,
+                        compare=not args.no_compare)
+    if args.dry_run:
+        from .study import expand, select
+
+        for cell in select(expand(args.file), args.only):
+            print(f"{cell.name:48s} {cell.notebook.name:26s} {cell.config.config_hash()}  after={cell.after}")
+    print(format_summary(summary))
+    return summary.exit_code
+
+
+def cmd_run(args) -> int:
+    from .study import run_one
+
+    outcome = run_one(args.notebook, args.params, uri=args.uri)
+    print(f"{outcome.name}: {outcome.status}" + (f" (run {outcome.run_id})" if outcome.run_id else ""))
+    if outcome.error:
+        print(outcome.error, file=sys.stderr)
+    return 0 if outcome.status == "done" else 1
+
+
+def cmd_report(args) -> int:
+    from .analysis import write_report
+    from .study import CompareSpec
+
+    th = CompareSpec(holds=args.holds, partial=args.partial, min_effect=args.min_effect)
+    report = write_report(args.study, uri=args.uri, thresholds=th, out_dir=args.out)
+    print((report.out_dir / "verdicts.md").read_text())
+    print("wrote", *report.files, sep="\n  ")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from .study import resolve_uri
+
+    uri = resolve_uri(args.uri)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+           "--port", str(args.port)]
+    print("running:", " ".join(cmd))
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_params_check(args) -> int:
+    from .config import load, load_yaml
+    from .study import expand
+
+    bad = 0
+    for f in args.files:
+        try:
+            if "grid" in load_yaml(f):
+                print(f"ok  {f}: study with {len(expand(f))} cells")
+            else:
+                print(f"ok  {f}: run {load(f).run_name()}")
+        except ConfigError as err:
+            bad += 1
+            print(f"BAD {err}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studykit", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _optional(sub, "studykit.score", "add_score_parser", "score", "score a JSONL of completions")
+    _optional(sub, "studykit.toy.cli", "add_toy_parser", "toy", "the toy world: build tiny pretrained models")
+
+    p = sub.add_parser("study", help="run every cell of a study file with papermill")
+    p.add_argument("file", help="study YAML (params/studies/*.yaml)")
+    p.add_argument("--workers", type=int, default=2, help="cells run at once (one CPU thread each)")
+    p.add_argument("--only", help="glob (or substring) on cell names, e.g. 'random-*-s0'")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the cells; run nothing")
+    p.add_argument("--no-compare", action="store_true", help="skip the compare notebook at the end")
+    p.add_argument("--uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("run", help="run one notebook with one params file")
+    p.add_argument("notebook")
+    p.add_argument("-f", "--params", required=True, help="params YAML (a run file)")
+    p.add_argument("--uri")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="verdict table, figures and verdicts.json for a study")
+    p.add_argument("study")
+    p.add_argument("--uri")
+    p.add_argument("--out", default="reports")
+    p.add_argument("--holds", type=float, default=0.7)
+    p.add_argument("--partial", type=float, default=0.3)
+    p.add_argument("--min-effect", type=float, default=0.02)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("ui", help="MLflow UI on the study store")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--uri")
+    p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("params", help="parameter files")
+    psub = p.add_subparsers(dest="params_command", required=True)
+    c = psub.add_parser("check", help="validate run or study YAML files")
+    c.add_argument("files", nargs="+")
+    c.set_defaults(func=cmd_params_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Typed run and study configuration.
+
+A run YAML has the sections below (`model`, `data`, `reward`, `algo`, `train`, `eval`, `tracking`, plus the
+labels `study`, `rq`, `claim`, `condition`); the notebooks' parameters cells hold the same sections one to one.
+Defaults follow the paper's recipe (arXiv 2508.21188, section 3: verl GRPO, clip 0.2/0.28, token-mean loss,
+no KL, dynamic sampling, T=1.0, 16 samples per prompt, lr 1e-6) except where a field says it departs.
+The toy-world values live in `params/toy/` with a comment per departure.
+An unknown key or a bad value raises `ConfigError` naming the field and what was allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REWARDS = ("ground_truth", "random", "incorrect", "format", "majority_vote", "self_certainty")
+ESTIMATORS = ("grpo", "dr_grpo", "nsr", "psr", "w_reinforce")
+
+
+class ConfigError(ValueError):
+    """A params file or dict that does not validate; the message names every bad field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class ModelConfig(_Section):
+    name: str = "toy:strong"
+    """Hub id, local folder, or `toy:<preset>` (strong, weak-method, weak-skill, custom)."""
+    finetune: Literal["full", "lora", "qlora"] = "full"
+    """`full` for tiny models; `lora`; `qlora` = 4-bit NF4 base + LoRA. The paper fine-tunes fully (departure on GPU)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype for the trainable copy (float32 on CPU)."""
+    lora_rank: int = Field(16, ge=1)
+    """LoRA rank r."""
+    lora_alpha: int = Field(32, ge=1)
+    """LoRA scaling alpha (alpha / r multiplies the update)."""
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the LoRA input."""
+    target_modules: str | list[str] = "all-linear"
+    """Modules that get adapters; `all-linear` is peft's every-linear-layer shortcut."""
+    toy: dict[str, Any] = Field(default_factory=dict)
+    """Knobs for `toy:custom` (see studykit.toy.ToyRecipe); ignored for other names."""
+
+
+class EvalSet(_Section):
+    task: str = "toy"
+    """Task registry name (studykit.tasks.names())."""
+    split: str = "test"
+    """Split passed to the task's `load`."""
+    limit: int | None = Field(None, ge=1)
+    """Use the first `limit` problems (None = all)."""
+    name: str | None = None
+    """Label in metric names `eval/<name>/...`; defaults to the task name."""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.task.replace(":", "_")
+
+
+class OneShotConfig(_Section):
+    rule: Literal["historical_variance", "base_variance", "random", "index"] = "historical_variance"
+    """How the single example is chosen (1-shot RLVR, Wang et al. 2025, ranks by historical variance)."""
+    index: int = Field(0, ge=0)
+    """Training-pool index for rule `index`."""
+    source_run: str | None = None
+    """MLflow run id of the full-data run whose per-example accuracy history ranks examples (historical_variance);
+    None = the latest finished full-data ground-truth run of the same study, model and task."""
+    n_samples: int = Field(16, ge=2)
+    """Samples per example for `base_variance`."""
+    pool: int = Field(64, ge=1)
+    """How many training examples are scored for `base_variance` / considered by `random`."""
+
+
+class DataConfig(_Section):
+    task: str = "toy"
+    """Training task (registry name)."""
+    task_options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword options for the task (e.g. `path:` for `math`)."""
+    train_split: str = "train"
+    """Split to train on."""
+    train_size: int | None = Field(None, ge=1)
+    """Cap on training problems (None = the whole split)."""
+    template: str | None = None
+    """Prompt template (think, boxed, raw); None = the task's default."""
+    selection: Literal["full", "one_shot"] = "full"
+    """`full` data, or `one_shot`: every step trains on the same single example (RQ2)."""
+    one_shot: OneShotConfig = Field(default_factory=OneShotConfig)
+    """How the one example is chosen."""
+
+
+class RewardConfig(_Section):
+    name: Literal[REWARDS] = "ground_truth"  # type: ignore[valid-type]
+    """Reward condition (studykit.rewards)."""
+    format_gate: bool = True
+    """Pay only well-formatted completions, as in the paper's reward."""
+    p: float = Field(0.5, ge=0, le=1)
+    """Bernoulli probability for `random` (Spurious Rewards uses 0.5)."""
+
+
+class AlgoConfig(_Section):
+    estimator: Literal[ESTIMATORS] = "grpo"  # type: ignore[valid-type]
+    """Advantage estimator (studykit.grpo.compute_advantages)."""
+    lam: float = Field(0.1, ge=0)
+    """W-REINFORCE's weight on positive samples (Zhu et al. 2025 use 0.1)."""
+    clip_low: float = Field(0.2, ge=0)
+    """Lower ratio clip (PPO / the paper: 0.2)."""
+    clip_high: float = Field(0.28, ge=0)
+    """Upper ratio clip ("clip-higher", DAPO / the paper: 0.28)."""
+    clip: bool = True
+    """Turn clipping off entirely (ablation of the random-reward mechanism)."""
+    agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "token-mean"
+    """Loss aggregation (the paper: token-mean)."""
+    kl_coef: float = Field(0.0, ge=0)
+    """KL penalty to the base model (the paper: none)."""
+    entropy_coef: float = Field(0.0, ge=0)
+    """Entropy bonus (the paper: none)."""
+    dynamic_sampling: bool = True
+    """Drop groups whose rewards all agree (DAPO; the paper keeps it on)."""
+    max_gen_batches: int = Field(2, ge=1)
+    """Generation batches drawn per step to refill after filtering."""
+    old_logprobs: Literal["recompute", "sampler"] = "recompute"
+    """Old log-probs from the training model (as verl) or the sampler's."""
+
+
+class TrainConfig(_Section):
+    steps: int = Field(300, ge=0)
+    """Optimiser steps (the paper: 300)."""
+    prompts_per_step: int = Field(128, ge=1)
+    """Prompts per step (the paper: 128)."""
+    group_size: int = Field(16, ge=2)
+    """Samples per prompt G (the paper: 16)."""
+    mini_batches: int = Field(2, ge=1)
+    """Updates per rollout batch (the paper: 128 prompts / mini-batch 64 = 2)."""
+    epochs: int = Field(1, ge=1)
+    """Passes over the rollout batch."""
+    lr: float = Field(1e-6, gt=0)
+    """Learning rate (the paper: 1e-6, full fine-tuning)."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear LR warm-up steps."""
+    grad_clip: float = Field(1.0, gt=0)
+    """Gradient-norm clip."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature (the paper: 1.0)."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling."""
+    max_new_tokens: int = Field(1024, ge=1)
+    """Response length cap (departure: the paper allows longer responses)."""
+    sampler: Literal["hf", "vllm"] = "hf"
+    """Rollout backend."""
+    sampler_options: dict[str, Any] = Field(default_factory=dict)
+    """Backend options (e.g. gpu_memory_utilization, enable_sleep_mode for vllm)."""
+    seed: int = 0
+    """Seed for data order, sampling, rewards and initialisation."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Save a resumable checkpoint every N steps (0 = only at the end)."""
+    threads: int = Field(1, ge=1)
+    """torch threads in this process (one per worker: cores are shared)."""
+
+
+class EvalConfig(_Section):
+    sets: list[EvalSet] = Field(default_factory=lambda: [EvalSet()])
+    """Evaluation sets."""
+    every: int = Field(20, ge=0)
+    """Evaluate every N steps (also before step 1 and at the end; 0 = only those two)."""
+    n_samples: int = Field(16, ge=1)
+    """Samples per problem for pass@k / avg@n."""
+    ks: list[int] = Field(default_factory=lambda: [1, 4, 16])
+    """k values for pass@k (each <= n_samples)."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature at evaluation."""
+    max_new_tokens: int | None = Field(None, ge=1)
+    """Response cap at evaluation (None = train.max_new_tokens)."""
+    alignment_k: int = Field(16, ge=1)
+    """Alignment rule: the k of pass@k that labels a model-task pair (largest eval k <= this is used)."""
+    alignment_threshold: float = Field(0.8, ge=0, le=1)
+    """Alignment rule: `strong` when pass@alignment_k >= this, else `weak` (the paper's strong pairs have pass@k near 1)."""
+
+    @model_validator(mode="after")
+    def _ks_fit(self) -> "EvalConfig":
+        bad = [k for k in self.ks if k < 1 or k > self.n_samples]
+        if bad:
+            raise ValueError(f"eval.ks {bad} must be between 1 and eval.n_samples={self.n_samples}")
+        return self
+
+
+class TrackingConfig(_Section):
+    experiment: str | None = None
+    """MLflow experiment; None = the study name."""
+    uri: str | None = None
+    """Tracking URI; None = $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db."""
+    checkpoint_dir: str = "outputs/checkpoints"
+    """Where resumable checkpoints go (one folder per config hash)."""
+    resume: bool = True
+    """Continue an unfinished run of the same config from its last checkpoint."""
+    sample_tables: int = Field(4, ge=0)
+    """How many steps log a sample table (prompt, completion, reward, correct)."""
+
+
+class RunConfig(_Section):
+    study: str = "adhoc"
+    """Study name: the MLflow experiment and reports/<study>/."""
+    rq: Literal["alignment", "rq1", "rq2", "rq3", "ablation", "none"] = "none"
+    """Research question the run belongs to."""
+    claim: str = "ground_truth"
+    """Claim label used by the verdict table (e.g. random, one_shot, nsr)."""
+    condition: str = ""
+    """Free label of this condition; defaults to the claim."""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    algo: AlgoConfig = Field(default_factory=AlgoConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes the result (tracking options excluded)."""
+        payload = self.model_dump(mode="json", exclude={"tracking"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    def run_name(self) -> str:
+        model = self.model.name.replace("toy:", "").split("/")[-1]
+        return f"{self.claim}-{self.condition or self.claim}-{model}-{self.data.task}-s{self.train.seed}"
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-key params for MLflow."""
+        return _flatten(self.model_dump(mode="json"))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, dict)) else v
+    return out
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "literal_error":
+            msg = f"got {e.get('input')!r}; {msg.replace('Input should be', 'expected')}"
+        lines.append(f"  {field}: {msg}")
+    return "\n".join(lines)
+
+
+def validate(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
+    """A RunConfig from a plain dict; raises ConfigError naming each bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config ({source}): expected a mapping of sections, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a run YAML (optionally deep-merged with overrides) and validate it."""
+    return validate(deep_merge(load_yaml(path), overrides or {}), str(path))
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -1,0 +1,220 @@
+"""Pure GRPO pieces on torch tensors: advantage estimators, the clipped policy loss, the dynamic-sampling
+filter and per-token log-probs of given completions.
+
+References:
+* GRPO - Shao et al. 2024, DeepSeekMath: group-normalised advantages (r - mean) / std.
+* Dr. GRPO - Liu et al. 2025, "Understanding R1-Zero-Like Training": no std division (r - mean).
+* DAPO - Yu et al. 2025: clip-higher (asymmetric clip 0.2 / 0.28), token-mean loss aggregation and dynamic
+  sampling (drop groups whose rewards all agree).
+* NSR / PSR and W-REINFORCE - Zhu et al. 2025, "The Surprising Effectiveness of Negative Reinforcement in LLM
+  Reasoning".
+
+Choices and departures:
+* `grpo` uses the UNBIASED group std (torch.std default), as the paper's verl code does; a group of one sample
+  gets zero advantage.
+* `nsr` / `psr` here are the GRPO advantages restricted to incorrect / correct samples (as the Mirage paper
+  runs them through GRPO), so `grpo == nsr + psr` exactly. Zhu et al.'s NSR objective uses a constant -1 per
+  incorrect sample instead; `w_reinforce` (+lam correct, -1 incorrect, no baseline) is that family.
+* `policy_loss` is verl's PPO surrogate with asymmetric clipping but without verl's dual-clip bound
+  (clip_ratio_c) for negative advantages. `approx_kl` in the stats is k2 = mean 0.5*(logprob - old)^2; the
+  optional reference-KL penalty uses the k3 estimator exp(ref - lp) - (ref - lp) - 1.
+* `token_logprobs` passes position ids from the attention mask (cumsum - 1) so that left-padded prompts get the
+  positions HF `generate` gives them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+ESTIMATORS = ("grpo", "dr_grpo", "nsr", "psr", "w_reinforce")
+AGGS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
+
+
+def _as_2d(x, field: str, dtype=torch.float32) -> torch.Tensor:
+    t = torch.as_tensor(x, dtype=dtype) if not isinstance(x, torch.Tensor) else x.to(dtype)
+    if t.dim() != 2:
+        raise ValueError(f"{field} must be a 2-D [groups, samples] tensor, got shape {tuple(t.shape)}")
+    return t
+
+
+def _group_std_adv(r: torch.Tensor, eps: float, scale: bool) -> torch.Tensor:
+    if r.shape[1] < 2:
+        return torch.zeros_like(r)
+    centred = r - r.mean(dim=1, keepdim=True)
+    if not scale:
+        return centred
+    return centred / (r.std(dim=1, keepdim=True) + eps)
+
+
+def compute_advantages(rewards, estimator: str, eps: float = 1e-6, correct=None, lam: float = 0.1) -> torch.Tensor:
+    """Advantages [G, N] for rewards [G, N] (one row per prompt group) under `estimator`.
+
+    `correct` (bool [G, N]) is required by nsr, psr and w_reinforce; `lam` is W-REINFORCE's positive weight.
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {list(ESTIMATORS)}")
+    r = _as_2d(rewards, "rewards")
+    if estimator in ("grpo", "dr_grpo"):
+        return _group_std_adv(r, eps, scale=estimator == "grpo")
+    if correct is None:
+        raise ValueError(f"estimator {estimator!r} needs `correct` (bool [groups, samples]); got None")
+    c = _as_2d(correct, "correct", dtype=torch.bool).to(r.device)
+    if c.shape != r.shape:
+        raise ValueError(f"correct has shape {tuple(c.shape)} but rewards has {tuple(r.shape)}")
+    zero = torch.zeros((), dtype=r.dtype, device=r.device)
+    if estimator == "w_reinforce":
+        return torch.where(c, torch.full_like(r, float(lam)), torch.full_like(r, -1.0))
+    adv = _group_std_adv(r, eps, scale=True)
+    return torch.where(~c, adv, zero) if estimator == "nsr" else torch.where(c, adv, zero)
+
+
+def filter_groups(rewards) -> torch.Tensor:
+    """Bool [G]: True = keep the group (its rewards are not all equal; DAPO dynamic sampling)."""
+    r = _as_2d(rewards, "rewards")
+    return r.max(dim=1).values != r.min(dim=1).values
+
+
+def _aggregate(per_token: torch.Tensor, mask: torch.Tensor, agg: str) -> torch.Tensor:
+    if agg == "token-mean":
+        return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+    seq_sum = (per_token * mask).sum(dim=1)
+    lengths = mask.sum(dim=1)
+    seq = seq_sum / lengths.clamp(min=1.0) if agg == "seq-mean-token-mean" else seq_sum
+    nonempty = (lengths > 0).to(seq.dtype)  # sequences without tokens do not count
+    return (seq * nonempty).sum() / nonempty.sum().clamp(min=1.0)
+
+
+def _check_loss_inputs(logprobs, old_logprobs, advantages, mask, agg) -> torch.Tensor:
+    if agg not in AGGS:
+        raise ValueError(f"unknown loss aggregation agg={agg!r}; expected one of {list(AGGS)}")
+    if logprobs.dim() != 2 or old_logprobs.shape != logprobs.shape or mask.shape != logprobs.shape:
+        raise ValueError(
+            f"logprobs, old_logprobs and mask must all be [B, T]; got {tuple(logprobs.shape)}, "
+            f"{tuple(old_logprobs.shape)}, {tuple(mask.shape)}"
+        )
+    if advantages.dim() == 1 and advantages.shape[0] == logprobs.shape[0]:
+        return advantages[:, None]
+    if advantages.shape == logprobs.shape:
+        return advantages
+    raise ValueError(f"advantages must be [B] (or [B, T]); got {tuple(advantages.shape)} for logprobs "
+                     f"{tuple(logprobs.shape)}")
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((x * mask).sum() / mask.sum().clamp(min=1.0))
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+    agg: str = "token-mean",
+    clip: bool = True,
+    ref_logprobs: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    entropy: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO clipped surrogate with ratio clip [1 - clip_low, 1 + clip_high] (see module docstring).
+
+    logprobs/old_logprobs/mask: [B, T]; advantages: [B] per sequence. Returns (scalar loss, stats).
+    """
+    adv = _check_loss_inputs(logprobs, old_logprobs, advantages, mask, agg).to(logprobs.dtype)
+    m = mask.to(logprobs.dtype)
+    on = m > 0
+    log_ratio = torch.where(on, logprobs - old_logprobs.detach(), torch.zeros_like(logprobs))
+    ratio = torch.exp(log_ratio)
+    pg = -adv * ratio
+    if clip:
+        clipped = -adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)
+        pg = torch.maximum(pg, clipped)
+    per_token = pg
+    stats: dict[str, float] = {}
+    if kl_coef > 0:
+        if ref_logprobs is None:
+            raise ValueError("kl_coef > 0 needs ref_logprobs ([B, T] log-probs under the reference model)")
+        d = torch.where(on, ref_logprobs.detach() - logprobs, torch.zeros_like(logprobs))
+        kl = torch.exp(d) - d - 1.0
+        per_token = per_token + kl_coef * kl
+        stats["kl_ref"] = _masked_mean(kl.detach(), m)
+    if entropy_coef > 0:
+        if entropy is None:
+            raise ValueError("entropy_coef > 0 needs entropy ([B, T] per-token entropy)")
+        per_token = per_token - entropy_coef * entropy
+    loss = _aggregate(per_token, m, agg)
+    stats.update(_loss_stats(ratio.detach(), log_ratio.detach(), adv.detach(), m, on, clip, clip_low, clip_high))
+    stats["pg_loss"] = float(_aggregate(pg.detach(), m, agg))
+    if entropy is not None:
+        stats["entropy"] = _masked_mean(entropy.detach(), m)
+    return loss, stats
+
+
+def _loss_stats(ratio, log_ratio, adv, m, on, clip, clip_low, clip_high) -> dict[str, float]:
+    adv = adv.expand_as(ratio)
+    if clip:
+        low = on & (adv < 0) & (ratio < 1.0 - clip_low)
+        high = on & (adv > 0) & (ratio > 1.0 + clip_high)
+    else:
+        low = high = torch.zeros_like(on)
+    n = m.sum().clamp(min=1.0)
+    return {
+        "clip_frac": float((low | high).sum() / n),
+        "clip_frac_low": float(low.sum() / n),
+        "clip_frac_high": float(high.sum() / n),
+        "ratio_mean": _masked_mean(ratio, m),
+        "ratio_max": float(ratio[on].max()) if on.any() else 1.0,
+        "approx_kl": _masked_mean(0.5 * log_ratio**2, m),
+    }
+
+
+def _completion_window(input_ids: torch.Tensor, completion_mask: torch.Tensor) -> tuple[int, bool]:
+    if input_ids.dim() != 2 or completion_mask.dim() != 2 or completion_mask.shape[0] != input_ids.shape[0]:
+        raise ValueError(
+            f"input_ids must be [B, L] and completion_mask [B, T] with T <= L; got {tuple(input_ids.shape)}, "
+            f"{tuple(completion_mask.shape)}"
+        )
+    L, T = input_ids.shape[1], completion_mask.shape[1]
+    if T > L:
+        raise ValueError(f"completion_mask is longer ({T}) than input_ids ({L})")
+    if T == L and bool(completion_mask[:, 0].any()):
+        raise ValueError("completion_mask marks position 0, which has no preceding token to predict it from")
+    return T, T == L
+
+
+def token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs and entropies [B, T] of the tokens in the last T positions of `input_ids` under the tempered
+    model (logits / temperature).
+
+    input_ids/attention_mask: [B, L] (left-padded prompt followed by the right-padded completion);
+    completion_mask: [B, T] marks the completion tokens among the last T positions (T = L is allowed and then
+    aligns with input_ids; position 0 must be unmarked). Positions outside the mask are returned as 0.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    T, full = _completion_window(input_ids, completion_mask)
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    keep = T if full else T + 1  # logits at positions L-T-1 .. L-2 predict the last T tokens
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    try:
+        out = model(**inputs, logits_to_keep=keep)
+    except TypeError:  # a model without `logits_to_keep`: compute every position's logits
+        out = model(**inputs)
+    logits = out.logits[:, -keep:-1, :].float() / temperature
+    targets = input_ids[:, -T:] if not full else input_ids[:, 1:]
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    ent = -(logp_all.exp() * logp_all).sum(-1)
+    if full:
+        pad = torch.zeros_like(logp[:, :1])
+        logp, ent = torch.cat([pad, logp], dim=1), torch.cat([pad, ent], dim=1)
+    cm = completion_mask.to(logp.dtype)
+    return logp * cm, ent * cm

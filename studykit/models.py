@@ -1,0 +1,265 @@
+"""Policies: a causal LM and its tokenizer, fully trainable or with LoRA / QLoRA adapters.
+
+`load_policy` takes a hub id, a local folder, or `toy:<preset>` (built and cached by `studykit.toy.ensure_built`)
+and returns a `Policy`:
+
+* `full`  - every parameter trainable (what the paper does: verl full fine-tuning).
+* `lora`  - peft `LoraConfig(r, lora_alpha, lora_dropout, target_modules, task_type="CAUSAL_LM")`; only the
+  `lora_` weights train.
+* `qlora` - the base is loaded in 4-bit NF4 (double quantisation, compute dtype = `dtype`) through
+  bitsandbytes, prepared with `prepare_model_for_kbit_training` (no gradient checkpointing unless asked) and
+  LoRA on top. This works on CPU with bitsandbytes >= 0.49: the 4-bit layers are placed with
+  `device_map={"": device}` at load time, so they are quantised on the device they will run on.
+
+Departure from the paper: LoRA / QLoRA are studykit's single-GPU scale-down; the paper fine-tunes all weights.
+
+The tokenizer always pads on the left (batched generation needs it) and uses eos as pad when it has no pad.
+`Policy.save` writes the adapter only for lora/qlora and model + tokenizer for full; `load_state` reads either
+back into an existing policy (resume).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+FINETUNES = ("full", "lora", "qlora")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ADAPTER_FILE = "adapter_model.safetensors"
+
+# bitsandbytes' CPU backend warns once that the optional `kernels` package is missing; the fallback is fine.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+@dataclass
+class Policy:
+    """The trainable model, its tokenizer and where its base weights live."""
+
+    model: torch.nn.Module
+    """A PeftModel for lora/qlora, else the plain causal LM."""
+    tokenizer: PreTrainedTokenizerBase
+    """padding_side="left", pad_token set."""
+    name: str
+    """What was asked for, e.g. "toy:strong" or "Qwen/Qwen2.5-7B"."""
+    finetune: str
+    """"full" | "lora" | "qlora"."""
+    base_path: str
+    """Local folder or hub id of the base weights (what vLLM loads)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def save(self, path: str | Path) -> Path:
+        """Adapter only (peft `save_pretrained`) for lora/qlora; model weights + tokenizer for full."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        if self.finetune == "full":
+            self.tokenizer.save_pretrained(path)
+        return path
+
+
+def _check_choice(field: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{field}={value!r} is not supported; expected one of {sorted(allowed)}")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_source(name_or_path: str, toy_knobs: dict[str, Any] | None = None) -> str:
+    """Where to load weights from: a built toy folder, an existing local folder, or the hub id itself."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise ValueError(f"model name_or_path must be a non-empty string, got {name_or_path!r}")
+    if name_or_path.startswith("toy:"):
+        return str(_build_toy(name_or_path[len("toy:"):], toy_knobs))
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model folder {path} has no config.json (expected a save_pretrained folder)")
+        return str(path.resolve())
+    if name_or_path.startswith((".", "/", "~")) or path.exists():
+        raise FileNotFoundError(f"model folder {name_or_path!r} does not exist (or is not a folder)")
+    return name_or_path  # a hub id
+
+
+def _build_toy(preset: str, toy_knobs: dict[str, Any] | None) -> Path:
+    try:
+        from studykit.toy import ensure_built
+    except ImportError as exc:
+        raise ImportError(
+            f"model 'toy:{preset}' needs studykit.toy.ensure_built, which is not available ({exc})"
+        ) from None
+    if not preset:
+        raise ValueError("model name 'toy:' needs a preset, e.g. 'toy:strong'")
+    return Path(ensure_built(preset, **(toy_knobs or {})))
+
+
+def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
+    tok = AutoTokenizer.from_pretrained(source)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ValueError(f"tokenizer of {source!r} has neither a pad nor an eos token")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _qlora_config(dtype: torch.dtype):
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+    )
+
+
+def _load_base(source: str, finetune: str, dtype: torch.dtype, device: str) -> torch.nn.Module:
+    if finetune == "qlora":
+        model = AutoModelForCausalLM.from_pretrained(
+            source, quantization_config=_qlora_config(dtype), dtype=dtype, device_map={"": device}
+        )
+        _disable_cpu_weight_packing(model)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
+    return model
+
+
+def _disable_cpu_weight_packing(model: torch.nn.Module) -> None:
+    """Keep bitsandbytes' Linear4bit on its autograd path on CPU.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight the first time it runs a forward in eval
+    mode without grad (i.e. while sampling): absmax becomes bf16, double quantisation is undone, and every later
+    forward, including training ones, goes through `gemv_4bit`, which has no autograd kernel (gradients through
+    the frozen base layers are then wrong). `state_dict()` undoes the packing lossily, so saving an adapter would
+    also shift the base weights. Turning the flag off keeps one exact, differentiable path.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def _add_lora(model, finetune, rank, alpha, dropout, target_modules, gradient_checkpointing):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if finetune == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, config)
+
+
+def load_policy(
+    name_or_path: str,
+    finetune: str = "full",
+    dtype: str = "float32",
+    lora_rank: int = 16,
+    lora_alpha: int = 32,
+    lora_dropout: float = 0.0,
+    target_modules: str | list[str] = "all-linear",
+    toy_knobs: dict | None = None,
+    device: str | None = None,
+    gradient_checkpointing: bool = False,
+) -> Policy:
+    """Load a policy from a hub id, a local folder or `toy:<preset>` (see the module docstring)."""
+    _check_choice("finetune", finetune, FINETUNES)
+    _check_choice("dtype", dtype, DTYPES)
+    if lora_rank < 1 or lora_alpha < 1 or not 0 <= lora_dropout < 1:
+        raise ValueError(
+            f"need lora_rank >= 1, lora_alpha >= 1, 0 <= lora_dropout < 1; got {lora_rank}, {lora_alpha}, {lora_dropout}"
+        )
+    source = resolve_source(name_or_path, toy_knobs)
+    device = device or default_device()
+    tokenizer = load_tokenizer(source)
+    model = _load_base(source, finetune, DTYPES[dtype], device)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if finetune == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+    else:
+        model = _add_lora(model, finetune, lora_rank, lora_alpha, lora_dropout, target_modules, gradient_checkpointing)
+    return Policy(model=model, tokenizer=tokenizer, name=name_or_path, finetune=finetune, base_path=source)
+
+
+def from_config(cfg) -> Policy:
+    """A policy from a `studykit.config.ModelConfig` (toy knobs only reach `toy:custom`)."""
+    knobs = dict(cfg.toy) if cfg.name == "toy:custom" and cfg.toy else None
+    return load_policy(
+        cfg.name,
+        finetune=cfg.finetune,
+        dtype=cfg.dtype,
+        lora_rank=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_modules,
+        toy_knobs=knobs,
+    )
+
+
+def load_state(policy: Policy, path: str | Path) -> Policy:
+    """Restore what `Policy.save` wrote at `path` into `policy` (in place; returns it)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {path} does not exist")
+    if policy.finetune == "full":
+        _load_full(policy.model, path)
+    else:
+        _load_adapter(policy.model, path)
+    return policy
+
+
+def _load_adapter(model, path: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    if not (path / ADAPTER_FILE).is_file() and not (path / "adapter_model.bin").is_file():
+        raise FileNotFoundError(f"{path} holds no LoRA adapter ({ADAPTER_FILE}); was it saved by a lora/qlora policy?")
+    weights = load_peft_weights(str(path), device=str(next(model.parameters()).device))
+    result = set_peft_model_state_dict(model, weights)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    missing_lora = [k for k in getattr(result, "missing_keys", []) or [] if "lora_" in k]
+    if unexpected or missing_lora:
+        raise ValueError(
+            f"adapter at {path} does not match the policy: unexpected {unexpected[:5]}, missing {missing_lora[:5]}"
+        )
+
+
+def _load_full(model: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    if (path / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{path} holds a LoRA adapter, not full weights; the policy is a full fine-tune")
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{path} holds no *.safetensors weights; was it saved by a full fine-tune policy?")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    result = model.load_state_dict(state, strict=False)
+    loaded = {p.data_ptr() for k, p in model.state_dict().items() if k in state}
+    missing = [k for k in result.missing_keys if model.state_dict()[k].data_ptr() not in loaded]
+    if result.unexpected_keys or missing:
+        raise ValueError(
+            f"weights at {path} do not match the policy: unexpected {result.unexpected_keys[:5]}, missing {missing[:5]}"
+        )

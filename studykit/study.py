@@ -1,0 +1,275 @@
+"""Study files: expand a grid of (model x task x condition x seed) cells and run each as a papermill notebook.
+
+A study YAML (schema `StudySpec`, unknown keys are errors) names a base run file, the grid, the conditions
+(each a claim of the paper with the overrides that produce it), the alignment cells, ablations and the verdict
+thresholds. `expand` turns it into `Cell`s whose `RunConfig`s are all validated before anything runs, so an
+invalid study or run file creates no MLflow experiment or run. `run_study` executes the cells with papermill in
+subprocesses (`workers` at a time, one torch thread each), in dependency order (alignment cells before the
+training cells of the same model/task; the baseline ground-truth cell before the one-shot cell of the same
+model/task/seed, whose `historical_variance` rule reads it), skips cells whose config hash already has a
+FINISHED run (so an interrupted study resumes), records failures in `outputs/<study>/failed.json`, logs each
+executed notebook to its cell's run, then runs the compare notebook and prints the verdict table (the running
+part lives in `studykit.study_runner`; `run_study`, `run_one` and friends are re-exported here).
+
+Departure from the paper: the paper runs each configuration by hand with verl; the grid, the resume-by-hash and
+the notebook-per-cell record are studykit's.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .config import ConfigError, RunConfig, deep_merge, load_yaml, validate
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+DEFAULT_NOTEBOOKS = {
+    "alignment": "00_alignment.ipynb",
+    "rq1": "01_reward_signal.ipynb",
+    "rq2": "02_one_shot.ipynb",
+    "rq3": "03_negative_samples.ipynb",
+    "ablation": "01_reward_signal.ipynb",
+    "compare": "10_compare.ipynb",
+}
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+def _as_mapping(value: Any) -> Any:
+    """A list of names becomes {name: {}}; a mapping keeps its per-entry overrides."""
+    if isinstance(value, list):
+        return {str(v): {} for v in value}
+    return value
+
+
+class GridSpec(_Spec):
+    models: dict[str, dict[str, Any]]
+    """Model names (`toy:strong`, hub ids); a mapping gives per-model overrides (deep-merged into the run)."""
+    tasks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"toy": {}})
+    """Task labels; a plain name sets `data.task`; a mapping gives the overrides (data and eval sets)."""
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    """Training seeds."""
+
+    _lists = field_validator("models", "tasks", mode="before")(_as_mapping)
+
+
+class ConditionSpec(_Spec):
+    rq: Literal["rq1", "rq2", "rq3"]
+    """Research question of the claim."""
+    claim: str | None = None
+    """Claim label in the verdict table; defaults to the condition's name."""
+    notebook: str | None = None
+    """Notebook to run; defaults to the study's `notebooks[rq]`."""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Deep-merged into the run config after the model and task overrides."""
+
+
+class AlignmentSpec(_Spec):
+    models: list[str] | None = None
+    """Models to measure (None = every grid model)."""
+    tasks: list[str] | None = None
+    """Task labels from the grid (None = every grid task)."""
+    seed: int = 0
+    """Sampling seed."""
+    notebook: str | None = None
+    """Defaults to `notebooks.alignment`."""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Its own overrides (e.g. more samples and larger k)."""
+
+
+class AblationSpec(_Spec):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.]+$")
+    """Label (letters, digits, `_` and `.`): part of cell names and of the `condition` tag (`<condition>@<name>`)."""
+    models: list[str] | None = None
+    """Grid models (None = all)."""
+    conditions: list[str]
+    """Conditions from `conditions` to repeat under the overrides."""
+    seeds: list[int] | None = None
+    """None = the grid seeds."""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Deep-merged last."""
+
+
+class CompareSpec(_Spec):
+    holds: float = Field(0.7, ge=0)
+    """A claim holds when its pass@1 gain is at least this fraction of ground-truth GRPO's."""
+    partial: float = Field(0.3, ge=0)
+    """...partially holds at this fraction; fails below."""
+    min_effect: float = Field(0.02, ge=0)
+    """Ground-truth GRPO must gain at least this much pass@1, else the verdict is `n/a (gt flat)`."""
+
+
+class StudySpec(_Spec):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    """Study name: MLflow experiment, `outputs/<name>/`, `reports/<name>/`."""
+    base: str
+    """Run YAML every cell starts from (relative to the study file)."""
+    notebooks: dict[str, str] = Field(default_factory=dict)
+    """rq -> notebook (relative to the study file; defaults: the repository's notebooks/)."""
+    baseline: str = "ground_truth"
+    """Condition that every claim is compared with (runs first for its model/task/seed)."""
+    grid: GridSpec
+    conditions: dict[str, ConditionSpec]
+    alignment: AlignmentSpec | None = None
+    ablations: list[AblationSpec] = Field(default_factory=list)
+    compare: CompareSpec = Field(default_factory=CompareSpec)
+
+
+@dataclass
+class Cell:
+    """One notebook execution: its name, notebook, validated config, papermill parameters and predecessors."""
+
+    name: str
+    notebook: Path
+    config: RunConfig
+    params: dict[str, Any]
+    after: list[str] = field(default_factory=list)
+
+
+def _spec_error(err: ValidationError, source: str) -> ConfigError:
+    lines = [f"invalid study ({source}):"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"  {where}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}")
+    return ConfigError("\n".join(lines))
+
+
+def load_spec(study_file: str | Path) -> StudySpec:
+    """Read and validate a study YAML; raises ConfigError naming the bad fields."""
+    try:
+        return StudySpec.model_validate(load_yaml(study_file))
+    except ValidationError as err:
+        raise _spec_error(err, str(study_file)) from None
+
+
+def short_model(name: str) -> str:
+    return name.replace("toy:", "").split("/")[-1]
+
+
+def _notebook(spec: StudySpec, here: Path, rq: str, explicit: str | None) -> Path:
+    rel = explicit or spec.notebooks.get(rq)
+    path = (here / rel).resolve() if rel else NOTEBOOKS / DEFAULT_NOTEBOOKS[rq]
+    if not path.is_file():
+        raise ConfigError(f"notebook for {rq!r} not found: {path} (set `notebooks.{rq}` in the study file)")
+    return path
+
+
+def _task_overrides(label: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return deep_merge({"data": {"task": label}}, extra) if not extra else extra
+
+
+def _make_cell(spec, here, base, name, rq, notebook, layers, after) -> Cell:
+    merged = dict(base)
+    for layer in layers:
+        merged = deep_merge(merged, layer)
+    cfg = validate(merged, source=f"{here} cell {name}")
+    return Cell(name, notebook, cfg, cfg.model_dump(mode="json"), after)
+
+
+def _labels(name: str, rq: str, claim: str, condition: str, seed: int) -> dict[str, Any]:
+    return {"study": name, "rq": rq, "claim": claim, "condition": condition, "train": {"seed": seed}}
+
+
+def _alignment_cells(spec, here, base) -> list[Cell]:
+    a = spec.alignment
+    if a is None:
+        return []
+    nb = _notebook(spec, here, "alignment", a.notebook)
+    cells = []
+    for model in a.models or list(spec.grid.models):
+        for task in a.tasks or list(spec.grid.tasks):
+            if task not in spec.grid.tasks:
+                raise ConfigError(f"{here}: alignment.tasks: {task!r} is not a grid task ({list(spec.grid.tasks)})")
+            name = f"alignment-{short_model(model)}-{task}"
+            layers = [{"model": {"name": model}}, spec.grid.models.get(model, {}),
+                      _task_overrides(task, spec.grid.tasks[task]), a.overrides,
+                      _labels(spec.name, "alignment", "alignment", "alignment", a.seed)]
+            cells.append(_make_cell(spec, here, base, name, "alignment", nb, layers, []))
+    return cells
+
+
+def _train_cell(spec, here, base, cond_name, model, task, seed, ablation=None) -> Cell:
+    if cond_name not in spec.conditions:
+        raise ConfigError(f"{here}: condition {cond_name!r} is not defined (known: {list(spec.conditions)})")
+    cond = spec.conditions[cond_name]
+    claim = cond.claim or cond_name
+    rq, condition, prefix, extra = cond.rq, cond_name, "", {}
+    if ablation is not None:
+        rq, condition, prefix, extra = "ablation", f"{cond_name}@{ablation.name}", f"{ablation.name}-", ablation.overrides
+    nb = _notebook(spec, here, cond.rq, cond.notebook)
+    name = f"{prefix}{cond_name}-{short_model(model)}-{task}-s{seed}"
+    after = [f"alignment-{short_model(model)}-{task}"]
+    if cond_name != spec.baseline:
+        after.append(f"{prefix}{spec.baseline}-{short_model(model)}-{task}-s{seed}")
+    layers = [{"model": {"name": model}}, spec.grid.models.get(model, {}),
+              _task_overrides(task, spec.grid.tasks[task]), cond.overrides, extra,
+              _labels(spec.name, rq, claim, condition, seed)]
+    return _make_cell(spec, here, base, name, rq, nb, layers, after)
+
+
+def expand(study_file: str | Path) -> list[Cell]:
+    """Every cell of the study, validated, baseline cells before the others; raises ConfigError on any problem."""
+    here = Path(study_file)
+    spec = load_spec(here)
+    base_path = (here.parent / spec.base).resolve()
+    base = load_yaml(base_path)
+    validate(base, source=str(base_path))
+    if spec.baseline not in spec.conditions:
+        raise ConfigError(f"{here}: baseline {spec.baseline!r} is not one of the conditions {list(spec.conditions)}")
+    cells = _alignment_cells(spec, here, base)
+    order = [spec.baseline] + [c for c in spec.conditions if c != spec.baseline]
+    for model in spec.grid.models:
+        for task in spec.grid.tasks:
+            for seed in spec.grid.seeds:
+                cells += [_train_cell(spec, here, base, c, model, task, seed) for c in order]
+    for abl in spec.ablations:
+        for model in abl.models or list(spec.grid.models):
+            for task in spec.grid.tasks:
+                for seed in abl.seeds or spec.grid.seeds:
+                    conds = sorted(abl.conditions, key=lambda c: c != spec.baseline)
+                    cells += [_train_cell(spec, here, base, c, model, task, seed, abl) for c in conds]
+    return _check_unique(cells, here)
+
+
+def _check_unique(cells: list[Cell], here: Path) -> list[Cell]:
+    names = {c.name for c in cells}
+    seen: dict[str, str] = {}
+    for c in cells:
+        c.after = [a for a in c.after if a in names]
+        h = c.config.config_hash()
+        if h in seen:
+            raise ConfigError(f"{here}: cells {seen[h]!r} and {c.name!r} have the same config (hash {h}); "
+                              "give them different overrides")
+        seen[h] = c.name
+    if len(names) != len(cells):
+        raise ConfigError(f"{here}: duplicate cell names (a model, task or seed is listed twice)")
+    return cells
+
+
+def select(cells: list[Cell], only: str | None) -> list[Cell]:
+    """Cells whose name matches the glob `only` (a plain word matches as a substring); predecessors outside
+    the selection are dropped from `after` (the ordering only holds inside one invocation)."""
+    if not only:
+        return cells
+    pattern = only if any(ch in only for ch in "*?[") else f"*{only}*"
+    chosen = [c for c in cells if fnmatch.fnmatch(c.name, pattern)]
+    if not chosen:
+        raise ConfigError(f"--only {only!r} matches no cell; cells are: {', '.join(c.name for c in cells[:8])} ...")
+    names = {c.name for c in chosen}
+    for c in chosen:
+        c.after = [a for a in c.after if a in names]
+    return chosen
+
+
+
+
+from .study_runner import (  # noqa: E402, F401  (re-exported: studykit.study.run_study is public)
+    CellOutcome, StudySummary, find_cell_run, format_summary, resolve_uri, run_one, run_study,
+)

@@ -1,0 +1,102 @@
+"""MLflow setup, run tags and lookup.
+
+The embedded default store is `sqlite:///<cwd>/mlruns/mlflow.db` with artifacts under `<cwd>/mlruns/artifacts`;
+`$MLFLOW_TRACKING_URI`, when set, wins, and an explicit `tracking.uri` in the config wins over both.
+One experiment per study. Every run carries the tags of DESIGN.md so `mlflow.search_runs` can group them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from .config import RunConfig
+
+TAG_KEYS = ("study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash", "git_sha")
+
+
+def tracking_uri(uri: str | None = None) -> str:
+    """Explicit uri > $MLFLOW_TRACKING_URI > the embedded sqlite store under ./mlruns."""
+    if uri:
+        return uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = Path.cwd() / "mlruns"
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def _artifact_location(uri: str, name: str) -> str | None:
+    """Artifacts beside a local sqlite db (mlruns/artifacts/<experiment>); servers choose their own."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///"):])
+    return (db.parent / "artifacts" / name).resolve().as_uri()
+
+
+def connect(uri: str | None = None) -> MlflowClient:
+    resolved = tracking_uri(uri)
+    mlflow.set_tracking_uri(resolved)
+    return MlflowClient(resolved)
+
+
+def experiment_id(name: str, uri: str | None = None) -> str:
+    client = connect(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=_artifact_location(tracking_uri(uri), name))
+
+
+def experiment_for(cfg: RunConfig) -> str:
+    return experiment_id(cfg.tracking.experiment or cfg.study, cfg.tracking.uri)
+
+
+@lru_cache(maxsize=1)
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_tags(cfg: RunConfig, alignment: str | None = None) -> dict[str, str]:
+    return {
+        "study": cfg.study,
+        "rq": cfg.rq,
+        "claim": cfg.claim,
+        "condition": cfg.condition or cfg.claim,
+        "model": cfg.model.name,
+        "task": cfg.data.task,
+        "seed": str(cfg.train.seed),
+        "alignment": alignment or "unmeasured",
+        "config_hash": cfg.config_hash(),
+        "git_sha": git_sha(),
+        "mlflow.runName": cfg.run_name(),
+    }
+
+
+def find_runs(cfg: RunConfig, statuses: tuple[str, ...] = ("FINISHED",)) -> list[Any]:
+    """Runs of this exact config (by config_hash) in its study's experiment, newest first."""
+    client = connect(cfg.tracking.uri)
+    exp = client.get_experiment_by_name(cfg.tracking.experiment or cfg.study)
+    if exp is None:
+        return []
+    runs = client.search_runs([exp.experiment_id], f"tags.config_hash = '{cfg.config_hash()}'",
+                              order_by=["attributes.start_time DESC"])
+    return [r for r in runs if r.info.status in statuses]
+
+
+def find_run(cfg: RunConfig, status: str = "FINISHED") -> str | None:
+    runs = find_runs(cfg, (status,))
+    return runs[0].info.run_id if runs else None

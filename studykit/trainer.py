@@ -1,0 +1,267 @@
+"""The GRPO loop: select prompts, sample, reward, filter, update in mini-batches, sync the sampler, evaluate, log.
+
+Follows the paper's verl recipe (arXiv 2508.21188): old log-probs recomputed by the training model, PPO clipped
+surrogate with clip-higher, token-mean loss, no KL, dynamic sampling. Departures (LoRA/QLoRA, scale, response
+length) are settings in the params files, not code paths. Every run logs to MLflow (see README's metric table),
+checkpoints every `train.checkpoint_every` steps, and resumes its own MLflow run when restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import mlflow
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint, grpo, rewards, selection, tracking
+from .config import RunConfig
+from .evaluation import evaluate_set, metric_key
+from .models import from_config
+from .rollout import collect, pack
+from .sampling import make_sampler
+from .tasks import get as get_task
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Run:
+    cfg: RunConfig
+    policy: object
+    sampler: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    reward_fn: object
+    data: object
+    eval_sets: list
+    reward_rng: np.random.Generator
+    step: int = 0
+    history: dict = field(default_factory=dict)  # problem id -> per-epoch training accuracy
+    one_shot: tuple | None = None  # (example, selection.Choice) for one-shot runs
+    last: dict = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
+    """Run (or resume) one training run of `cfg` and return its MLflow run id and final metrics."""
+    torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    tracking.experiment_for(cfg)
+    run = _build(cfg)
+    ckpt = checkpoint.folder(cfg.tracking.checkpoint_dir, cfg.config_hash())
+    run_id = _resumable_run_id(cfg, checkpoint.peek(ckpt)) if cfg.tracking.resume else None
+    state = checkpoint.load(ckpt, run.policy, run.optimizer, run.scheduler) if run_id else None
+    with mlflow.start_run(run_id=run_id, experiment_id=tracking.experiment_for(cfg)) as active:
+        if state is None:
+            _log_start(run)
+        else:
+            _restore(run, state)
+        try:
+            _loop(run, ckpt, progress)
+        except KeyboardInterrupt:
+            mlflow.set_tag("status_reason", "interrupted; resume from the last checkpoint")
+            mlflow.end_run("KILLED")
+            raise
+        except NonFiniteLoss as err:
+            mlflow.set_tag("status_reason", str(err))
+            mlflow.end_run("FAILED")
+            return TrainResult(active.info.run_id, "FAILED", run.last)
+        finally:
+            run.sampler.close()
+        _log_artifacts(run)
+    return TrainResult(active.info.run_id, "FINISHED", run.last)
+
+
+def _build(cfg: RunConfig) -> _Run:
+    policy = from_config(cfg.model)
+    sampler = make_sampler(cfg.train.sampler, policy, **cfg.train.sampler_options)
+    params = [p for p in policy.trainable_parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=0.0)
+    warm = cfg.train.warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    task = get_task(cfg.data.task, **cfg.data.task_options)
+    pool = task.load(cfg.data.train_split)[: cfg.data.train_size]
+    reward_opts = {"format_gate": cfg.reward.format_gate} | ({"p": cfg.reward.p} if cfg.reward.name == "random" else {})
+    evals = [(es, get_task(es.task).load(es.split)[: es.limit]) for es in cfg.eval.sets]
+    run = _Run(cfg, policy, sampler, optimizer, scheduler, rewards.get(cfg.reward.name, **reward_opts),
+               selection.EpochSampler(pool, cfg.train.seed), evals, np.random.default_rng(cfg.train.seed))
+    if cfg.data.selection == "one_shot":
+        from .one_shot import choose
+
+        choice = choose(cfg, pool, run)
+        run.data = selection.OneShotSampler(pool[choice.index])
+        run.one_shot = (pool[choice.index], choice)
+    return run
+
+
+def _resumable_run_id(cfg: RunConfig, state: dict | None) -> str | None:
+    if not state or not state.get("run_id"):
+        return None
+    unfinished = tracking.find_runs(cfg, ("RUNNING", "KILLED", "FAILED"))
+    return state["run_id"] if any(r.info.run_id == state["run_id"] for r in unfinished) else None
+
+
+def _log_start(run: _Run) -> None:
+    cfg = run.cfg
+    mlflow.set_tags(tracking.run_tags(cfg))
+    mlflow.log_params(cfg.flat())
+    mlflow.log_text(json.dumps(cfg.model_dump(mode="json"), indent=2), "config.json")
+    if run.one_shot is not None:
+        example, choice = run.one_shot
+        mlflow.set_tags({"one_shot.example_id": example.id, "one_shot.rule": choice.rule})
+        mlflow.log_metrics({"one_shot/index": choice.index, "one_shot/score": choice.score}, step=0)
+    _evaluate(run, 0)
+
+
+def _restore(run: _Run, state: dict) -> None:
+    run.step = state["step"]
+    run.history = state.get("history", {})
+    run.data.load(state.get("data", {}))
+    run.reward_rng.bit_generator.state = state["reward_rng"]
+    run.sampler.sync(run.policy)
+    mlflow.set_tag("resumed_from_step", str(run.step))
+
+
+def _loop(run: _Run, ckpt, progress: bool) -> None:
+    cfg = run.cfg
+    bar = tqdm(range(run.step + 1, cfg.train.steps + 1), desc=cfg.run_name(), disable=not progress,
+               initial=run.step, total=cfg.train.steps)
+    for step in bar:
+        run.step = step
+        metrics = _train_step(run, step)
+        run.last.update(metrics)
+        mlflow.log_metrics(metrics, step=step)
+        bar.set_postfix(reward=f"{metrics['train/reward_mean']:.2f}", acc=f"{metrics['train/accuracy']:.2f}")
+        if (cfg.eval.every and step % cfg.eval.every == 0) or step == cfg.train.steps:
+            _evaluate(run, step)
+        if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+            _save(run, ckpt)
+
+
+def _train_step(run: _Run, step: int) -> dict[str, float]:
+    cfg, t0 = run.cfg, time.perf_counter()
+    epoch = getattr(run.data, "epoch", 0)
+    rolls = collect(cfg, run.sampler, run.policy.tokenizer, run.reward_fn, run.data.next, run.reward_rng,
+                    seed=cfg.train.seed * 100_000 + step)
+    for pid, acc in rolls.per_problem_accuracy.items():
+        run.history.setdefault(pid, {})[str(epoch)] = acc
+    t1 = time.perf_counter()
+    stats = _update(run, rolls) if len(rolls) else {"train/skipped_update": 1.0}
+    run.scheduler.step()
+    run.sampler.sync(run.policy)
+    t2 = time.perf_counter()
+    if step <= cfg.tracking.sample_tables or step == cfg.train.steps:
+        _log_samples(rolls, step)
+    return rolls.stats | stats | {"train/lr": run.scheduler.get_last_lr()[0], "time/sample_s": t1 - t0,
+                                  "time/update_s": t2 - t1}
+
+
+def _update(run: _Run, rolls) -> dict[str, float]:
+    cfg, model = run.cfg, run.policy.model
+    pad = run.policy.tokenizer.pad_token_id
+    order = np.random.default_rng(cfg.train.seed + run.step).permutation(len(rolls)).tolist()
+    chunks = [c for c in np.array_split(order, min(cfg.train.mini_batches, len(order))) if len(c)]
+    batches = [pack(rolls, list(map(int, c)), pad) for c in chunks]
+    diffs = []
+    with torch.no_grad():
+        model.eval()
+        for b in batches:
+            old, _ = grpo.token_logprobs(model, b["input_ids"], b["attention_mask"], b["completion_mask"],
+                                         cfg.train.temperature)
+            m = b["completion_mask"]
+            diffs.append(float(((old - b["sampler_logprobs"]).abs() * m).sum() / m.sum().clamp(min=1)))
+            b["old_logprobs"] = old if cfg.algo.old_logprobs == "recompute" else b["sampler_logprobs"]
+    model.train()
+    agg: dict[str, list[float]] = {}
+    for _ in range(cfg.train.epochs):
+        for b in batches:
+            for k, v in _minibatch_update(run, b).items():
+                agg.setdefault(k, []).append(v)
+    out = {k: float(np.mean(v)) for k, v in agg.items()}
+    out["train/logprob_abs_diff"] = float(np.mean(diffs))
+    return out
+
+
+def _minibatch_update(run: _Run, b: dict) -> dict[str, float]:
+    cfg = run.cfg
+    logp, entropy = grpo.token_logprobs(run.policy.model, b["input_ids"], b["attention_mask"], b["completion_mask"],
+                                        cfg.train.temperature)
+    loss, stats = grpo.policy_loss(logp, b["old_logprobs"], b["advantages"], b["completion_mask"],
+                                   clip_low=cfg.algo.clip_low, clip_high=cfg.algo.clip_high, agg=cfg.algo.agg,
+                                   clip=cfg.algo.clip, entropy=entropy, entropy_coef=cfg.algo.entropy_coef)
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(f"non-finite loss {loss.item()} at step {run.step}")
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(run.policy.trainable_parameters(), cfg.train.grad_clip)
+    if not torch.isfinite(norm):
+        raise NonFiniteLoss(f"non-finite gradient norm at step {run.step}")
+    run.optimizer.step()
+    return {"train/loss": float(loss), "train/grad_norm": float(norm)} | {f"train/{k}": float(v) for k, v in stats.items()}
+
+
+def _evaluate(run: _Run, step: int) -> None:
+    cfg, t0 = run.cfg, time.perf_counter()
+    out: dict[str, float] = {}
+    for es, problems in run.eval_sets:
+        template = cfg.data.template if es.task == cfg.data.task and cfg.data.template else get_task(es.task).template
+        res = evaluate_set(run.sampler, problems, es.label, template=template, tokenizer=run.policy.tokenizer,
+                           n=cfg.eval.n_samples, ks=cfg.eval.ks, temperature=cfg.eval.temperature,
+                           max_new_tokens=cfg.eval.max_new_tokens or cfg.train.max_new_tokens, seed=10_007 + step)
+        out.update(res.metrics)
+    out["time/eval_s"] = time.perf_counter() - t0
+    mlflow.log_metrics(out, step=step)
+    run.last.update(out)
+    if step == 0:
+        mlflow.set_tag("alignment", alignment_label(cfg, out))
+
+
+def alignment_label(cfg: RunConfig, metrics: dict[str, float]) -> str:
+    """`strong`/`weak` by the rule pass@k_ref >= threshold on the first eval set (see eval.alignment_*)."""
+    label = cfg.eval.sets[0].label
+    k = max(k for k in cfg.eval.ks if k <= cfg.eval.alignment_k)
+    value = metrics.get(metric_key(label, "pass", k))
+    if value is None or math.isnan(value):
+        return "unmeasured"
+    word = "strong" if value >= cfg.eval.alignment_threshold else "weak"
+    return f"{word} (pass@{k}={value:.2f})"
+
+
+def _save(run: _Run, ckpt) -> None:
+    state = {"step": run.step, "run_id": mlflow.active_run().info.run_id, "history": run.history,
+             "data": run.data.state(), "reward_rng": run.reward_rng.bit_generator.state}
+    checkpoint.save(ckpt, run.policy, run.optimizer, run.scheduler, state)
+
+
+def _log_samples(rolls, step: int) -> None:
+    if not len(rolls):
+        return
+    idx = list(range(min(len(rolls), 16)))
+    mlflow.log_table({"prompt": [rolls.problems[i].prompt for i in idx], "completion": [rolls.texts[i] for i in idx],
+                      "reward": [rolls.rewards[i] for i in idx], "correct": [rolls.correct[i] for i in idx]},
+                     artifact_file=f"samples/step_{step:05d}.json")
+
+
+def _log_artifacts(run: _Run) -> None:
+    history = {pid: [v for _, v in sorted(e.items(), key=lambda kv: int(kv[0]))] for pid, e in run.history.items()}
+    mlflow.log_dict(history, "example_accuracy.json")

@@ -1,0 +1,155 @@
+"""Every params file validates; bad keys/values name the field; invalid files create no MLflow store or run;
+study expansion order and the notebooks' parameters cells."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from studykit import cli
+from studykit.config import ConfigError, RunConfig, load
+from studykit.study import expand, run_one, run_study, select
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = sorted((ROOT / "params").rglob("*.yaml"))
+STUDIES = [p for p in PARAMS if "grid" in (yaml.safe_load(p.read_text()) or {})]
+RUNS = [p for p in PARAMS if p not in STUDIES]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_params_tree_has_runs_studies_and_notebooks():
+    names = {p.name for p in PARAMS}
+    assert {"base.yaml", "toy.yaml", "paper.yaml", "smoke.yaml", "rq1_random.yaml"} <= names
+    assert {p.name for p in NOTEBOOKS} == {"00_alignment.ipynb", "01_reward_signal.ipynb", "02_one_shot.ipynb",
+                                           "03_negative_samples.ipynb", "10_compare.ipynb"}
+
+
+@pytest.mark.parametrize("path", RUNS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_run_files_validate(path):
+    assert isinstance(load(path), RunConfig)
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_study_files_expand(path):
+    cells = expand(path)
+    assert cells and len({c.config.config_hash() for c in cells}) == len(cells)
+    assert all(c.notebook.is_file() for c in cells)
+
+
+def test_toy_base_matches_the_brief():
+    cfg = load(ROOT / "params/toy/base.yaml")
+    assert (cfg.model.name, cfg.train.lr, cfg.train.prompts_per_step, cfg.train.group_size) == ("toy:strong", 1e-4, 16, 8)
+    assert (cfg.train.steps, cfg.eval.every, cfg.train.max_new_tokens, cfg.eval.ks) == (100, 20, 16, [1, 4, 16])
+    assert (cfg.eval.sets[0].limit, cfg.eval.n_samples, cfg.algo.kl_coef) == (128, 16, 0.0)
+
+
+def test_toy_study_grid_and_order():
+    cells = expand(ROOT / "params/studies/toy.yaml")
+    names = [c.name for c in cells]
+    assert len(cells) == 3 + 3 * 10 * 2 + (2 * 2 * 2 + 2 * 2)  # alignment + grid + ablations
+    for model in ("strong", "weak-method", "weak-skill"):
+        for seed in (0, 1):
+            one = names.index(f"one_shot-{model}-toy-s{seed}")
+            gt = names.index(f"ground_truth-{model}-toy-s{seed}")
+            assert gt < one and f"ground_truth-{model}-toy-s{seed}" in cells[one].after
+            assert f"alignment-{model}-toy" in cells[one].after
+    by = {c.name: c.config for c in cells}
+    assert by["one_shot-strong-toy-s1"].data.selection == "one_shot" and by["one_shot-strong-toy-s1"].train.seed == 1
+    assert by["nsr-weak-skill-toy-s0"].algo.estimator == "nsr" and by["nsr-weak-skill-toy-s0"].rq == "rq3"
+    assert by["noclip-random-strong-toy-s0"].algo.clip is False
+    assert by["noclip-random-strong-toy-s0"].condition == "random@noclip"
+    assert by["mb4x4-ground_truth-weak-method-toy-s1"].train.epochs == 4
+    assert by["alignment-weak-skill-toy"].rq == "alignment" and by["alignment-weak-skill-toy"].train.steps == 0
+
+
+def test_select_by_glob_and_substring():
+    cells = expand(ROOT / "params/studies/toy.yaml")
+    chosen = select(cells, "random-strong-*")
+    assert [c.name for c in chosen] == ["random-strong-toy-s0", "random-strong-toy-s1"]
+    assert all(c.after == [] for c in chosen)  # predecessors outside the selection are dropped
+    with pytest.raises(ConfigError, match="matches no cell"):
+        select(cells, "nothing-like-this")
+
+
+def _write(tmp_path, name, data) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_bad_run_key_and_value_name_the_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"train\.stepz: unknown key"):
+        load(_write(tmp_path, "a.yaml", {"train": {"stepz": 3}}))
+    with pytest.raises(ConfigError, match=r"reward\.name: got 'nope'"):
+        load(_write(tmp_path, "b.yaml", {"reward": {"name": "nope"}}))
+
+
+def _study(tmp_path, **changes) -> dict:
+    data = {"name": "bad", "base": str(ROOT / "params/toy/smoke_base.yaml"),
+            "grid": {"models": ["toy:strong"], "seeds": [0]},
+            "conditions": {"ground_truth": {"rq": "rq1"}, "nsr": {"rq": "rq3", "overrides": {"algo": {"estimator": "nsr"}}}}}
+    data.update(changes)
+    return data
+
+
+def test_bad_study_fields_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"grid\.modelz: unknown key"):
+        expand(_write(tmp_path, "s1.yaml", _study(tmp_path, grid={"models": ["toy:strong"], "modelz": []})))
+    with pytest.raises(ConfigError, match=r"conditions\.x\.rq"):
+        expand(_write(tmp_path, "s2.yaml", _study(tmp_path, conditions={"x": {"rq": "rq9"}})))
+    bad_override = {"ground_truth": {"rq": "rq1"}, "nsr": {"rq": "rq3", "overrides": {"algo": {"estimator": "nzr"}}}}
+    with pytest.raises(ConfigError, match=r"cell nsr-strong-toy-s0(.|\n)*algo\.estimator"):
+        expand(_write(tmp_path, "s3.yaml", _study(tmp_path, conditions=bad_override)))
+    twins = {"models": {"toy:strong": {}, "alias": {"model": {"name": "toy:strong"}}}, "seeds": [0]}
+    with pytest.raises(ConfigError, match="same config"):
+        expand(_write(tmp_path, "s4.yaml", _study(tmp_path, grid=twins)))
+
+
+def test_invalid_files_create_no_mlflow_store(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "store" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    monkeypatch.chdir(tmp_path)
+    bad_study = _write(tmp_path, "s.yaml", _study(tmp_path, conditions={"ground_truth": {"rq": "rq1", "overrides":
+                                                                         {"train": {"lr": -1}}}}))
+    bad_run = _write(tmp_path, "r.yaml", {"train": {"steps": "many"}})
+    with pytest.raises(ConfigError, match=r"train\.lr"):
+        run_study(bad_study, workers=1)
+    with pytest.raises(ConfigError, match=r"train\.steps"):
+        run_one(ROOT / "notebooks/01_reward_signal.ipynb", bad_run)
+    assert cli.main(["study", str(bad_study)]) == 2
+    assert cli.main(["params", "check", str(bad_run), str(ROOT / "params/toy/base.yaml")]) == 1
+    assert "train.steps" in capsys.readouterr().err
+    assert not db.exists() and not (tmp_path / "mlruns").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_dry_run_plans_without_touching_anything(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    summary = run_study(ROOT / "params/studies/smoke.yaml", dry_run=True)
+    assert [o.status for o in summary.outcomes] == ["planned"] * 3 and summary.exit_code == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def _parameters(nb_path: Path) -> tuple[int, dict]:
+    nb = nbformat.read(nb_path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    values = {}
+    for node in ast.parse(tagged[0].source).body:
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return len(tagged), values
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_have_one_current_parameters_cell_and_no_outputs(nb_path):
+    count, values = _parameters(nb_path)
+    assert count == 1
+    if nb_path.name == "10_compare.ipynb":
+        assert set(values) == {"study", "uri", "thresholds"}
+    else:
+        assert values == RunConfig().model_dump(mode="python"), "stale notebook: run python notebooks/_build.py"
+    nb = nbformat.read(nb_path, as_version=4)
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
