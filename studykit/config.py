@@ -220,6 +220,13 @@ class RunConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
+    @model_validator(mode="after")
+    def _sampler_can_sync(self) -> "RunConfig":
+        if self.train.sampler == "vllm" and self.model.finetune == "full" and self.train.steps > 0:
+            raise ValueError("train.sampler 'vllm' needs model.finetune 'lora' or 'qlora' (full-weight sync into vLLM "
+                             "is not implemented); use train.sampler 'hf' for full fine-tuning")
+        return self
+
     def config_hash(self) -> str:
         """Hash of everything that changes the result (tracking options excluded)."""
         payload = self.model_dump(mode="json", exclude={"tracking"})

@@ -30,6 +30,7 @@ class EpochSampler:
 
     def __init__(self, pool: list[Problem], seed: int):
         self.pool, self.seed, self.epoch, self.pos = pool, seed, 0, 0
+        self.drawn_epoch: dict[str, int] = {}  # problem id -> the epoch it was last drawn in
         self._order = self._shuffle()
 
     def _shuffle(self) -> list[int]:
@@ -43,7 +44,9 @@ class EpochSampler:
             if self.pos == len(self._order):
                 self.epoch, self.pos = self.epoch + 1, 0
                 self._order = self._shuffle()
-            out.append(self.pool[self._order[self.pos]])
+            problem = self.pool[self._order[self.pos]]
+            self.drawn_epoch[problem.id] = self.epoch
+            out.append(problem)
             self.pos += 1
         return out
 
@@ -57,7 +60,7 @@ class EpochSampler:
 
 class OneShotSampler:
     def __init__(self, example: Problem):
-        self.example, self.epoch = example, 0
+        self.example, self.drawn_epoch = example, {}
 
     def next(self, k: int) -> list[Problem]:
         return [self.example] * k

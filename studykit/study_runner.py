@@ -267,7 +267,8 @@ def format_summary(summary: StudySummary) -> str:
                                                                          "planned")
         if any(o.status == s for o in summary.outcomes))]
     for o in summary.failed:
-        lines.append(f"  {o.status.upper()} {o.name}: {(o.error or '').strip().splitlines()[-1:] or ''}")
+        last = (o.error or "").strip().splitlines()
+        lines.append(f"  {o.status.upper()} {o.name}: {last[-1] if last else ''}")
     if summary.verdicts:
         lines += ["", summary.verdicts]
     return "\n".join(lines)

@@ -160,11 +160,10 @@ def _loop(run: _Run, ckpt, progress: bool) -> None:
 
 def _train_step(run: _Run, step: int) -> dict[str, float]:
     cfg, t0 = run.cfg, time.perf_counter()
-    epoch = getattr(run.data, "epoch", 0)
     rolls = collect(cfg, run.sampler, run.policy.tokenizer, run.reward_fn, run.data.next, run.reward_rng,
                     seed=cfg.train.seed * 100_000 + step)
     for pid, acc in rolls.per_problem_accuracy.items():
-        run.history.setdefault(pid, {})[str(epoch)] = acc
+        run.history.setdefault(pid, {})[str(run.data.drawn_epoch.get(pid, 0))] = acc
     t1 = time.perf_counter()
     stats = _update(run, rolls) if len(rolls) else {"train/skipped_update": 1.0}
     run.scheduler.step()
@@ -217,7 +216,7 @@ def _minibatch_update(run: _Run, b: dict) -> dict[str, float]:
     if not torch.isfinite(norm):
         raise NonFiniteLoss(f"non-finite gradient norm at step {run.step}")
     run.optimizer.step()
-    return {"train/loss": float(loss), "train/grad_norm": float(norm)} | {f"train/{k}": float(v) for k, v in stats.items()}
+    return {"train/loss": float(loss.detach()), "train/grad_norm": float(norm)} | {f"train/{k}": float(v) for k, v in stats.items()}
 
 
 def _evaluate(run: _Run, step: int) -> None:

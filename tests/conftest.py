@@ -67,3 +67,31 @@ def tiny_model_dir(tmp_path_factory):
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+# A toy model that already does the task sometimes: the correct `sum` method is a minority (25%) and executed
+# imperfectly, so ground-truth GRPO has something to find within a few steps. Built once per test session.
+LEARNER_KNOBS = dict(steps=400, batch_size=64, sum_share=0.25, count_share=0.5, max_share=0.25, warmup_steps=40,
+                     broken_format_rate=0.05)
+
+
+@pytest.fixture(scope="session")
+def toy_cache(tmp_path_factory):
+    """STUDYKIT_CACHE pointed at a session temp folder (and restored afterwards)."""
+    cache = tmp_path_factory.mktemp("studykit_cache")
+    old = os.environ.get("STUDYKIT_CACHE")
+    os.environ["STUDYKIT_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("STUDYKIT_CACHE", None)
+    else:
+        os.environ["STUDYKIT_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def toy_learner(toy_cache):
+    """`toy:custom` knobs of the learnable model above, built into the session cache."""
+    from studykit.toy import ensure_built
+
+    ensure_built("custom", progress=False, **LEARNER_KNOBS)
+    return dict(LEARNER_KNOBS)

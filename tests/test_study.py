@@ -1,0 +1,114 @@
+"""The smoke study through the real notebooks (papermill subprocesses) into a temporary MLflow store:
+runs, tags, metrics, notebook artifacts, the verdict table; resume skips finished cells without duplicating
+runs; a failing cell is recorded and the study exits non-zero. About 1.5-2 minutes on one core (marked slow)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from studykit import analysis
+from studykit.study import expand, run_study
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "params/studies/smoke.yaml"
+TAGS = {"study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash", "git_sha"}
+HAVE_ALIGNMENT = importlib.util.find_spec("studykit.alignment") is not None
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Run the smoke study twice: first only its ground-truth cell, then everything (so the first is skipped)."""
+    work = tmp_path_factory.mktemp("smoke")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("STUDYKIT_CACHE", os.environ.get("STUDYKIT_CACHE") or str(tmp_path_factory.mktemp("cache")))
+        first = run_study(SMOKE, workers=2, only="ground_truth", compare=False, progress=False)
+        second = run_study(SMOKE, workers=2, progress=False)
+        third = run_study(SMOKE, workers=2, progress=False, compare=False)
+    return {"work": work, "uri": uri, "runs": (first, second, third)}
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _runs(uri):
+    client = _client(uri)
+    exp = client.get_experiment_by_name("smoke")
+    return client.search_runs([exp.experiment_id], "", max_results=100)
+
+
+def test_cells_ran_then_resumed_without_duplicates(smoke):
+    first, second, third = smoke["runs"]
+    assert [(o.name, o.status) for o in first.outcomes] == [("ground_truth-custom-toy-s0", "done")]
+    status = {o.name: o.status for o in second.outcomes}
+    assert status["ground_truth-custom-toy-s0"] == "skipped"
+    assert status["random-custom-toy-s0"] == "done", second.outcomes
+    if HAVE_ALIGNMENT:
+        assert status["alignment-custom-toy"] == "done", second.outcomes
+        assert second.exit_code == 0
+    assert all(o.status == "skipped" for o in third.outcomes if o.name != "alignment-custom-toy" or HAVE_ALIGNMENT)
+    hashes = [r.data.tags.get("config_hash") for r in _runs(smoke["uri"]) if r.data.tags.get("rq") != "report"]
+    assert len(hashes) == len(set(hashes)), "a resumed study created a duplicate run"
+
+
+def test_runs_have_tags_metrics_and_notebook_artifacts(smoke):
+    client = _client(smoke["uri"])
+    cells = {c.config.config_hash(): c for c in expand(SMOKE)}
+    trained = [r for r in _runs(smoke["uri"]) if r.data.tags.get("rq") == "rq1"]
+    assert {r.data.tags["claim"] for r in trained} == {"ground_truth", "random"}
+    for run in trained:
+        assert run.info.status == "FINISHED"
+        assert TAGS <= set(run.data.tags)
+        cell = cells[run.data.tags["config_hash"]]
+        assert run.data.tags["seed"] == "0" and run.data.tags["model"] == "toy:custom"
+        keys = set(run.data.metrics)
+        assert {"train/accuracy", "train/reward_mean"} <= keys
+        assert any(analysis.parse_pass_key(k) == ("toy", 1) for k in keys)
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/accuracy")]
+        assert max(steps) == cell.config.train.steps
+        artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "notebook")]
+        assert artifacts == [f"notebook/{cell.name}.ipynb"]
+        assert (smoke["work"] / "outputs/smoke" / f"{cell.name}.ipynb").is_file()
+
+
+def test_compare_wrote_the_verdict_table(smoke):
+    _, second, _ = smoke["runs"]
+    folder = smoke["work"] / "reports/smoke"
+    records = json.loads((folder / "verdicts.json").read_text())
+    assert {r["claim"] for r in records} == {"ground_truth", "random"}
+    for rec in records:
+        assert set(analysis.RECORD_FIELDS) <= set(rec) <= set(analysis.RECORD_FIELDS) | {"alignment"}
+        assert len(rec["delta_pass1_per_seed"]) == 1
+    assert "Rule:" in (folder / "verdicts.md").read_text() and "| random |" in second.verdicts
+    assert (smoke["work"] / "outputs/smoke/10_compare.ipynb").is_file()
+    reports = [r for r in _runs(smoke["uri"]) if r.data.tags.get("rq") == "report"]
+    assert len(reports) == 1 and reports[0].info.status == "FINISHED"
+
+
+def test_a_failing_cell_is_recorded_and_the_study_fails(tmp_path, monkeypatch):
+    study = yaml.safe_load(SMOKE.read_text())
+    study.update(name="broken", base=str(ROOT / "params/toy/smoke_base.yaml"), alignment=None,
+                 conditions={"ground_truth": {"rq": "rq1", "overrides": {"data": {"task_options": {"bogus": 1}}}}})
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(study))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("STUDYKIT_CACHE", os.environ.get("STUDYKIT_CACHE") or str(tmp_path / "cache"))
+    summary = run_study(path, workers=1, progress=False, compare=False)
+    assert summary.exit_code == 1
+    failed = json.loads((tmp_path / "outputs/broken/failed.json").read_text())
+    assert [f["name"] for f in failed] == ["ground_truth-custom-toy-s0"]
+    assert "TypeError" in failed[0]["error"]  # the notebook's exception reaches failed.json

@@ -1,0 +1,107 @@
+"""The GRPO loop end to end on a tiny toy model: learning in each fine-tuning mode, resume, failure, one-shot."""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+import pytest
+
+from studykit import trainer
+from studykit.config import validate
+
+
+def _cfg(tmp_path, knobs, **sections):
+    base = {
+        "study": "t", "rq": "rq1", "claim": "ground_truth",
+        "model": {"name": "toy:custom", "toy": knobs},
+        "train": {"steps": 4, "prompts_per_step": 8, "group_size": 8, "lr": 3e-4, "max_new_tokens": 16,
+                  "mini_batches": 1},
+        "eval": {"every": 0, "n_samples": 8, "ks": [1, 8], "sets": [{"task": "toy", "limit": 32}]},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "checkpoint_dir": str(tmp_path / "ckpt")},
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return validate(base)
+
+
+def _history(run_id, key):
+    client = mlflow.MlflowClient()
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("finetune,lr", [("full", 3e-4), ("lora", 3e-3), ("qlora", 3e-3)])
+def test_ground_truth_grpo_raises_true_accuracy(tmp_path, toy_learner, finetune, lr):
+    cfg = _cfg(tmp_path, toy_learner, model={"finetune": finetune, "lora_rank": 8, "lora_alpha": 16},
+               train={"steps": 10, "prompts_per_step": 16, "lr": lr},
+               eval={"sets": [{"task": "toy", "limit": 64}]})
+    result = trainer.train(cfg, progress=False)
+    assert result.status == "FINISHED"
+    curve = _history(result.run_id, "eval/toy/pass_at_1")
+    assert [s for s, _ in curve] == [0, 10]
+    (_, before), (_, after) = curve
+    assert after > before + 0.02, f"{finetune}: pass@1 {before:.3f} -> {after:.3f}"
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    for tag in ("study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash", "git_sha"):
+        assert run.data.tags.get(tag), tag
+    assert run.data.tags["alignment"].startswith(("strong", "weak"))
+    assert run.data.params["model.finetune"] == finetune
+
+
+def test_resume_continues_the_same_run(tmp_path, toy_learner, monkeypatch):
+    cfg = _cfg(tmp_path, toy_learner, train={"steps": 4, "checkpoint_every": 2})
+    real_step = trainer._train_step
+
+    def interrupted(run, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_step(run, step)
+
+    monkeypatch.setattr(trainer, "_train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(cfg, progress=False)
+    killed = mlflow.MlflowClient().search_runs([mlflow.get_experiment_by_name("t").experiment_id])
+    assert [r.info.status for r in killed] == ["KILLED"]
+
+    monkeypatch.setattr(trainer, "_train_step", real_step)
+    result = trainer.train(cfg, progress=False)
+    assert result.run_id == killed[0].info.run_id
+    assert [s for s, _ in _history(result.run_id, "train/reward_mean")] == [1, 2, 3, 4]
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["resumed_from_step"] == "2"
+    assert [s for s, _ in _history(result.run_id, "eval/toy/pass_at_1")] == [0, 4]
+
+
+def test_non_finite_loss_fails_the_run_with_a_reason(tmp_path, toy_learner, monkeypatch):
+    real_loss = trainer.grpo.policy_loss
+
+    def nan_loss(*args, **kwargs):
+        loss, stats = real_loss(*args, **kwargs)
+        return loss * math.nan, stats
+
+    monkeypatch.setattr(trainer.grpo, "policy_loss", nan_loss)
+    result = trainer.train(_cfg(tmp_path, toy_learner, train={"steps": 2}), progress=False)
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    assert result.status == "FAILED" and run.info.status == "FAILED"
+    assert "non-finite loss" in run.data.tags["status_reason"]
+
+
+def test_one_shot_reads_the_full_run_history(tmp_path, toy_learner):
+    # 4 steps x 4 prompts over 8 examples, no refill batches: every example is seen in exactly two epochs
+    full = trainer.train(_cfg(tmp_path, toy_learner, data={"train_size": 8}, train={"prompts_per_step": 4},
+                              algo={"dynamic_sampling": False}), progress=False)
+    history = mlflow.artifacts.load_dict(f"runs:/{full.run_id}/example_accuracy.json")
+    assert len(history) == 8 and all(len(v) == 2 for v in history.values())
+
+    one = trainer.train(_cfg(tmp_path, toy_learner, claim="one_shot", rq="rq2",
+                             data={"train_size": 8, "selection": "one_shot"}, train={"steps": 2}), progress=False)
+    tags = mlflow.MlflowClient().get_run(one.run_id).data.tags
+    assert tags["one_shot.rule"] == "historical_variance"
+    variances = {pid: _var(v) for pid, v in history.items()}
+    assert variances[tags["one_shot.example_id"]] == max(variances.values())
+
+
+def _var(values):
+    mean = sum(values) / len(values)
+    return sum((v - mean) ** 2 for v in values) / len(values)
