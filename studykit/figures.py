@@ -63,7 +63,7 @@ def plot_training_curves(hist: pd.DataFrame, key: str = "train/accuracy"):
 
 
 def plot_ratio_heatmap(table: pd.DataFrame):
-    data = table[table["verdict"] != "baseline"]
+    data = table[~table["verdict"].isin(["baseline"]) & ~table["verdict"].str.startswith("n/a")]
     grid = data.pivot_table(index="claim", columns="model", values="ratio_to_gt", aggfunc="mean")
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * max(1, grid.shape[1]), 1.2 + 0.45 * max(1, grid.shape[0])))
     if grid.size:
@@ -80,7 +80,8 @@ def report_figures(runs: pd.DataFrame, hist: pd.DataFrame, table: pd.DataFrame, 
         out.append(_save(plot_pass_at_k(align), folder / "pass_at_k.png"))
     if (hist["key"] == "train/accuracy").any():
         out.append(_save(plot_training_curves(hist), folder / "training_accuracy.png"))
-    if len(table) and table["ratio_to_gt"].notna().any():
+    claims = table[table["verdict"] != "baseline"] if len(table) else table
+    if len(claims) and claims["ratio_to_gt"].notna().any():
         out.append(_save(plot_ratio_heatmap(table), folder / "ratio_to_gt.png"))
     return out
 

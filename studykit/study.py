@@ -202,7 +202,8 @@ def _train_cell(spec, here, base, cond_name, model, task, seed, ablation=None) -
     claim = cond.claim or cond_name
     rq, condition, prefix, extra = cond.rq, cond_name, "", {}
     if ablation is not None:
-        rq, condition, prefix, extra = "ablation", f"{cond_name}@{ablation.name}", f"{ablation.name}-", ablation.overrides
+        rq, condition, prefix = "ablation", f"{cond_name}@{ablation.name}", f"{ablation.name}-"
+        extra = ablation.overrides
     nb = _notebook(spec, here, cond.rq, cond.notebook)
     name = f"{prefix}{cond_name}-{short_model(model)}-{task}-s{seed}"
     after = [f"alignment-{short_model(model)}-{task}"]

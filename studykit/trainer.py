@@ -66,12 +66,12 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
     """Run (or resume) one training run of `cfg` and return its MLflow run id and final metrics."""
     torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
-    tracking.experiment_for(cfg)
+    experiment = tracking.experiment_for(cfg)
     run = _build(cfg)
     ckpt = checkpoint.folder(cfg.tracking.checkpoint_dir, cfg.config_hash())
     run_id = _resumable_run_id(cfg, checkpoint.peek(ckpt)) if cfg.tracking.resume else None
     state = checkpoint.load(ckpt, run.policy, run.optimizer, run.scheduler) if run_id else None
-    with mlflow.start_run(run_id=run_id, experiment_id=tracking.experiment_for(cfg)) as active:
+    with mlflow.start_run(run_id=run_id, experiment_id=experiment) as active:
         if state is None:
             _log_start(run)
         else:
@@ -181,30 +181,36 @@ def _update(run: _Run, rolls) -> dict[str, float]:
     order = np.random.default_rng(cfg.train.seed + run.step).permutation(len(rolls)).tolist()
     chunks = [c for c in np.array_split(order, min(cfg.train.mini_batches, len(order))) if len(c)]
     batches = [pack(rolls, list(map(int, c)), pad) for c in chunks]
-    diffs = []
-    with torch.no_grad():
-        model.eval()
+    if cfg.algo.old_logprobs == "sampler":
         for b in batches:
-            old, _ = grpo.token_logprobs(model, b["input_ids"], b["attention_mask"], b["completion_mask"],
-                                         cfg.train.temperature)
-            m = b["completion_mask"]
-            diffs.append(float(((old - b["sampler_logprobs"]).abs() * m).sum() / m.sum().clamp(min=1)))
-            b["old_logprobs"] = old if cfg.algo.old_logprobs == "recompute" else b["sampler_logprobs"]
+            b["old_logprobs"] = b["sampler_logprobs"]
+    elif len(batches) > 1:
+        # The policy has not moved since sampling, so old log-probs are current ones: the first mini-batch takes
+        # them from its own training forward pass; the rest are recomputed now, before any update (as verl does).
+        with torch.no_grad():
+            model.eval()
+            for b in batches[1:]:
+                b["old_logprobs"], _ = grpo.token_logprobs(model, b["input_ids"], b["attention_mask"],
+                                                           b["completion_mask"], cfg.train.temperature)
     model.train()
     agg: dict[str, list[float]] = {}
-    for _ in range(cfg.train.epochs):
-        for b in batches:
-            for k, v in _minibatch_update(run, b).items():
+    for epoch in range(cfg.train.epochs):
+        for i, b in enumerate(batches):
+            for k, v in _minibatch_update(run, b, first=epoch == 0 and i == 0).items():
                 agg.setdefault(k, []).append(v)
-    out = {k: float(np.mean(v)) for k, v in agg.items()}
-    out["train/logprob_abs_diff"] = float(np.mean(diffs))
-    return out
+    return {k: float(np.mean(v)) for k, v in agg.items()}
 
 
-def _minibatch_update(run: _Run, b: dict) -> dict[str, float]:
+def _minibatch_update(run: _Run, b: dict, first: bool) -> dict[str, float]:
     cfg = run.cfg
     logp, entropy = grpo.token_logprobs(run.policy.model, b["input_ids"], b["attention_mask"], b["completion_mask"],
                                         cfg.train.temperature)
+    extra = {}
+    if first:
+        b.setdefault("old_logprobs", logp.detach())
+        m = b["completion_mask"]
+        diff = ((logp.detach() - b["sampler_logprobs"]).abs() * m).sum() / m.sum().clamp(min=1)
+        extra["train/logprob_abs_diff"] = float(diff)
     loss, stats = grpo.policy_loss(logp, b["old_logprobs"], b["advantages"], b["completion_mask"],
                                    clip_low=cfg.algo.clip_low, clip_high=cfg.algo.clip_high, agg=cfg.algo.agg,
                                    clip=cfg.algo.clip, entropy=entropy, entropy_coef=cfg.algo.entropy_coef)
@@ -216,7 +222,8 @@ def _minibatch_update(run: _Run, b: dict) -> dict[str, float]:
     if not torch.isfinite(norm):
         raise NonFiniteLoss(f"non-finite gradient norm at step {run.step}")
     run.optimizer.step()
-    return {"train/loss": float(loss.detach()), "train/grad_norm": float(norm)} | {f"train/{k}": float(v) for k, v in stats.items()}
+    return extra | {"train/loss": float(loss.detach()), "train/grad_norm": float(norm)} | {
+        f"train/{k}": float(v) for k, v in stats.items()}
 
 
 def _evaluate(run: _Run, step: int) -> None:

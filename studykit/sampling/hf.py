@@ -89,7 +89,7 @@ def _left_pad(rows: list[list[int]], pad: int, device: torch.device) -> tuple[to
 class HFSampler:
     """`Sampler` over a transformers causal LM (plain or peft-wrapped). Options: `max_batch` rows per generate."""
 
-    def __init__(self, policy: Any, max_batch: int = 64) -> None:
+    def __init__(self, policy: Any, max_batch: int = 128) -> None:
         if not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch: expected an integer >= 1, got {max_batch!r}")
         self.max_batch = max_batch
