@@ -9,7 +9,6 @@ checkpoints every `train.checkpoint_every` steps, and resumes its own MLflow run
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint, grpo, rewards, selection, tracking
+from .alignment import label_for
 from .config import RunConfig
 from .evaluation import evaluate_set, metric_key
 from .models import from_config
@@ -243,14 +243,10 @@ def _evaluate(run: _Run, step: int) -> None:
 
 
 def alignment_label(cfg: RunConfig, metrics: dict[str, float]) -> str:
-    """`strong`/`weak` by the rule pass@k_ref >= threshold on the first eval set (see eval.alignment_*)."""
+    """The step-0 alignment tag of a training run, by the rule in studykit.alignment (over the logged ks)."""
     label = cfg.eval.sets[0].label
-    k = max(k for k in cfg.eval.ks if k <= cfg.eval.alignment_k)
-    value = metrics.get(metric_key(label, "pass", k))
-    if value is None or math.isnan(value):
-        return "unmeasured"
-    word = "strong" if value >= cfg.eval.alignment_threshold else "weak"
-    return f"{word} (pass@{k}={value:.2f})"
+    curve = {k: metrics[metric_key(label, "pass", k)] for k in cfg.eval.ks}
+    return label_for(cfg, curve) if any(k <= cfg.eval.alignment_k for k in curve) else "unmeasured"
 
 
 def _save(run: _Run, ckpt) -> None:
