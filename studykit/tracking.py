@@ -7,8 +7,10 @@ One experiment per study. Every run carries the tags of DESIGN.md so `mlflow.sea
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,23 @@ def _artifact_location(uri: str, name: str) -> str | None:
     return (db.parent / "artifacts" / name).resolve().as_uri()
 
 
+@contextmanager
+def _store_lock(uri: str):
+    """Serialise first use of a local sqlite store: MLflow's table creation and experiment creation race when
+    several study workers start on a fresh store (seen as alembic 'expected to match one row' errors)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def connect(uri: str | None = None) -> MlflowClient:
     resolved = tracking_uri(uri)
     mlflow.set_tracking_uri(resolved)
@@ -47,13 +66,16 @@ def connect(uri: str | None = None) -> MlflowClient:
 
 
 def experiment_id(name: str, uri: str | None = None) -> str:
-    client = connect(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    return client.create_experiment(name, artifact_location=_artifact_location(tracking_uri(uri), name))
+    """The id of experiment `name`, created (with artifacts beside a local store) when missing."""
+    resolved = tracking_uri(uri)
+    with _store_lock(resolved):
+        client = connect(resolved)
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        return client.create_experiment(name, artifact_location=_artifact_location(resolved, name))
 
 
 def experiment_for(cfg: RunConfig) -> str:
