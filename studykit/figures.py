@@ -54,11 +54,17 @@ def plot_training_curves(hist: pd.DataFrame, key: str = "train/accuracy"):
     models = sorted(data["model"].dropna().unique())
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.5 * max(1, len(models)), 3.6), squeeze=False,
                              sharey=True)
+    conditions = sorted(data["condition"].dropna().unique())
+    palette = dict(zip(conditions, sns.color_palette("tab20", len(conditions))))
     for ax, model in zip(axes[0], models):
         part = data[data["model"] == model]
-        sns.lineplot(part, x="step", y="value", hue="condition", ax=ax, errorbar=("pi", 100))
+        sns.lineplot(part, x="step", y="value", hue="condition", hue_order=conditions, palette=palette, ax=ax,
+                     errorbar=("pi", 100), legend=ax is axes[0][-1])
         ax.set_title(model)
         ax.set_ylabel(key)
+    if axes[0][-1].get_legend() is not None:  # one legend, outside the panels
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.tight_layout()
     return fig
 
 

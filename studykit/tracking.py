@@ -7,7 +7,6 @@ One experiment per study. Every run carries the tags of DESIGN.md so `mlflow.sea
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from .config import RunConfig
+from .locks import file_lock
 
 TAG_KEYS = ("study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash", "git_sha")
 
@@ -49,14 +49,8 @@ def _store_lock(uri: str):
     if not uri.startswith("sqlite:///"):
         yield
         return
-    lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(Path(uri[len("sqlite:///"):]).with_suffix(".lock")):
+        yield
 
 
 def connect(uri: str | None = None) -> MlflowClient:

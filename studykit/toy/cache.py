@@ -10,8 +10,6 @@ parallel processes wait for one build instead of racing (POSIX only).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -19,8 +17,9 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from ..locks import file_lock
 from .presets import ToyRecipe, recipe_for
 
 MARKER = "BUILD_OK.json"
@@ -62,17 +61,6 @@ def is_valid(folder: Path) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _write_entry(tmp: Path, name: str, recipe: ToyRecipe, progress: bool) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -105,7 +93,7 @@ def ensure_built(name: str, *, progress: bool = True, **knobs: Any) -> Path:
     final = entry_dir(name, recipe)
     if is_valid(final):
         return final
-    with _locked(final.with_name(f".{final.name}.lock")):
+    with file_lock(final.with_name(f".{final.name}.lock")):
         if is_valid(final):  # another process built it while we waited
             return final
         for stale in final.parent.glob(f".{final.name}.tmp-*"):
