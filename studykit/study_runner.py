@@ -32,10 +32,8 @@ CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLE
 
 
 def resolve_uri(uri: str | None = None) -> str:
-    try:
-        from .tracking import tracking_uri
-    except ImportError:
-        return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
+    from .tracking import tracking_uri
+
     return tracking_uri(uri)
 
 
