@@ -18,7 +18,9 @@ from studykit.toy.cli import main as cli_main  # noqa: E402
 from studykit.toy.corpus import (  # noqa: E402
     IGNORE, break_format, encode_example, make_batch, method_states, response_words, sample_example, slipped_sum,
 )
-from studykit.toy.evaluate import alignment_report, extract, format_ok, method_of  # noqa: E402
+from studykit.tasks.toy import method_of  # noqa: E402
+from studykit.toy.evaluate import alignment_report  # noqa: E402
+from studykit.verify import extract_answer as extract, format_ok  # noqa: E402
 from studykit.toy.pretrain import init_model, train  # noqa: E402
 from studykit.toy.tokenizer import BOS, TOKEN_ID, UNK, build_tokenizer  # noqa: E402
 
@@ -114,7 +116,7 @@ def test_corpus_follows_the_recipe_mix_and_masks_the_prompt():
     assert ((batch["attention_mask"] == 0) <= (batch["labels"] == IGNORE)).all()
 
 
-def test_evaluate_helpers():
+def test_shared_verifier_reads_toy_responses():
     good = "<think> sum 1 3 6 10 15 </think> <answer> 15 </answer>"
     assert format_ok(good) and extract(good) == "15" and method_of(good) == "sum"
     assert not format_ok("<think> sum 1 3 </think> 15 </answer>") and extract("15 </answer>") is None
