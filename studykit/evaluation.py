@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metrics
-from .tasks import Problem, get as get_task
+from .tasks import Problem, verifier
 from .tasks.templates import render
 from .tasks.toy import method_of
 from .verify import extract_answer, format_ok
@@ -46,13 +46,13 @@ def evaluate_set(sampler, problems: list[Problem], label: str, *, template: str,
     """Sample `n` completions for every problem and score them with the problem's own task verifier."""
     if not problems:
         raise ValueError(f"eval set {label!r} has no problems")
-    task = get_task(problems[0].task)
+    verify = verifier(problems[0].task)
     prompts = [render(p, template, tokenizer) for p in problems]
     groups = sampler.generate(prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
     counts, fmt, maj, methods = [], [], [], Counter()
     for problem, group in zip(problems, groups):
         answers = [extract_answer(t) for t in group.texts]
-        correct = [_safe_verify(task, problem, a) for a in answers]
+        correct = [_safe_verify(verify, problem, a) for a in answers]
         counts.append(sum(correct))
         fmt.extend(format_ok(t) for t in group.texts)
         maj.append(_majority_correct(answers, correct))
@@ -70,8 +70,8 @@ def evaluate_set(sampler, problems: list[Problem], label: str, *, template: str,
     return EvalResult(label, n, counts_arr, out)
 
 
-def _safe_verify(task, problem: Problem, answer: str | None) -> bool:
+def _safe_verify(verify, problem: Problem, answer: str | None) -> bool:
     try:
-        return bool(task.verify(problem, answer))
+        return bool(verify(problem, answer))
     except Exception:  # a hostile completion scores 0, never crashes a run
         return False

@@ -39,17 +39,11 @@ def choose(cfg: RunConfig, pool: list[Problem], run) -> selection.Choice:
 
 def _base_variance(cfg: RunConfig, pool: list[Problem], run) -> selection.Choice:
     candidates = pool[: cfg.data.one_shot.pool]
-    template = cfg.data.template or _template(cfg)
+    template = run.template
     res = evaluate_set(run.sampler, candidates, "one_shot_pool", template=template, tokenizer=run.policy.tokenizer,
                        n=cfg.data.one_shot.n_samples, ks=[1], temperature=cfg.train.temperature,
                        max_new_tokens=cfg.train.max_new_tokens, seed=cfg.train.seed)
     return selection.base_variance(res.correct_counts, cfg.data.one_shot.n_samples)
-
-
-def _template(cfg: RunConfig) -> str:
-    from .tasks import get
-
-    return get(cfg.data.task, **cfg.data.task_options).template
 
 
 def _source_history(cfg: RunConfig) -> dict | None:

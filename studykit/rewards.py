@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .tasks import Problem
-from .tasks import get as get_task
+from .tasks import verifier as task_verifier
 
 __all__ = ["RewardResult", "RewardFn", "get", "names", "normalize_answer", "MATH_TASKS"]
 
@@ -108,8 +108,8 @@ def _safe_format(text: str) -> bool:
 
 
 @lru_cache(maxsize=None)
-def _task(name: str):
-    return get_task(name)
+def _task_verify(name: str):
+    return task_verifier(name)
 
 
 def _task_verifier(problem: Problem) -> Callable[[Problem, str | None], bool]:
@@ -119,7 +119,7 @@ def _task_verifier(problem: Problem) -> Callable[[Problem, str | None], bool]:
             f"problem {problem.id!r}: meta['task'] is missing; it names the task whose verifier decides "
             "correctness (or pass verify=callable to rewards.get)"
         )
-    return _task(name).verify
+    return _task_verify(name)
 
 
 class RewardFn:

@@ -38,10 +38,10 @@ class Rollouts:
         return len(self.token_ids)
 
 
-def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np.random.Generator, seed: int) -> Rollouts:
+def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np.random.Generator, seed: int,
+            template: str) -> Rollouts:
     """Sample, score and filter until `prompts_per_step` groups are kept or the generation budget is spent."""
     t = cfg.train
-    template = cfg.data.template or _template_of(cfg)
     out, seen = Rollouts(), {"groups": 0, "filtered": 0, "all": [], "correct": [], "format": [], "len": [],
                              "trunc": [], "methods": []}
     for batch_no in range(cfg.algo.max_gen_batches if cfg.algo.dynamic_sampling else 1):
@@ -64,12 +64,6 @@ def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np
         for m in ("sum", "count", "max", "other"):
             out.stats[f"train/method_share/{m}"] = seen["methods"].count(m) / len(seen["methods"])
     return out
-
-
-def _template_of(cfg: RunConfig) -> str:
-    from .tasks import get
-
-    return get(cfg.data.task, **cfg.data.task_options).template
 
 
 def _score(cfg, problems, groups, reward_fn, rng, out: Rollouts, seen: dict, need: int) -> None:

@@ -53,6 +53,7 @@ class _Run:
     step: int = 0
     history: dict = field(default_factory=dict)  # problem id -> per-epoch training accuracy
     one_shot: tuple | None = None  # (example, selection.Choice) for one-shot runs
+    template: str = "think"  # prompt template of the training task
     last: dict = field(default_factory=dict)
 
 
@@ -104,7 +105,8 @@ def _build(cfg: RunConfig) -> _Run:
     reward_opts = {"format_gate": cfg.reward.format_gate} | ({"p": cfg.reward.p} if cfg.reward.name == "random" else {})
     evals = [(es, get_task(es.task).load(es.split)[: es.limit]) for es in cfg.eval.sets]
     run = _Run(cfg, policy, sampler, optimizer, scheduler, rewards.get(cfg.reward.name, **reward_opts),
-               selection.EpochSampler(pool, cfg.train.seed), evals, np.random.default_rng(cfg.train.seed))
+               selection.EpochSampler(pool, cfg.train.seed), evals, np.random.default_rng(cfg.train.seed),
+               template=cfg.data.template or task.template)
     if cfg.data.selection == "one_shot":
         from .one_shot import choose
 
@@ -161,7 +163,7 @@ def _loop(run: _Run, ckpt, progress: bool) -> None:
 def _train_step(run: _Run, step: int) -> dict[str, float]:
     cfg, t0 = run.cfg, time.perf_counter()
     rolls = collect(cfg, run.sampler, run.policy.tokenizer, run.reward_fn, run.data.next, run.reward_rng,
-                    seed=cfg.train.seed * 100_000 + step)
+                    seed=cfg.train.seed * 100_000 + step, template=run.template)
     for pid, acc in rolls.per_problem_accuracy.items():
         run.history.setdefault(pid, {})[str(run.data.drawn_epoch.get(pid, 0))] = acc
     t1 = time.perf_counter()

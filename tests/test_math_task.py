@@ -148,3 +148,18 @@ def test_hub_offline_error_says_pass_path(monkeypatch):
         tasks.get("deepscaler", hub=True).load("train")
     with pytest.raises(ValueError, match="exactly one of path="):
         MathTask("deepscaler")
+
+
+def test_problems_from_a_file_are_scored_without_the_file(tmp_path):
+    """Rewards and evaluation find a verifier from meta['task'] alone, also for path-loaded math sets."""
+    from studykit import rewards
+    from studykit.tasks import get, verifier
+
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"id": 1, "problem": "What is 1/2 + 1/4?", "answer": "\\\\frac{3}{4}"}\n')
+    problem = get("deepscaler", path=str(path)).load("train")[0]
+    assert problem.task == "deepscaler"
+    assert verifier(problem.task)(problem, "0.75") and not verifier(problem.task)(problem, "3/5")
+    result = rewards.get("ground_truth")(["<think> add </think> <answer> 0.75 </answer>",
+                                          "<think> add </think> <answer> 2 </answer>"], problem)
+    assert result.correct.tolist() == [True, False] and result.rewards.tolist() == [1.0, 0.0]

@@ -11,7 +11,7 @@ from typing import Any
 
 from .base import Problem, Task
 
-__all__ = ["Problem", "Task", "get", "names"]
+__all__ = ["Problem", "Task", "get", "names", "verifier"]
 
 _MATH_SHIPPED = ("math500", "aime24", "amc23")
 
@@ -42,3 +42,16 @@ def get(name: str, **options: Any) -> Task:
         kind = name.partition(":")[2] or None
         return LogicTask(kind, **options)
     raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
+
+
+def verifier(name: str):
+    """Task `name`'s `verify(problem, answer_text)`, without loading its data.
+
+    A problem carries only its task's name (`meta["task"]`); math problems loaded from a file (`math`,
+    `deepscaler`) verify by equivalence with their own `answer`, so no file path is needed to score them.
+    """
+    if name in _MATH_SHIPPED or name in ("math", "deepscaler"):
+        from .math import MathTask
+
+        return MathTask("math500").verify
+    return get(name).verify
