@@ -20,7 +20,6 @@ back into an existing policy (resume).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,6 @@ FINETUNES = ("full", "lora", "qlora")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ADAPTER_FILE = "adapter_model.safetensors"
 
-# bitsandbytes' CPU backend warns once that the optional `kernels` package is missing; the fallback is fine.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 @dataclass
