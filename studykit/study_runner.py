@@ -39,16 +39,9 @@ def resolve_uri(uri: str | None = None) -> str:
 
 def find_cell_run(cfg: RunConfig, uri: str, status: str | None = "FINISHED") -> str | None:
     """Latest run of the study's experiment tagged with this config hash (and status); never creates anything."""
-    from mlflow.tracking import MlflowClient
+    from .tracking import find_runs
 
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(cfg.tracking.experiment or cfg.study)
-    if exp is None:
-        return None
-    flt = f"tags.config_hash = '{cfg.config_hash()}'"
-    if status:
-        flt += f" and attributes.status = '{status}'"
-    runs = client.search_runs([exp.experiment_id], flt, order_by=["attributes.start_time DESC"], max_results=1)
+    runs = find_runs(cfg, (status,) if status else None, uri=uri)
     return runs[0].info.run_id if runs else None
 
 

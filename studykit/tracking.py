@@ -102,15 +102,16 @@ def run_tags(cfg: RunConfig, alignment: str | None = None) -> dict[str, str]:
     }
 
 
-def find_runs(cfg: RunConfig, statuses: tuple[str, ...] = ("FINISHED",)) -> list[Any]:
-    """Runs of this exact config (by config_hash) in its study's experiment, newest first."""
-    client = connect(cfg.tracking.uri)
+def find_runs(cfg: RunConfig, statuses: tuple[str, ...] | None = ("FINISHED",), uri: str | None = None) -> list[Any]:
+    """Runs of this exact config (by config_hash) in its study's experiment, newest first; `statuses=None` = any.
+    Never creates anything in the store."""
+    client = connect(uri or cfg.tracking.uri)
     exp = client.get_experiment_by_name(cfg.tracking.experiment or cfg.study)
     if exp is None:
         return []
     runs = client.search_runs([exp.experiment_id], f"tags.config_hash = '{cfg.config_hash()}'",
                               order_by=["attributes.start_time DESC"])
-    return [r for r in runs if r.info.status in statuses]
+    return [r for r in runs if statuses is None or r.info.status in statuses]
 
 
 def find_run(cfg: RunConfig, status: str = "FINISHED") -> str | None:

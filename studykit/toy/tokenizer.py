@@ -13,10 +13,11 @@ from __future__ import annotations
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
+from studykit.tasks.toy import METHODS  # the task owns the method names; the vocabulary spells them
+
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
-METHODS = ("sum", "count", "max")
 JUNK_WORDS = ("hmm", "so", "ok", "then", "think", "answer")
 MAX_NUMBER = 45
 NUMBERS = tuple(str(i) for i in range(MAX_NUMBER + 1))
