@@ -15,6 +15,7 @@ from . import metrics
 from .tasks import Problem, verifier
 from .tasks.templates import render
 from .tasks.toy import method_of
+from .rewards import normalize_answer
 from .verify import extract_answer, format_ok
 
 
@@ -33,14 +34,6 @@ class EvalResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _majority_correct(answers: list[str | None], correct: list[bool]) -> bool:
-    votes = Counter(a.strip() for a in answers if a is not None and a.strip())
-    if not votes:
-        return False
-    top = votes.most_common(1)[0][0]
-    return any(ok for a, ok in zip(answers, correct) if a is not None and a.strip() == top)
-
-
 def evaluate_set(sampler, problems: list[Problem], label: str, *, template: str, tokenizer, n: int, ks: list[int],
                  temperature: float, max_new_tokens: int, seed: int) -> EvalResult:
     """Sample `n` completions for every problem and score them with the problem's own task verifier."""
@@ -49,20 +42,21 @@ def evaluate_set(sampler, problems: list[Problem], label: str, *, template: str,
     verify = verifier(problems[0].task)
     prompts = [render(p, template, tokenizer) for p in problems]
     groups = sampler.generate(prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-    counts, fmt, maj, methods = [], [], [], Counter()
+    counts, fmt, votes, flags, methods = [], [], [], [], Counter()
     for problem, group in zip(problems, groups):
         answers = [extract_answer(t) for t in group.texts]
         correct = [_safe_verify(verify, problem, a) for a in answers]
         counts.append(sum(correct))
         fmt.extend(format_ok(t) for t in group.texts)
-        maj.append(_majority_correct(answers, correct))
+        votes.append([normalize_answer(a) for a in answers])
+        flags.append(correct)
         if problem.task == "toy":
             methods.update(method_of(t) for t in group.texts)
     counts_arr = np.asarray(counts)
     curve = metrics.pass_at_k_curve(counts_arr, n, ks)
     out = {metric_key(label, "pass", k): float(curve[k]) for k in ks}
     out[metric_key(label, "avg", n)] = float(counts_arr.mean() / n)
-    out[metric_key(label, "maj", n)] = float(np.mean(maj))
+    out[metric_key(label, "maj", n)] = metrics.maj_at_n(votes, flags)
     out[metric_key(label, "format_rate")] = float(np.mean(fmt))
     total = sum(methods.values())
     for m, c in methods.items():
