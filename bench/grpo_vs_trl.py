@@ -81,7 +81,7 @@ def studykit_config(s: dict, tmp: Path):
         "algo": {"estimator": "grpo", "clip_low": 0.2, "clip_high": 0.28, "agg": "token-mean", "kl_coef": 0.0,
                  "dynamic_sampling": False, "old_logprobs": "recompute"},
         "train": {"steps": s["steps"], "prompts_per_step": s["prompts"], "group_size": s["group"],
-                  "mini_batches": s["updates"], "lr": s["lr"], "max_new_tokens": s["max_new"], "temperature": 1.0,
+                  "mini_batches": s["updates"], "lr": s["lr"], "warmup_steps": 0, "weight_decay": 0.0, "max_new_tokens": s["max_new"], "temperature": 1.0,
                   "top_p": 1.0, "threads": 1, "seed": s["seed"], "grad_clip": 1.0},
         "eval": {"every": 0, "n_samples": s["eval_n"], "ks": [1, s["eval_n"]], "temperature": 1.0,
                  "sets": [{"task": "toy", "limit": s["eval_problems"]}]},

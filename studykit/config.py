@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 REWARDS = ("ground_truth", "random", "incorrect", "format", "majority_vote", "self_certainty")
-ESTIMATORS = ("grpo", "dr_grpo", "nsr", "psr", "w_reinforce")
+ESTIMATORS = ("grpo", "dr_grpo", "nsr", "psr", "nsr_reinforce", "psr_reinforce", "w_reinforce")
+REINFORCE_ESTIMATORS = ("nsr_reinforce", "psr_reinforce", "w_reinforce")  # Zhu et al. 2025: no group baseline
 
 
 class ConfigError(ValueError):
@@ -106,7 +107,9 @@ class RewardConfig(_Section):
 
 class AlgoConfig(_Section):
     estimator: Literal[ESTIMATORS] = "grpo"  # type: ignore[valid-type]
-    """Advantage estimator (studykit.grpo.compute_advantages)."""
+    """Advantage estimator (studykit.grpo.compute_advantages), always on the training reward. `nsr`/`psr`: the
+    paper's GRPO advantages on samples with reward < 1 / > 0; `nsr_reinforce`/`psr_reinforce`/`w_reinforce`:
+    Zhu et al. 2025's own -1 / +1 / (+lam, -1) objectives without a baseline."""
     lam: float = Field(0.1, ge=0)
     """W-REINFORCE's weight on positive samples (Zhu et al. 2025 use 0.1)."""
     clip_low: float = Field(0.2, ge=0)
@@ -118,15 +121,31 @@ class AlgoConfig(_Section):
     agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "token-mean"
     """Loss aggregation (the paper: token-mean)."""
     kl_coef: float = Field(0.0, ge=0)
-    """KL penalty to the base model (the paper: none)."""
+    """KL penalty to the base model (the paper: none). Only 0 is accepted until the trainer computes
+    reference log-probs; a non-zero value would otherwise be silently ignored."""
     entropy_coef: float = Field(0.0, ge=0)
     """Entropy bonus (the paper: none)."""
     dynamic_sampling: bool = True
-    """Drop groups whose rewards all agree (DAPO; the paper keeps it on)."""
+    """Drop groups whose rewards all agree (DAPO; the paper keeps it on). When not set it is on for the GRPO
+    family and OFF for Zhu et al.'s estimators (an all-wrong group's -1 everywhere is their training signal)."""
     max_gen_batches: int = Field(2, ge=1)
     """Generation batches drawn per step to refill after filtering."""
     old_logprobs: Literal["recompute", "sampler"] = "recompute"
     """Old log-probs from the training model (as verl) or the sampler's."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _filter_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dynamic_sampling" not in data:
+            data = {**data, "dynamic_sampling": data.get("estimator", "grpo") not in REINFORCE_ESTIMATORS}
+        return data
+
+    @model_validator(mode="after")
+    def _no_ignored_settings(self) -> "AlgoConfig":
+        if self.kl_coef != 0:
+            raise ValueError(f"algo.kl_coef={self.kl_coef}: the reference-model KL penalty is not implemented yet, "
+                             "so only 0 (the paper's value) is accepted")
+        return self
 
 
 class TrainConfig(_Section):
@@ -142,8 +161,10 @@ class TrainConfig(_Section):
     """Passes over the rollout batch."""
     lr: float = Field(1e-6, gt=0)
     """Learning rate (the paper: 1e-6, full fine-tuning)."""
-    warmup_steps: int = Field(0, ge=0)
-    """Linear LR warm-up steps."""
+    weight_decay: float = Field(0.1, ge=0)
+    """AdamW weight decay (the paper's verl recipe: 0.1)."""
+    warmup_steps: int = Field(10, ge=0)
+    """Linear LR warm-up steps (the paper: 10)."""
     grad_clip: float = Field(1.0, gt=0)
     """Gradient-norm clip."""
     temperature: float = Field(1.0, gt=0)
@@ -155,13 +176,21 @@ class TrainConfig(_Section):
     sampler: Literal["hf", "vllm"] = "hf"
     """Rollout backend."""
     sampler_options: dict[str, Any] = Field(default_factory=dict)
-    """Backend options (e.g. gpu_memory_utilization, enable_sleep_mode for vllm)."""
+    """Backend options (e.g. gpu_memory_utilization, max_model_len for vllm). `enable_sleep_mode` is refused
+    until the trainer puts vLLM to sleep during the update."""
     seed: int = 0
     """Seed for data order, sampling, rewards and initialisation."""
     checkpoint_every: int = Field(0, ge=0)
     """Save a resumable checkpoint every N steps (0 = only at the end)."""
     threads: int = Field(1, ge=1)
     """torch threads in this process (one per worker: cores are shared)."""
+
+    @model_validator(mode="after")
+    def _no_ignored_options(self) -> "TrainConfig":
+        if self.sampler_options.get("enable_sleep_mode"):
+            raise ValueError("train.sampler_options.enable_sleep_mode: vLLM sleep during the update is not "
+                             "implemented yet, so it would be accepted and ignored; remove it")
+        return self
 
 
 class EvalConfig(_Section):

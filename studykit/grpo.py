@@ -12,9 +12,16 @@ References:
 Choices and departures:
 * `grpo` uses the UNBIASED group std (torch.std default), as the paper's verl code does; a group of one sample
   gets zero advantage.
-* `nsr` / `psr` here are the GRPO advantages restricted to incorrect / correct samples (as the Mirage paper
-  runs them through GRPO), so `grpo == nsr + psr` exactly. Zhu et al.'s NSR objective uses a constant -1 per
-  incorrect sample instead; `w_reinforce` (+lam correct, -1 incorrect, no baseline) is that family.
+* Every estimator reads the TRAINING REWARD only (true correctness is logged, never trained on), as the paper's
+  code does: a correct but badly formatted sample has reward 0 and counts as a negative sample.
+* Two families of negative/positive-sample training, two different claims:
+  - `nsr` / `psr` (the Mirage paper's runs, through GRPO): GRPO advantages kept only on samples with reward < 1
+    (NSR) / reward > 0 (PSR), zero elsewhere; for 0/1 rewards `grpo == nsr + psr` exactly. Groups still need a
+    spread of rewards to carry signal, so dynamic sampling stays on.
+  - `nsr_reinforce` / `psr_reinforce` / `w_reinforce` (Zhu et al.'s own objectives, REINFORCE without a group
+    baseline): -1 on every unrewarded sample / +1 on every rewarded sample / +lam rewarded and -1 unrewarded.
+    "Rewarded" means reward > 0. An all-wrong group carries -1 everywhere, which is the signal Zhu et al. train
+    on, so `studykit.config` turns dynamic sampling off by default for this family.
 * `policy_loss` is verl's PPO surrogate with asymmetric clipping but without verl's dual-clip bound
   (clip_ratio_c) for negative advantages. `approx_kl` in the stats is k2 = mean 0.5*(logprob - old)^2; the
   optional reference-KL penalty uses the k3 estimator exp(ref - lp) - (ref - lp) - 1.
@@ -26,7 +33,9 @@ from __future__ import annotations
 
 import torch
 
-ESTIMATORS = ("grpo", "dr_grpo", "nsr", "psr", "w_reinforce")
+ESTIMATORS = ("grpo", "dr_grpo", "nsr", "psr", "nsr_reinforce", "psr_reinforce", "w_reinforce")
+# Zhu et al.'s estimators: no group baseline, so a group whose rewards agree still carries signal.
+REINFORCE_ESTIMATORS = ("nsr_reinforce", "psr_reinforce", "w_reinforce")
 AGGS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
 
 
@@ -46,26 +55,28 @@ def _group_std_adv(r: torch.Tensor, eps: float, scale: bool) -> torch.Tensor:
     return centred / (r.std(dim=1, keepdim=True) + eps)
 
 
-def compute_advantages(rewards, estimator: str, eps: float = 1e-6, correct=None, lam: float = 0.1) -> torch.Tensor:
-    """Advantages [G, N] for rewards [G, N] (one row per prompt group) under `estimator`.
+def compute_advantages(rewards, estimator: str, eps: float = 1e-6, lam: float = 0.1) -> torch.Tensor:
+    """Advantages [G, N] for training rewards [G, N] (one row per prompt group) under `estimator`.
 
-    `correct` (bool [G, N]) is required by nsr, psr and w_reinforce; `lam` is W-REINFORCE's positive weight.
+    `lam` is W-REINFORCE's weight on rewarded samples (Zhu et al. 2025: 0.1). See the module docstring.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {list(ESTIMATORS)}")
     r = _as_2d(rewards, "rewards")
-    if estimator in ("grpo", "dr_grpo"):
-        return _group_std_adv(r, eps, scale=estimator == "grpo")
-    if correct is None:
-        raise ValueError(f"estimator {estimator!r} needs `correct` (bool [groups, samples]); got None")
-    c = _as_2d(correct, "correct", dtype=torch.bool).to(r.device)
-    if c.shape != r.shape:
-        raise ValueError(f"correct has shape {tuple(c.shape)} but rewards has {tuple(r.shape)}")
-    zero = torch.zeros((), dtype=r.dtype, device=r.device)
+    zero, one = torch.zeros_like(r), torch.ones_like(r)
+    rewarded = r > 0
+    if estimator == "nsr_reinforce":
+        return torch.where(rewarded, zero, -one)
+    if estimator == "psr_reinforce":
+        return torch.where(rewarded, one, zero)
     if estimator == "w_reinforce":
-        return torch.where(c, torch.full_like(r, float(lam)), torch.full_like(r, -1.0))
-    adv = _group_std_adv(r, eps, scale=True)
-    return torch.where(~c, adv, zero) if estimator == "nsr" else torch.where(c, adv, zero)
+        return torch.where(rewarded, torch.full_like(r, float(lam)), -one)
+    adv = _group_std_adv(r, eps, scale=estimator != "dr_grpo")
+    if estimator == "nsr":
+        return torch.where(r < 1, adv, zero)
+    if estimator == "psr":
+        return torch.where(rewarded, adv, zero)
+    return adv
 
 
 def filter_groups(rewards) -> torch.Tensor:

@@ -23,7 +23,8 @@ Conditions (arXiv 2508.21188 tests each claim; the sources are the papers that m
   answer votes, formatted or not; gating only decides who is paid.
 - `self_certainty`: the completion's mean token log-prob, clipped to [-100, 0] per token (entropy
   minimisation: Agarwal et al. 2025, "The Unreasonable Effectiveness of Entropy Minimization"; RENT).
-  Needs `logprobs` (one list per completion); an empty completion scores 0.
+  Needs `logprobs` (one list per completion). An empty or zero-token completion scores the floor (-100): a
+  mean over no tokens is not certainty, and 0 would be the best reward in its group.
 
 Format gating (`format_gate=True`, the paper's recipe): a completion without the required format gets 0
 instead of its signal (`ground_truth`, `random`, `incorrect`, `majority_vote`). For `self_certainty` a
@@ -310,8 +311,8 @@ class SelfCertainty(RewardFn):
         means = []
         for text, row in zip(group.texts, lp):
             arr = np.asarray(row, dtype=np.float64).ravel()
-            if arr.size == 0 or not text:
-                means.append(0.0)
+            if arr.size == 0 or not text:  # nothing generated: the worst signal, never the best
+                means.append(LOGPROB_FLOOR)
                 continue
             arr = np.clip(np.nan_to_num(arr, nan=LOGPROB_FLOOR, neginf=LOGPROB_FLOOR), LOGPROB_FLOOR, 0.0)
             means.append(float(arr.mean()))

@@ -14,9 +14,8 @@ import torch
 
 from . import grpo
 from .config import RunConfig
-from .tasks import Problem
+from .tasks import Problem, share_diagnostics
 from .tasks.templates import render
-from .tasks.toy import method_of
 
 
 @dataclass
@@ -39,11 +38,14 @@ class Rollouts:
 
 
 def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np.random.Generator, seed: int,
-            template: str) -> Rollouts:
-    """Sample, score and filter until `prompts_per_step` groups are kept or the generation budget is spent."""
+            template: str, task=None) -> Rollouts:
+    """Sample, score and filter until `prompts_per_step` groups are kept or the generation budget is spent.
+
+    `task`, when given, may report per-completion diagnostics (its `diagnose` hook), logged as shares.
+    """
     t = cfg.train
     out, seen = Rollouts(), {"groups": 0, "filtered": 0, "all": [], "correct": [], "format": [], "len": [],
-                             "trunc": [], "methods": []}
+                             "trunc": [], "texts": []}
     for batch_no in range(cfg.algo.max_gen_batches if cfg.algo.dynamic_sampling else 1):
         need = t.prompts_per_step - len(out.problems) // t.group_size
         if need <= 0:
@@ -60,17 +62,14 @@ def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np
         "train/response_len": float(np.mean(seen["len"])), "train/truncated_frac": float(np.mean(seen["trunc"])),
         "train/filtered_frac": seen["filtered"] / n_groups, "train/kept_groups": len(out.problems) // t.group_size,
     }
-    if seen["methods"]:
-        for m in ("sum", "count", "max", "other"):
-            out.stats[f"train/method_share/{m}"] = seen["methods"].count(m) / len(seen["methods"])
+    out.stats.update(share_diagnostics(task, seen["texts"], "train/"))
     return out
 
 
 def _score(cfg, problems, groups, reward_fn, rng, out: Rollouts, seen: dict, need: int) -> None:
     batch = [reward_fn(g.texts, p, logprobs=g.logprobs, rng=rng) for p, g in zip(problems, groups)]
     rewards = torch.tensor(np.stack([r.rewards for r in batch]), dtype=torch.float32)
-    correct = torch.tensor(np.stack([r.correct for r in batch]), dtype=torch.bool)
-    adv = grpo.compute_advantages(rewards, cfg.algo.estimator, correct=correct, lam=cfg.algo.lam)
+    adv = grpo.compute_advantages(rewards, cfg.algo.estimator, lam=cfg.algo.lam)  # the training reward only
     keep = grpo.filter_groups(rewards) if cfg.algo.dynamic_sampling else torch.ones(len(batch), dtype=torch.bool)
     kept = 0
     for i, (problem, group, res) in enumerate(zip(problems, groups, batch)):
@@ -80,8 +79,7 @@ def _score(cfg, problems, groups, reward_fn, rng, out: Rollouts, seen: dict, nee
         seen["format"].extend(res.format_ok.tolist())
         seen["len"].extend(len(ids) for ids in group.token_ids)
         seen["trunc"].extend(group.truncated)
-        if problem.task == "toy":
-            seen["methods"].extend(method_of(x) for x in group.texts)
+        seen["texts"].extend(group.texts)
         out.per_problem_accuracy[problem.id] = float(res.correct.mean())
         if not keep[i] or kept >= need:
             seen["filtered"] += int(not keep[i])

@@ -54,6 +54,7 @@ class _Run:
     history: dict = field(default_factory=dict)  # problem id -> per-epoch training accuracy
     one_shot: tuple | None = None  # (example, selection.Choice) for one-shot runs
     template: str = "think"  # prompt template of the training task
+    task: object = None  # the training task (verifier with its options, diagnostics hook)
     last: dict = field(default_factory=dict)
 
 
@@ -97,16 +98,18 @@ def _build(cfg: RunConfig) -> _Run:
     policy = from_config(cfg.model)
     sampler = make_sampler(cfg.train.sampler, policy, **cfg.train.sampler_options)
     params = [p for p in policy.trainable_parameters()]
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     warm = cfg.train.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     task = get_task(cfg.data.task, **cfg.data.task_options)
     pool = task.load(cfg.data.train_split)[: cfg.data.train_size]
-    reward_opts = {"format_gate": cfg.reward.format_gate} | ({"p": cfg.reward.p} if cfg.reward.name == "random" else {})
+    # The run's own task object verifies, so its options (e.g. math `timeout_s`) reach the verifier.
+    reward_opts = {"format_gate": cfg.reward.format_gate, "verify": task.verify}
+    reward_opts |= {"p": cfg.reward.p} if cfg.reward.name == "random" else {}
     evals = [(es, get_task(es.task).load(es.split)[: es.limit]) for es in cfg.eval.sets]
     run = _Run(cfg, policy, sampler, optimizer, scheduler, rewards.get(cfg.reward.name, **reward_opts),
                selection.EpochSampler(pool, cfg.train.seed), evals, np.random.default_rng(cfg.train.seed),
-               template=cfg.data.template or task.template)
+               template=cfg.data.template or task.template, task=task)
     if cfg.data.selection == "one_shot":
         from .one_shot import choose
 
@@ -163,17 +166,18 @@ def _loop(run: _Run, ckpt, progress: bool) -> None:
 def _train_step(run: _Run, step: int) -> dict[str, float]:
     cfg, t0 = run.cfg, time.perf_counter()
     rolls = collect(cfg, run.sampler, run.policy.tokenizer, run.reward_fn, run.data.next, run.reward_rng,
-                    seed=cfg.train.seed * 100_000 + step, template=run.template)
+                    seed=cfg.train.seed * 100_000 + step, template=run.template, task=run.task)
     for pid, acc in rolls.per_problem_accuracy.items():
         run.history.setdefault(pid, {})[str(run.data.drawn_epoch.get(pid, 0))] = acc
     t1 = time.perf_counter()
+    lr = run.optimizer.param_groups[0]["lr"]  # the rate this step's update uses (the scheduler moves it after)
     stats = _update(run, rolls) if len(rolls) else {"train/skipped_update": 1.0}
     run.scheduler.step()
     run.sampler.sync(run.policy)
     t2 = time.perf_counter()
     if step <= cfg.tracking.sample_tables or step == cfg.train.steps:
         _log_samples(rolls, step)
-    return rolls.stats | stats | {"train/lr": run.scheduler.get_last_lr()[0], "time/sample_s": t1 - t0,
+    return rolls.stats | stats | {"train/lr": lr, "time/sample_s": t1 - t0,
                                   "time/update_s": t2 - t1}
 
 

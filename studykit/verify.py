@@ -234,15 +234,19 @@ def _load_math_verify() -> None:
     _mv_parse("\\boxed{\\frac{1}{2}}")
 
 
-def _check_here(pred: str, gold: str, timeout_s: float) -> bool:
-    """The math-verify check in the main thread under a signal deadline. Never raises."""
+class _Undecided(Exception):
+    """The check ran out of time: no verdict. Raised through the cache, so it is never remembered as "wrong"."""
+
+
+def _check_here(pred: str, gold: str, timeout_s: float) -> bool | None:
+    """The math-verify check in the main thread under a signal deadline; None when the deadline hit."""
     try:
         _load_math_verify()
         with _signal_deadline(timeout_s):
             return _mv_equal(pred, gold)
     except _Deadline:
         log.debug("math_equal hit its %.1f s deadline", timeout_s)
-        return False
+        return None
     except Exception:  # malformed input of any kind is simply not equal
         log.debug("math_equal failed", exc_info=True)
         return False
@@ -277,15 +281,16 @@ class _Worker:
         line, _, self._buf = self._buf.partition(b"\n")
         return json.loads(line)
 
-    def ask(self, pred: str, gold: str, timeout_s: float) -> bool | None:
-        """The worker's verdict, or None if it did not answer in time (the caller then kills it)."""
+    def ask(self, pred: str, gold: str, timeout_s: float) -> bool | None | str:
+        """The worker's verdict (None: its own deadline hit), or "silent" if it did not answer in time (the
+        caller then kills it)."""
         try:
             self.proc.stdin.write(json.dumps({"p": pred, "g": gold, "t": timeout_s}).encode() + b"\n")
             self.proc.stdin.flush()
             reply = self._read_line(timeout_s + _GRACE_S)
         except (OSError, ValueError):
-            return None
-        return None if reply is None else bool(reply.get("r"))
+            return "silent"
+        return "silent" if reply is None else reply.get("r")
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -318,13 +323,14 @@ class _Pool:
             self.alive -= 1
             self.cond.notify()
 
-    def check(self, pred: str, gold: str, timeout_s: float) -> bool:
+    def check(self, pred: str, gold: str, timeout_s: float) -> bool | None:
+        """The verdict, or None when the check ran out of time (in the worker, or the worker went silent)."""
         worker = self._take()
         verdict = worker.ask(pred, gold, timeout_s)
-        if verdict is None:
+        if verdict == "silent":
             worker.kill()
             self._drop()
-            return False
+            return None
         with self.cond:
             self.idle.append(worker)
             self.cond.notify()
@@ -367,15 +373,21 @@ def shutdown_workers() -> None:
 
 @lru_cache(maxsize=65536)
 def _math_equal_cached(pred: str, gold: str, timeout_s: float) -> bool:
+    """Cached verdicts only: a check without one raises `_Undecided`, which lru_cache does not store, so an
+    answer that timed out under load is checked again next time instead of staying wrong for the process."""
     if _normalise(pred) == _normalise(gold):
         return True
     if threading.current_thread() is threading.main_thread():
-        return _check_here(pred, gold, timeout_s)
-    try:
-        return _POOL.check(pred, gold, timeout_s)
-    except Exception:
-        log.warning("math_equal: no verifier worker process; counting the answer as wrong", exc_info=True)
-        return False
+        verdict = _check_here(pred, gold, timeout_s)
+    else:
+        try:
+            verdict = _POOL.check(pred, gold, timeout_s)
+        except Exception:
+            log.warning("math_equal: no verifier worker process; counting the answer as wrong", exc_info=True)
+            raise _Undecided() from None
+    if verdict is None:
+        raise _Undecided()
+    return bool(verdict)
 
 
 def math_equal(pred: str | None, gold: str, timeout_s: float = 2.0) -> bool:
@@ -383,13 +395,17 @@ def math_equal(pred: str | None, gold: str, timeout_s: float = 2.0) -> bool:
 
     Never raises: None, non-strings, empty, over-long (`MAX_ANSWER_CHARS`) or brace-unbalanced predictions,
     malformed LaTeX and checks that exceed `timeout_s` seconds of wall time are all False. Results are
-    cached per (pred, gold, timeout_s). The order matters to math-verify (gold is the reference), as it does here.
+    cached per (pred, gold, timeout_s), except checks that ran out of time (False now, checked again next
+    call). The order matters to math-verify (gold is the reference), as it does here.
     """
     if not isinstance(pred, str) or not isinstance(gold, str):
         return False
     if not pred.strip() or not gold.strip() or len(pred) > MAX_ANSWER_CHARS or not _braces_balanced(pred):
         return False
-    return _math_equal_cached(pred, gold, float(timeout_s))
+    try:
+        return _math_equal_cached(pred, gold, float(timeout_s))
+    except _Undecided:
+        return False
 
 
 def _serve() -> None:

@@ -37,24 +37,47 @@ def test_dr_grpo_is_centred_rewards():
 
 def test_nsr_psr_split_grpo_exactly():
     g = grpo.compute_advantages(R, "grpo")
-    n = grpo.compute_advantages(R, "nsr", correct=C)
-    p = grpo.compute_advantages(R, "psr", correct=C)
+    n = grpo.compute_advantages(R, "nsr")
+    p = grpo.compute_advantages(R, "psr")
     assert torch.equal(n + p, g)
     assert torch.all(n[C] == 0) and torch.all(p[~C] == 0)
     assert torch.all(n[~C & (g != 0)] < 0) and torch.all(p[C & (g != 0)] > 0)
 
 
+def test_masks_follow_the_training_reward_not_correctness():
+    # Regression: a correct but badly formatted sample has reward 0. The masks used true correctness, so
+    # "positive-only" PSR pushed it down and NSR dropped it. They read the reward now, as the paper's code does.
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0]])  # sample 1 is correct but unformatted (reward 0)
+    g = grpo.compute_advantages(rewards, "grpo")
+    psr = grpo.compute_advantages(rewards, "psr")
+    nsr = grpo.compute_advantages(rewards, "nsr")
+    assert psr[0, 1] == 0 and psr[0, 0] > 0
+    assert nsr[0, 1] == g[0, 1] < 0 and nsr[0, 0] == 0
+
+
+def test_nsr_keeps_rewards_below_one_psr_above_zero():
+    rewards = torch.tensor([[1.0, 0.5, 0.0, -0.5]])  # a graded reward: the paper's masks are r < 1 and r > 0
+    g = grpo.compute_advantages(rewards, "grpo")
+    nsr = grpo.compute_advantages(rewards, "nsr")
+    psr = grpo.compute_advantages(rewards, "psr")
+    assert torch.equal(nsr[0, 1:], g[0, 1:]) and nsr[0, 0] == 0
+    assert torch.equal(psr[0, :2], g[0, :2]) and torch.all(psr[0, 2:] == 0)
+
+
 def test_w_reinforce_values():
-    adv = grpo.compute_advantages(R, "w_reinforce", correct=C, lam=0.1)
+    adv = grpo.compute_advantages(R, "w_reinforce", lam=0.1)
     expect = torch.where(C, torch.tensor(0.1), torch.tensor(-1.0))
     assert torch.allclose(adv, expect)
     assert adv[1].tolist() == pytest.approx([0.1] * 4)  # no baseline: all-correct group still gets +lam
 
 
-@pytest.mark.parametrize("est", ["nsr", "psr", "w_reinforce"])
-def test_correct_required(est):
-    with pytest.raises(ValueError, match="correct"):
-        grpo.compute_advantages(R, est)
+def test_zhu_et_al_nsr_and_psr_have_no_baseline():
+    nsr = grpo.compute_advantages(R, "nsr_reinforce")
+    psr = grpo.compute_advantages(R, "psr_reinforce")
+    assert torch.equal(nsr, torch.where(C, torch.tensor(0.0), torch.tensor(-1.0)))
+    assert torch.equal(psr, torch.where(C, torch.tensor(1.0), torch.tensor(0.0)))
+    assert nsr[2, :3].tolist() == [-1.0] * 3  # a mostly wrong group: every wrong sample gets -1
+    assert psr[1].tolist() == [1.0] * 4  # an all-correct group still pushes up (no group mean)
 
 
 def test_bad_estimator_and_shapes():
@@ -62,8 +85,6 @@ def test_bad_estimator_and_shapes():
         grpo.compute_advantages(R, "ppo")
     with pytest.raises(ValueError, match="2-D"):
         grpo.compute_advantages(torch.ones(4), "grpo")
-    with pytest.raises(ValueError, match="shape"):
-        grpo.compute_advantages(R, "nsr", correct=C[:, :2])
 
 
 def test_filter_groups():

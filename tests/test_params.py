@@ -51,7 +51,7 @@ def test_toy_base_matches_the_brief():
 def test_toy_study_grid_and_order():
     cells = expand(ROOT / "params/studies/toy.yaml")
     names = [c.name for c in cells]
-    assert len(cells) == 3 + 3 * 10 * 2 + (2 * 2 * 2 + 2 * 2)  # alignment + grid + ablations
+    assert len(cells) == 3 + 3 * 12 * 2 + (2 * 2 * 2 + 2 * 2)  # alignment + grid + ablations
     for model in ("strong", "weak-method", "weak-skill"):
         for seed in (0, 1):
             one = names.index(f"one_shot-{model}-toy-s{seed}")
@@ -61,6 +61,9 @@ def test_toy_study_grid_and_order():
     by = {c.name: c.config for c in cells}
     assert by["one_shot-strong-toy-s1"].data.selection == "one_shot" and by["one_shot-strong-toy-s1"].train.seed == 1
     assert by["nsr-weak-skill-toy-s0"].algo.estimator == "nsr" and by["nsr-weak-skill-toy-s0"].rq == "rq3"
+    for zhu in ("nsr_reinforce", "psr_reinforce", "w_reinforce"):  # Zhu et al.'s family trains without the filter
+        assert by[f"{zhu}-strong-toy-s0"].algo.dynamic_sampling is False
+    assert by["nsr-strong-toy-s0"].algo.dynamic_sampling is True
     assert by["noclip-random-strong-toy-s0"].algo.clip is False
     assert by["noclip-random-strong-toy-s0"].condition == "random@noclip"
     assert by["mb4x4-ground_truth-weak-method-toy-s1"].train.epochs == 4
@@ -87,6 +90,32 @@ def test_bad_run_key_and_value_name_the_field(tmp_path):
         load(_write(tmp_path, "a.yaml", {"train": {"stepz": 3}}))
     with pytest.raises(ConfigError, match=r"reward\.name: got 'nope'"):
         load(_write(tmp_path, "b.yaml", {"reward": {"name": "nope"}}))
+
+
+def test_dynamic_sampling_defaults_off_for_zhu_et_al_estimators():
+    from studykit.config import validate
+
+    for est in ("w_reinforce", "nsr_reinforce", "psr_reinforce"):
+        assert validate({"algo": {"estimator": est}}).algo.dynamic_sampling is False
+        assert validate({"algo": {"estimator": est, "dynamic_sampling": True}}).algo.dynamic_sampling is True
+    for est in ("grpo", "dr_grpo", "nsr", "psr"):
+        assert validate({"algo": {"estimator": est}}).algo.dynamic_sampling is True
+
+
+@pytest.mark.parametrize("section,value,field", [
+    ("algo", {"kl_coef": 0.05}, r"algo\.kl_coef"),
+    ("train", {"sampler_options": {"enable_sleep_mode": True}}, r"enable_sleep_mode"),
+])
+def test_settings_the_engine_ignores_are_refused(section, value, field):
+    from studykit.config import validate
+
+    with pytest.raises(ConfigError, match=field):
+        validate({section: value})
+
+
+def test_paper_defaults_for_decay_and_warmup():
+    cfg = RunConfig()
+    assert (cfg.train.weight_decay, cfg.train.warmup_steps) == (0.1, 10)  # the paper's verl recipe
 
 
 def _study(tmp_path, **changes) -> dict:

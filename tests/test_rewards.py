@@ -130,14 +130,24 @@ def test_self_certainty():
     lp = [[-0.1, -0.3], [-2.0, -4.0], [], [-1.0]]
     group = [RIGHT, WRONG, "", UNFORMATTED_RIGHT]
     ungated = rewards.get("self_certainty", format_gate=False)(group, PROBLEM, logprobs=lp)
-    assert ungated.rewards == pytest.approx([-0.2, -3.0, 0.0, -1.0])
+    assert ungated.rewards == pytest.approx([-0.2, -3.0, rewards.LOGPROB_FLOOR, -1.0])
     gated = rewards.get("self_certainty")(group, PROBLEM, logprobs=lp)
-    # gated completions get the group's lowest signal, never the (maximal) 0
-    assert gated.rewards == pytest.approx([-0.2, -3.0, -3.0, -3.0])
+    # gated completions get the group's lowest signal (here the empty one's floor), never the (maximal) 0
+    assert gated.rewards == pytest.approx([-0.2, -3.0, rewards.LOGPROB_FLOOR, rewards.LOGPROB_FLOOR])
     with pytest.raises(ValueError, match="sampler must return"):
         rewards.get("self_certainty")(group, PROBLEM)
     with pytest.raises(ValueError, match="3 logprob lists for 4"):
         rewards.get("self_certainty")(group, PROBLEM, logprobs=lp[:3])
+
+
+@pytest.mark.parametrize("gate", [False, True])
+def test_self_certainty_never_pays_an_empty_completion_best(gate):
+    # Regression: an empty / zero-token completion scored 0.0, the maximum of a mean log-prob, so entropy
+    # minimisation without the format gate rewarded saying nothing most of all.
+    group = [RIGHT, "", RIGHT]
+    res = rewards.get("self_certainty", format_gate=gate)(group, PROBLEM, logprobs=[[-0.5, -0.2], [], [-3.0]])
+    assert res.rewards[1] < res.rewards[0] and res.rewards[1] <= res.rewards.min()
+    assert res.rewards[1] == rewards.LOGPROB_FLOOR
 
 
 def test_self_certainty_clips_non_finite():

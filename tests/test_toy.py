@@ -221,3 +221,14 @@ def test_cli_needs_a_name_or_all(capsys):
     assert "NAME or --all" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["toy", "build", "medium"])
+
+
+def test_toy_task_reports_method_shares_through_the_task_hook():
+    from studykit.tasks import share_diagnostics
+    from studykit.tasks import get as get_task
+
+    texts = ["<think> sum 1 2 </think> <answer> 3 </answer>", "<think> max 2 </think>", "nonsense"]
+    shares = share_diagnostics(get_task("toy"), texts, "train/")
+    assert shares == {"train/method_share/sum": 1 / 3, "train/method_share/count": 0.0,
+                      "train/method_share/max": 1 / 3, "train/method_share/other": 1 / 3}
+    assert share_diagnostics(get_task("math500"), texts, "train/") == {}  # no hook: nothing logged

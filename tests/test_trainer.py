@@ -16,7 +16,7 @@ def _cfg(tmp_path, knobs, **sections):
         "study": "t", "rq": "rq1", "claim": "ground_truth",
         "model": {"name": "toy:custom", "toy": knobs},
         "train": {"steps": 4, "prompts_per_step": 8, "group_size": 8, "lr": 3e-4, "max_new_tokens": 16,
-                  "mini_batches": 1},
+                  "mini_batches": 1, "warmup_steps": 0, "weight_decay": 0.0},
         "eval": {"every": 0, "n_samples": 8, "ks": [1, 8], "sets": [{"task": "toy", "limit": 32}]},
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "checkpoint_dir": str(tmp_path / "ckpt")},
     }
@@ -105,3 +105,30 @@ def test_one_shot_reads_the_full_run_history(tmp_path, toy_learner):
 def _var(values):
     mean = sum(values) / len(values)
     return sum((v - mean) ** 2 for v in values) / len(values)
+
+
+def test_logged_lr_is_the_rate_the_step_used(tmp_path, toy_learner):
+    # Regression: train/lr was read after the scheduler moved, i.e. it was the NEXT step's rate.
+    cfg = _cfg(tmp_path, toy_learner, train={"steps": 3, "lr": 1e-3, "warmup_steps": 4, "prompts_per_step": 4})
+    result = trainer.train(cfg, progress=False)
+    logged = _history(result.run_id, "train/lr")
+    assert logged == [(1, pytest.approx(0.25e-3)), (2, pytest.approx(0.5e-3)), (3, pytest.approx(0.75e-3))]
+
+
+def test_task_options_reach_the_verifier(tmp_path, toy_learner, monkeypatch):
+    # Regression: rewards verified with a default-constructed task, so `task_options.timeout_s` never arrived.
+    import studykit.tasks.math as math_task
+
+    seen = []
+    monkeypatch.setattr(math_task, "math_equal", lambda pred, gold, timeout_s: seen.append(timeout_s) or False)
+    run = trainer._build(_cfg(tmp_path, toy_learner, data={"task": "math500", "train_split": "test", "task_options": {"timeout_s": 0.7}}))
+    problem = run.data.next(1)[0]
+    run.reward_fn(["<think> a </think> <answer> 3 </answer>"], problem)
+    assert seen == [0.7]
+    run.sampler.close()
+
+
+def test_weight_decay_reaches_the_optimizer(tmp_path, toy_learner):
+    run = trainer._build(_cfg(tmp_path, toy_learner, train={"weight_decay": 0.1}))
+    assert run.optimizer.param_groups[0]["weight_decay"] == 0.1
+    run.sampler.close()

@@ -152,6 +152,27 @@ def test_cache_hit():
     assert verify._math_equal_cached.cache_info().hits == before + 1
 
 
+def test_a_timed_out_check_is_not_cached_as_wrong(monkeypatch):
+    # Regression: a check that hit its deadline (e.g. on a loaded machine) was cached as False, so a correct
+    # answer stayed wrong for the rest of the process. Now only real verdicts are cached.
+    import time
+
+    calls = []
+    real = verify._mv_equal
+
+    def slow_then_fast(pred, gold):
+        calls.append(pred)
+        if len(calls) == 1:
+            time.sleep(2.0)  # the deadline below interrupts this
+        return real(pred, gold)
+
+    monkeypatch.setattr(verify, "_mv_equal", slow_then_fast)
+    pred, gold = "\\frac{22}{8}", "2.75"
+    assert math_equal(pred, gold, timeout_s=0.2) is False  # ran out of time: no verdict
+    assert math_equal(pred, gold, timeout_s=0.2) is True  # checked again, not read from the cache
+    assert math_equal(pred, gold, timeout_s=0.2) is True and len(calls) == 2  # a real verdict is cached
+
+
 def test_model_output_is_never_evaluated(tmp_path):
     marker = tmp_path / "pwned"
     payload = f"__import__('os').system('touch {marker}')"
@@ -198,10 +219,10 @@ def test_many_threads_share_the_worker_pool():
 
 def test_silent_worker_is_killed_and_replaced(monkeypatch):
     pool = verify._Pool(1)
-    monkeypatch.setattr(verify._Worker, "ask", lambda self, p, g, t: None)
+    monkeypatch.setattr(verify._Worker, "ask", lambda self, p, g, t: "silent")
     killed = []
     real_kill = verify._Worker.kill
     monkeypatch.setattr(verify._Worker, "kill", lambda self: (killed.append(self.proc), real_kill(self)))
-    assert pool.check("1", "1", 0.1) is False
+    assert pool.check("1", "1", 0.1) is None  # no verdict (math_equal reads it as False, uncached)
     assert pool.alive == 0 and pool.idle == []
     assert len(killed) == 1 and killed[0].poll() is not None

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Problem, Task
+from .base import Problem, Task, share_diagnostics
 
-__all__ = ["Problem", "Task", "get", "names", "verifier"]
+__all__ = ["Problem", "Task", "get", "names", "share_diagnostics", "verifier"]
 
 _MATH_SHIPPED = ("math500", "aime24", "amc23")
 

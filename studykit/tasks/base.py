@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -41,3 +43,24 @@ class Task(Protocol):
         Must return False (not raise) on malformed or hostile text, and finish in bounded time.
         """
         ...
+
+
+def share_diagnostics(task, texts: Sequence[str], prefix: str) -> dict[str, float]:
+    """Shares of the categories a task's optional `diagnose(completion) -> {name: category}` hook reports,
+    as `{prefix}{name}/{category}` (e.g. the toy task's `method_share/sum`). Categories listed in the task's
+    `diagnostic_categories` ({name: categories}) are always reported, 0 when unseen. {} for tasks without the hook.
+    """
+    diagnose = getattr(task, "diagnose", None)
+    if diagnose is None or not texts:
+        return {}
+    counts: dict[str, Counter] = {}
+    for text in texts:
+        for name, category in diagnose(text).items():
+            counts.setdefault(name, Counter())[category] += 1
+    listed = getattr(task, "diagnostic_categories", {})
+    out = {}
+    for name in dict.fromkeys([*listed, *counts]):
+        c = counts.get(name, Counter())
+        for category in dict.fromkeys([*listed.get(name, ()), *c]):
+            out[f"{prefix}{name}/{category}"] = c[category] / len(texts)
+    return out

@@ -68,10 +68,17 @@ def _problem(digits: tuple[int, ...], split: str) -> Problem:
 
 
 class ToyTask:
-    """`load("test")` is the held-out pool; `load("train")` and `generate` draw from the training pool."""
+    """`load("test")` is the held-out pool; `load("train")` and `generate` draw from the training pool.
+
+    Its `diagnose` hook names the method a completion uses, logged as `method_share/<method>`.
+    """
 
     name = "toy"
     template = "raw"  # the toy tokenizer knows only the toy vocabulary: no instruction text
+    diagnostic_categories = {"method_share": ("sum", "count", "max", "other")}
+
+    def diagnose(self, completion: str) -> dict[str, str]:
+        return {"method_share": method_of(completion)}
 
     def load(self, split: str = "test") -> list[Problem]:
         if split == "test":
