@@ -37,11 +37,11 @@ def save(path: Path, policy, optimizer, scheduler, state: dict[str, Any]) -> Non
 
 
 def peek(path: Path) -> dict[str, Any] | None:
-    """The saved step and run id without restoring anything (None when there is no complete checkpoint)."""
+    """The saved step, run id and one-shot choice without restoring anything (None: no complete checkpoint)."""
     if not (path / "state.pt").is_file():
         return None
     state = torch.load(path / "state.pt", weights_only=False)
-    return {"step": state["step"], "run_id": state.get("run_id")}
+    return {"step": state["step"], "run_id": state.get("run_id"), "one_shot": state.get("one_shot")}
 
 
 def load(path: Path, policy, optimizer, scheduler) -> dict[str, Any] | None:

@@ -72,7 +72,10 @@ class OneShotConfig(_Section):
     """Training-pool index for rule `index`."""
     source_run: str | None = None
     """MLflow run id of the full-data run whose per-example accuracy history ranks examples (historical_variance);
-    None = the latest finished full-data ground-truth run of the same study, model and task."""
+    None = the FINISHED run with `source_config_hash`."""
+    source_config_hash: str | None = None
+    """Config hash of that full-data ground-truth run; a study sets it to its baseline cell of the same model, task,
+    seed and ablation. None = this config with full data and ground truth's labels (studykit.one_shot)."""
     n_samples: int = Field(16, ge=2)
     """Samples per example for `base_variance`."""
     pool: int = Field(64, ge=1)
@@ -257,8 +260,8 @@ class RunConfig(_Section):
         return self
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the result (tracking options excluded)."""
-        payload = self.model_dump(mode="json", exclude={"tracking"})
+        """Hash of everything that changes the result (tracking options and the checkpoint interval excluded)."""
+        payload = self.model_dump(mode="json", exclude={"tracking": True, "train": {"checkpoint_every"}})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def run_name(self) -> str:

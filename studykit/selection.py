@@ -23,6 +23,7 @@ class Choice:
     index: int
     score: float
     rule: str
+    source_run: str | None = None  # the run whose history ranked the examples (historical_variance)
 
 
 class EpochSampler:

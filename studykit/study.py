@@ -208,11 +208,25 @@ def _train_cell(spec, here, base, cond_name, model, task, seed, ablation=None) -
     name = f"{prefix}{cond_name}-{short_model(model)}-{task}-s{seed}"
     after = [f"alignment-{short_model(model)}-{task}"]
     if cond_name != spec.baseline:
-        after.append(f"{prefix}{spec.baseline}-{short_model(model)}-{task}-s{seed}")
+        after.append(_baseline_name(spec, model, task, seed, ablation))
     layers = [{"model": {"name": model}}, spec.grid.models.get(model, {}),
               _task_overrides(task, spec.grid.tasks[task]), cond.overrides, extra,
               _labels(spec.name, rq, claim, condition, seed)]
-    return _make_cell(spec, here, base, name, rq, nb, layers, after)
+    cell = _make_cell(spec, here, base, name, rq, nb, layers, after)
+    shot = cell.config.data.one_shot
+    if (cell.config.data.selection == "one_shot" and shot.rule == "historical_variance" and not shot.source_run
+            and not shot.source_config_hash):  # pin the one full-data run its example is ranked from
+        own = ablation if ablation is not None and spec.baseline in ablation.conditions else None
+        source = _train_cell(spec, here, base, spec.baseline, model, task, seed, own)
+        pin = {"data": {"one_shot": {"source_config_hash": source.config.config_hash()}}}
+        cell = _make_cell(spec, here, base, name, rq, nb, [*layers, pin], after)
+    return cell
+
+
+def _baseline_name(spec, model, task, seed, ablation) -> str:
+    """The baseline cell a claim is compared with: the ablation's own when it repeats the baseline, else the grid's."""
+    prefix = f"{ablation.name}-" if ablation is not None and spec.baseline in ablation.conditions else ""
+    return f"{prefix}{spec.baseline}-{short_model(model)}-{task}-s{seed}"
 
 
 def expand(study_file: str | Path) -> list[Cell]:

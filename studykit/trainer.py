@@ -68,10 +68,12 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
     """Run (or resume) one training run of `cfg` and return its MLflow run id and final metrics."""
     torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
-    experiment = tracking.experiment_for(cfg)
-    run = _build(cfg)
     ckpt = checkpoint.folder(cfg.tracking.checkpoint_dir, cfg.config_hash())
-    run_id = _resumable_run_id(cfg, checkpoint.peek(ckpt)) if cfg.tracking.resume else None
+    saved = checkpoint.peek(ckpt)
+    run_id = _resumable_run_id(cfg, saved) if cfg.tracking.resume else None
+    run = _build(cfg, saved if run_id else None)  # first: a run that cannot start (say, one-shot without its source)
+    # creates nothing in MLflow
+    experiment = tracking.experiment_for(cfg)
     state = checkpoint.load(ckpt, run.policy, run.optimizer, run.scheduler) if run_id else None
     with mlflow.start_run(run_id=run_id, experiment_id=experiment) as active:
         if state is None:
@@ -94,7 +96,8 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
     return TrainResult(active.info.run_id, "FINISHED", run.last)
 
 
-def _build(cfg: RunConfig) -> _Run:
+def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
+    """Everything a run needs; `saved` (a checkpoint's peek) keeps a resumed one-shot run on its example."""
     policy = from_config(cfg.model)
     sampler = make_sampler(cfg.train.sampler, policy, **cfg.train.sampler_options)
     params = [p for p in policy.trainable_parameters()]
@@ -111,9 +114,10 @@ def _build(cfg: RunConfig) -> _Run:
                selection.EpochSampler(pool, cfg.train.seed), evals, np.random.default_rng(cfg.train.seed),
                template=cfg.data.template or task.template, task=task)
     if cfg.data.selection == "one_shot":
-        from .one_shot import choose
+        from . import one_shot
 
-        choice = choose(cfg, pool, run)
+        kept = (saved or {}).get("one_shot")
+        choice = one_shot.from_state(kept, pool) if kept else one_shot.choose(cfg, pool, run)
         run.data = selection.OneShotSampler(pool[choice.index])
         run.one_shot = (pool[choice.index], choice)
     return run
@@ -133,7 +137,8 @@ def _log_start(run: _Run) -> None:
     mlflow.log_text(json.dumps(cfg.model_dump(mode="json"), indent=2), "config.json")
     if run.one_shot is not None:
         example, choice = run.one_shot
-        mlflow.set_tags({"one_shot.example_id": example.id, "one_shot.rule": choice.rule})
+        mlflow.set_tags({"one_shot.example_id": example.id, "one_shot.rule": choice.rule,
+                         "one_shot.source_run": choice.source_run or "none"})
         mlflow.log_metrics({"one_shot/index": choice.index, "one_shot/score": choice.score}, step=0)
     _evaluate(run, 0)
 
@@ -258,6 +263,10 @@ def alignment_label(cfg: RunConfig, metrics: dict[str, float]) -> str:
 def _save(run: _Run, ckpt) -> None:
     state = {"step": run.step, "run_id": mlflow.active_run().info.run_id, "history": run.history,
              "data": run.data.state(), "reward_rng": run.reward_rng.bit_generator.state}
+    if run.one_shot is not None:
+        from .one_shot import as_state
+
+        state["one_shot"] = as_state(*run.one_shot)
     checkpoint.save(ckpt, run.policy, run.optimizer, run.scheduler, state)
 
 

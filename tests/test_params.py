@@ -60,6 +60,12 @@ def test_toy_study_grid_and_order():
             assert f"alignment-{model}-toy" in cells[one].after
     by = {c.name: c.config for c in cells}
     assert by["one_shot-strong-toy-s1"].data.selection == "one_shot" and by["one_shot-strong-toy-s1"].train.seed == 1
+    # the one-shot cell is pinned to the ground-truth cell of its own model, task and seed (not an ablation's)
+    pinned = by["one_shot-strong-toy-s1"].data.one_shot.source_config_hash
+    assert pinned == by["ground_truth-strong-toy-s1"].config_hash() != by["mb4x4-ground_truth-strong-toy-s1"].config_hash()
+    from studykit.one_shot import baseline_config
+
+    assert baseline_config(by["one_shot-strong-toy-s1"]).data.one_shot.source_config_hash is None
     assert by["nsr-weak-skill-toy-s0"].algo.estimator == "nsr" and by["nsr-weak-skill-toy-s0"].rq == "rq3"
     for zhu in ("nsr_reinforce", "psr_reinforce", "w_reinforce"):  # Zhu et al.'s family trains without the filter
         assert by[f"{zhu}-strong-toy-s0"].algo.dynamic_sampling is False

@@ -87,19 +87,70 @@ def test_non_finite_loss_fails_the_run_with_a_reason(tmp_path, toy_learner, monk
     assert "non-finite loss" in run.data.tags["status_reason"]
 
 
-def test_one_shot_reads_the_full_run_history(tmp_path, toy_learner):
+def _full_run(tmp_path, toy_learner, seed=0):
     # 4 steps x 4 prompts over 8 examples, no refill batches: every example is seen in exactly two epochs
-    full = trainer.train(_cfg(tmp_path, toy_learner, data={"train_size": 8}, train={"prompts_per_step": 4},
+    return trainer.train(_cfg(tmp_path, toy_learner, data={"train_size": 8}, train={"prompts_per_step": 4, "seed": seed},
                               algo={"dynamic_sampling": False}), progress=False)
+
+
+def _one_shot_cfg(tmp_path, toy_learner, **train):
+    # the same recipe as _full_run's (the run it ranks examples from); only the data selection and labels differ
+    return _cfg(tmp_path, toy_learner, claim="one_shot", rq="rq2", data={"train_size": 8, "selection": "one_shot"},
+                train={"prompts_per_step": 4, **train}, algo={"dynamic_sampling": False})
+
+
+def test_one_shot_reads_the_full_run_history(tmp_path, toy_learner):
+    full = _full_run(tmp_path, toy_learner)
     history = mlflow.artifacts.load_dict(f"runs:/{full.run_id}/example_accuracy.json")
     assert len(history) == 8 and all(len(v) == 2 for v in history.values())
 
-    one = trainer.train(_cfg(tmp_path, toy_learner, claim="one_shot", rq="rq2",
-                             data={"train_size": 8, "selection": "one_shot"}, train={"steps": 2}), progress=False)
+    one = trainer.train(_one_shot_cfg(tmp_path, toy_learner), progress=False)
     tags = mlflow.MlflowClient().get_run(one.run_id).data.tags
-    assert tags["one_shot.rule"] == "historical_variance"
+    assert tags["one_shot.rule"] == "historical_variance" and tags["one_shot.source_run"] == full.run_id
     variances = {pid: _var(v) for pid, v in history.items()}
     assert variances[tags["one_shot.example_id"]] == max(variances.values())
+
+
+def test_one_shot_without_its_own_full_run_fails_and_creates_nothing(tmp_path, toy_learner):
+    # Regression: with no full-data run the rule silently fell back to base_variance (a FINISHED cell a rerun
+    # skipped forever), and it read any seed's ground-truth run. Another seed's run must not do.
+    _full_run(tmp_path, toy_learner, seed=1)
+    client = mlflow.MlflowClient()
+    before = len(client.search_runs([mlflow.get_experiment_by_name("t").experiment_id]))
+    from studykit.one_shot import OneShotSourceMissing
+
+    with pytest.raises(OneShotSourceMissing, match=r"seed \(0\).*config hash"):
+        trainer.train(_one_shot_cfg(tmp_path, toy_learner), progress=False)
+    assert len(client.search_runs([mlflow.get_experiment_by_name("t").experiment_id])) == before
+
+
+def test_resumed_one_shot_run_keeps_its_example(tmp_path, toy_learner, monkeypatch):
+    _full_run(tmp_path, toy_learner)
+    cfg = _one_shot_cfg(tmp_path, toy_learner, checkpoint_every=1)
+    real_step = trainer._train_step
+
+    def interrupted(run, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real_step(run, step)
+
+    monkeypatch.setattr(trainer, "_train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(cfg, progress=False)
+    monkeypatch.setattr(trainer, "_train_step", real_step)
+    from studykit import one_shot
+
+    def no_second_choice(*args, **kwargs):
+        raise AssertionError("a resumed run must not choose its example again")
+
+    monkeypatch.setattr(one_shot, "choose", no_second_choice)
+    result = trainer.train(cfg, progress=False)
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["resumed_from_step"] == "1"
+    from studykit import checkpoint
+
+    kept = checkpoint.peek(checkpoint.folder(cfg.tracking.checkpoint_dir, cfg.config_hash()))["one_shot"]
+    assert kept["example_id"] == run.data.tags["one_shot.example_id"] and kept["rule"] == "historical_variance"
 
 
 def _var(values):
