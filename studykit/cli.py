@@ -36,7 +36,7 @@ def _missing(name: str, module: str, err: Exception) -> int:
 
 
 def cmd_study(args) -> int:
-    from .study import format_summary, run_study
+    from .study_runner import format_summary, run_study
 
     summary = run_study(args.file, workers=args.workers, only=args.only, dry_run=args.dry_run, uri=args.uri,
                         compare=not args.no_compare)
@@ -50,7 +50,7 @@ def cmd_study(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .study import run_one
+    from .study_runner import run_one
 
     outcome = run_one(args.notebook, args.params, uri=args.uri)
     print(f"{outcome.name}: {outcome.status}" + (f" (run {outcome.run_id})" if outcome.run_id else ""))
@@ -71,9 +71,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from .study import resolve_uri
+    from .tracking import tracking_uri
 
-    uri = resolve_uri(args.uri)
+    uri = tracking_uri(args.uri)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
            "--port", str(args.port)]
     print("running:", " ".join(cmd))

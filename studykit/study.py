@@ -8,8 +8,8 @@ subprocesses (`workers` at a time, one torch thread each), in dependency order (
 training cells of the same model/task; the baseline ground-truth cell before the one-shot cell of the same
 model/task/seed, whose `historical_variance` rule reads it), skips cells whose config hash already has a
 FINISHED run (so an interrupted study resumes), records failures in `outputs/<study>/failed.json`, logs each
-executed notebook to its cell's run, then runs the compare notebook and prints the verdict table (the running
-part lives in `studykit.study_runner`; `run_study`, `run_one` and friends are re-exported here).
+executed notebook to its cell's run, then runs the compare notebook and prints the verdict table. The running
+part lives in `studykit.study_runner` (`run_study`, `run_one`), which imports this module, never the reverse.
 
 Departure from the paper: the paper runs each configuration by hand with verl; the grid, the resume-by-hash and
 the notebook-per-cell record are studykit's.
@@ -281,10 +281,3 @@ def select(cells: list[Cell], only: str | None) -> list[Cell]:
     for c in chosen:
         c.after = [a for a in c.after if a in names]
     return chosen
-
-
-
-
-from .study_runner import (  # noqa: E402, F401  (re-exported: studykit.study.run_study is public)
-    CellOutcome, StudySummary, find_cell_run, format_summary, resolve_uri, run_one, run_study,
-)

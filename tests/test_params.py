@@ -12,7 +12,8 @@ import yaml
 
 from studykit import cli
 from studykit.config import ConfigError, RunConfig, load
-from studykit.study import expand, run_one, run_study, select
+from studykit.study import expand, select
+from studykit.study_runner import run_one, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = sorted((ROOT / "params").rglob("*.yaml"))

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from studykit import analysis
-from studykit.study import expand, run_study
+from studykit.study import expand
+from studykit.study_runner import run_study
 
 pytestmark = pytest.mark.slow
 

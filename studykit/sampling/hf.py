@@ -26,7 +26,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from . import Group, check_generate_args, prompt_token_ids
+from .base import Group, check_generate_args, prompt_token_ids
 
 
 class _LogprobRecorder(LogitsProcessor):

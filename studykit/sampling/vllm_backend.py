@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import Group, check_generate_args, prompt_token_ids
+from .base import Group, check_generate_args, prompt_token_ids
 from .hf import _eos_ids
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
