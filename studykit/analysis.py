@@ -40,9 +40,9 @@ DIAGNOSTICS = ("train/clip_frac", "train/format_rate", "train/method_share/sum",
 def _client(uri: str | None):
     from mlflow.tracking import MlflowClient
 
-    from .study import resolve_uri
+    from .tracking import tracking_uri
 
-    return MlflowClient(tracking_uri=resolve_uri(uri))
+    return MlflowClient(tracking_uri=tracking_uri(uri))
 
 
 def load_runs(study: str, uri: str | None = None) -> pd.DataFrame:
