@@ -159,7 +159,7 @@ class TrainConfig(_Section):
     seed: int = 0
     """Seed for data order, sampling, rewards and initialisation."""
     checkpoint_every: int = Field(0, ge=0)
-    """Save a resumable checkpoint every N steps (0 = only at the end)."""
+    """Save a resumable checkpoint every N steps and at the final step (0 = only at the final step)."""
     threads: int = Field(1, ge=1)
     """torch threads in this process (one per worker: cores are shared)."""
 

@@ -156,7 +156,8 @@ def _loop(run: _Run, ckpt, progress: bool) -> None:
         bar.set_postfix(reward=f"{metrics['train/reward_mean']:.2f}", acc=f"{metrics['train/accuracy']:.2f}")
         if (cfg.eval.every and step % cfg.eval.every == 0) or step == cfg.train.steps:
             _evaluate(run, step)
-        if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+        every = cfg.train.checkpoint_every
+        if step == cfg.train.steps or (every and step % every == 0):
             _save(run, ckpt)
 
 

@@ -105,3 +105,18 @@ def test_one_shot_reads_the_full_run_history(tmp_path, toy_learner):
 def _var(values):
     mean = sum(values) / len(values)
     return sum((v - mean) ** 2 for v in values) / len(values)
+
+
+@pytest.mark.parametrize("every,steps,saved", [(2, 3, [2, 3]), (0, 2, [2])])
+def test_checkpoints_every_n_steps_and_always_at_the_final_step(tmp_path, toy_learner, monkeypatch, every, steps,
+                                                                 saved):
+    from studykit import checkpoint
+
+    real_save, steps_saved = trainer._save, []
+    monkeypatch.setattr(trainer, "_save", lambda run, ckpt: steps_saved.append(run.step) or real_save(run, ckpt))
+    cfg = _cfg(tmp_path, toy_learner, train={"steps": steps, "checkpoint_every": every, "prompts_per_step": 4},
+               eval={"sets": [{"task": "toy", "limit": 8}]})
+    result = trainer.train(cfg, progress=False)
+    assert steps_saved == saved
+    state = checkpoint.peek(checkpoint.folder(cfg.tracking.checkpoint_dir, cfg.config_hash()))
+    assert state == {"step": steps, "run_id": result.run_id}
