@@ -270,3 +270,6 @@ def _log_samples(rolls, step: int) -> None:
 def _log_artifacts(run: _Run) -> None:
     history = {pid: [v for _, v in sorted(e.items(), key=lambda kv: int(kv[0]))] for pid, e in run.history.items()}
     mlflow.log_dict(history, "example_accuracy.json")
+    from .policy_store import log_policy  # the trained policy as `policy/` (tracking.save_policy)
+
+    log_policy(run.policy, run.cfg, mlflow.active_run().info.run_id, run.step)
