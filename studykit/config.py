@@ -184,7 +184,7 @@ class TrainConfig(_Section):
     seed: int = 0
     """Seed for data order, sampling, rewards and initialisation."""
     checkpoint_every: int = Field(0, ge=0)
-    """Save a resumable checkpoint every N steps (0 = only at the end)."""
+    """Save a resumable checkpoint every N steps and at the final step (0 = only at the final step)."""
     threads: int = Field(1, ge=1)
     """torch threads in this process (one per worker: cores are shared)."""
 
@@ -233,6 +233,10 @@ class TrackingConfig(_Section):
     """Continue an unfinished run of the same config from its last checkpoint."""
     sample_tables: int = Field(4, ge=0)
     """How many steps log a sample table (prompt, completion, reward, correct)."""
+    save_policy: Literal["auto", "adapter", "full", "none"] = "auto"
+    """What a finished run keeps as its `policy/` artifact (studykit.policy_store): `adapter` (lora/qlora only),
+    `full` weights + tokenizer (for lora: the adapter merged in; not qlora), `none`; `auto` = the adapter for
+    lora/qlora, full weights for full fine-tuning up to 200M parameters, else nothing (tag `policy_saved` says why)."""
 
 
 class RunConfig(_Section):
@@ -257,6 +261,17 @@ class RunConfig(_Section):
         if self.train.sampler == "vllm" and self.model.finetune == "full" and self.train.steps > 0:
             raise ValueError("train.sampler 'vllm' needs model.finetune 'lora' or 'qlora' (full-weight sync into vLLM "
                              "is not implemented); use train.sampler 'hf' for full fine-tuning")
+        return self
+
+    @model_validator(mode="after")
+    def _policy_saving_fits(self) -> "RunConfig":
+        save, finetune = self.tracking.save_policy, self.model.finetune
+        if save == "adapter" and finetune == "full":
+            raise ValueError("tracking.save_policy 'adapter' needs model.finetune 'lora' or 'qlora' (a full fine-tune "
+                             "has no adapter); use 'full', 'auto' or 'none'")
+        if save == "full" and finetune == "qlora":
+            raise ValueError("tracking.save_policy 'full' is not supported with model.finetune 'qlora' (merging an "
+                             "adapter into a 4-bit base is lossy); use 'adapter', 'auto' or 'none'")
         return self
 
     def config_hash(self) -> str:

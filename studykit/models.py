@@ -11,6 +11,10 @@ and returns a `Policy`:
   LoRA on top. This works on CPU with bitsandbytes >= 0.49: the 4-bit layers are placed with
   `device_map={"": device}` at load time, so they are quantised on the device they will run on.
 
+`load_policy` also takes the policy a finished training run kept: `runs:/<run_id>/policy`, or a folder holding
+`studykit_policy.json` beside the weights; `studykit.policy_store` loads it back with the settings it recorded.
+`load_pretrained` is the same loader for base weights only.
+
 Departure from the paper: LoRA / QLoRA are studykit's single-GPU scale-down; the paper fine-tunes all weights.
 
 The tokenizer always pads on the left (batched generation needs it) and uses eos as pad when it has no pad.
@@ -30,7 +34,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 FINETUNES = ("full", "lora", "qlora")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ADAPTER_FILE = "adapter_model.safetensors"
-
+POLICY_METADATA = "studykit_policy.json"
+"""What a stored policy folder holds beside its weights (see studykit.policy_store)."""
 
 
 @dataclass
@@ -164,6 +169,44 @@ def _add_lora(model, finetune, rank, alpha, dropout, target_modules, gradient_ch
 
 def load_policy(
     name_or_path: str,
+    finetune: str | None = None,
+    dtype: str | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: int | None = None,
+    lora_dropout: float | None = None,
+    target_modules: str | list[str] | None = None,
+    toy_knobs: dict | None = None,
+    device: str | None = None,
+    gradient_checkpointing: bool = False,
+    tracking_uri: str | None = None,
+) -> Policy:
+    """Load a policy from a hub id, a local folder, `toy:<preset>`, or a stored policy (see the module docstring).
+
+    Unset options take `load_pretrained`'s defaults, or for a stored policy what it recorded; `tracking_uri` only
+    matters for `runs:/` sources.
+    """
+    options = dict(finetune=finetune, dtype=dtype, lora_rank=lora_rank, lora_alpha=lora_alpha,
+                   lora_dropout=lora_dropout, target_modules=target_modules)
+    if is_stored(name_or_path):
+        from .policy_store import load_stored
+
+        return load_stored(name_or_path, load_pretrained, load_state, device=device,
+                           gradient_checkpointing=gradient_checkpointing,
+                           tracking_uri=tracking_uri, **options)
+    given = {k: v for k, v in options.items() if v is not None}
+    return load_pretrained(name_or_path, toy_knobs=toy_knobs, device=device,
+                           gradient_checkpointing=gradient_checkpointing, **given)
+
+
+def is_stored(name_or_path: str) -> bool:
+    """A `runs:/<run_id>/...` URI or a folder holding a policy saved by a training run (POLICY_METADATA)."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        return False
+    return name_or_path.startswith("runs:/") or (Path(name_or_path).expanduser() / POLICY_METADATA).is_file()
+
+
+def load_pretrained(
+    name_or_path: str,
     finetune: str = "full",
     dtype: str = "float32",
     lora_rank: int = 16,
@@ -174,7 +217,7 @@ def load_policy(
     device: str | None = None,
     gradient_checkpointing: bool = False,
 ) -> Policy:
-    """Load a policy from a hub id, a local folder or `toy:<preset>` (see the module docstring)."""
+    """A policy from base weights: a hub id, a local save_pretrained folder or `toy:<preset>`."""
     _check_choice("finetune", finetune, FINETUNES)
     _check_choice("dtype", dtype, DTYPES)
     if lora_rank < 1 or lora_alpha < 1 or not 0 <= lora_dropout < 1:

@@ -164,7 +164,8 @@ def _loop(run: _Run, ckpt, progress: bool) -> None:
         bar.set_postfix(reward=f"{metrics['train/reward_mean']:.2f}", acc=f"{metrics['train/accuracy']:.2f}")
         if (cfg.eval.every and step % cfg.eval.every == 0) or step == cfg.train.steps:
             _evaluate(run, step)
-        if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+        every = cfg.train.checkpoint_every
+        if step == cfg.train.steps or (every and step % every == 0):
             _save(run, ckpt)
 
 
@@ -282,3 +283,6 @@ def _log_samples(rolls, step: int) -> None:
 def _log_artifacts(run: _Run) -> None:
     history = {pid: [v for _, v in sorted(e.items(), key=lambda kv: int(kv[0]))] for pid, e in run.history.items()}
     mlflow.log_dict(history, "example_accuracy.json")
+    from .policy_store import log_policy  # the trained policy as `policy/` (tracking.save_policy)
+
+    log_policy(run.policy, run.cfg, mlflow.active_run().info.run_id, run.step)

@@ -191,3 +191,11 @@ def test_grpo_loss_raises_rewarded_completion(tiny_model_dir, mode):
         last, _ = grpo.token_logprobs(pol.model, ids, attn, cmask, temperature=1.0)
     assert last[0].sum() > first[0].sum() + 0.5 and last[1].sum() < first[1].sum() - 0.5
     assert stats["ratio_mean"] == pytest.approx(1.0)
+
+
+def test_stored_policies_are_told_apart_from_base_weights(tiny_model_dir, tmp_path):
+    assert models.is_stored("runs:/0123abc/policy")
+    assert not models.is_stored(str(tiny_model_dir)) and not models.is_stored("toy:strong")
+    assert not models.is_stored("Qwen/Qwen2.5-7B") and not models.is_stored("")
+    (tmp_path / models.POLICY_METADATA).write_text("{}")
+    assert models.is_stored(str(tmp_path))

@@ -183,3 +183,18 @@ def test_weight_decay_reaches_the_optimizer(tmp_path, toy_learner):
     run = trainer._build(_cfg(tmp_path, toy_learner, train={"weight_decay": 0.1}))
     assert run.optimizer.param_groups[0]["weight_decay"] == 0.1
     run.sampler.close()
+
+
+@pytest.mark.parametrize("every,steps,saved", [(2, 3, [2, 3]), (0, 2, [2])])
+def test_checkpoints_every_n_steps_and_always_at_the_final_step(tmp_path, toy_learner, monkeypatch, every, steps,
+                                                                 saved):
+    from studykit import checkpoint
+
+    real_save, steps_saved = trainer._save, []
+    monkeypatch.setattr(trainer, "_save", lambda run, ckpt: steps_saved.append(run.step) or real_save(run, ckpt))
+    cfg = _cfg(tmp_path, toy_learner, train={"steps": steps, "checkpoint_every": every, "prompts_per_step": 4},
+               eval={"sets": [{"task": "toy", "limit": 8}]})
+    result = trainer.train(cfg, progress=False)
+    assert steps_saved == saved
+    state = checkpoint.peek(checkpoint.folder(cfg.tracking.checkpoint_dir, cfg.config_hash()))
+    assert (state["step"], state["run_id"]) == (steps, result.run_id)
