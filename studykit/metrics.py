@@ -10,7 +10,10 @@ measure; the per-k curves here are the mean over problems, and the confidence ba
 maj@n (majority-vote accuracy, as in TTRL / self-consistency): for each problem, the majority answer
 is the most common non-None answer among its n samples, ties broken by first appearance in the list;
 the problem counts as solved when a sample carrying that answer is marked correct. A problem with no
-valid answer counts as unsolved. Answers are compared as given: normalise them before calling.
+valid answer counts as unsolved. `maj_at_n` compares answers as given (string equality); the maj@n that
+studykit logs and reports (evaluation, `studykit score`) is this rule applied to the answer clusters of the
+`majority_vote` reward (studykit.rewards: normalised, and math answers merged by `verify.math_equal`), so
+pass already-canonical answers here.
 """
 
 from __future__ import annotations
