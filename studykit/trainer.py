@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, grpo, rewards, selection, tracking
 from .alignment import label_for
 from .config import RunConfig
-from .evaluation import evaluate_set, metric_key
+from .evaluation import counts_artifact, evaluate_set, metric_key
 from .models import from_config
 from .rollout import collect, pack
 from .sampling import make_sampler
@@ -237,6 +237,7 @@ def _evaluate(run: _Run, step: int) -> None:
                            n=cfg.eval.n_samples, ks=cfg.eval.ks, temperature=cfg.eval.temperature,
                            max_new_tokens=cfg.eval.max_new_tokens or cfg.train.max_new_tokens, seed=10_007 + step)
         out.update(res.metrics)
+        mlflow.log_dict(res.counts_record(step), counts_artifact(es.label, step))  # per-problem counts (analysis)
     out["time/eval_s"] = time.perf_counter() - t0
     mlflow.log_metrics(out, step=step)
     run.last.update(out)

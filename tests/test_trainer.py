@@ -105,3 +105,20 @@ def test_one_shot_reads_the_full_run_history(tmp_path, toy_learner):
 def _var(values):
     mean = sum(values) / len(values)
     return sum((v - mean) ** 2 for v in values) / len(values)
+
+
+def test_every_evaluation_logs_its_per_problem_counts(tmp_path, toy_learner):
+    import json
+
+    cfg = _cfg(tmp_path, toy_learner, train={"steps": 2}, eval={"every": 1, "sets": [{"task": "toy", "limit": 12}]})
+    result = trainer.train(cfg, progress=False)
+    client = mlflow.MlflowClient()
+    files = [f.path for f in client.list_artifacts(result.run_id, "eval_counts/toy")]
+    assert files == [f"eval_counts/toy/step_{s:05d}.json" for s in (0, 1, 2)]
+    pass1 = dict(_history(result.run_id, "eval/toy/pass_at_1"))
+    for step, path in enumerate(files):
+        with open(client.download_artifacts(result.run_id, path, str(tmp_path))) as fh:
+            rec = json.load(fh)
+        assert rec["set"] == "toy" and rec["step"] == step and rec["n"] == 8
+        assert len(rec["problem_ids"]) == len(rec["correct_counts"]) == 12
+        assert sum(rec["correct_counts"]) / (8 * 12) == pytest.approx(pass1[step])
