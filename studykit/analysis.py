@@ -5,7 +5,7 @@
 GRPO's gain on the same model/task, and `write_report` writes `reports/<study>/` (verdicts.json, verdicts.md,
 figures) and logs it to MLflow as a run tagged `rq=report`.
 
-The rule (thresholds configurable, defaults in `studykit.study.CompareSpec`): per claim x model x task,
+The rule (thresholds configurable, defaults in `studykit.config.CompareSpec`): per claim x model x task,
 delta = mean over seeds of (final pass@1 - step-0 pass@1) on the task's primary eval set; ratio_to_gt = delta /
 ground-truth GRPO's delta; holds when ratio >= `holds`, partial when >= `partial`, fails otherwise; when ground
 truth itself gains less than `min_effect` the verdict is "n/a (gt flat)". Departure: the paper judges claims by eye
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,107 +24,21 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from .study import CompareSpec
+from .config import CompareSpec
+from .runs import TAGS, client as _client, finished_runs, histories, parse_pass_key, pass1_key, pass_columns  # noqa: F401
+from .runs import primary_set  # noqa: F401  (re-exported)
 
-TAGS = ("study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash")
 CLAIM_RQS = ("rq1", "rq2", "rq3", "ablation")
 RECORD_FIELDS = ("claim", "model", "task", "base_pass1", "delta_pass1_per_seed", "delta_pass1", "peak_delta_pass1",
                  "peak_step", "ratio_to_gt", "verdict")
-# MLflow forbids "@" in metric names, so `pass@k` is logged under another spelling; accept the usual ones.
-PASS_RE = re.compile(r"^eval/(?P<set>.+)/pass(?:@|_at_|_at|_|-|\.|:)(?P<k>\d+)$")
 DIAGNOSTICS = ("train/clip_frac", "train/format_rate", "train/method_share/sum", "train/method_share/count",
                "train/method_share/max", "train/method_share/other")
-
-
-def _client(uri: str | None):
-    from mlflow.tracking import MlflowClient
-
-    from .study import resolve_uri
-
-    return MlflowClient(tracking_uri=resolve_uri(uri))
 
 
 def load_runs(study: str, uri: str | None = None) -> pd.DataFrame:
     """FINISHED runs of the study's experiment: run_id, the tags as columns, `metrics.<key>` (latest values),
     `params.<key>`. Empty (with the tag columns) when the experiment does not exist."""
-    client = _client(uri)
-    exp = client.get_experiment_by_name(study)
-    rows: list[dict[str, Any]] = []
-    if exp is not None:
-        token = None
-        while True:
-            page = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=1000,
-                                      page_token=token)
-            rows += [_row(r) for r in page]
-            token = page.token
-            if not token:
-                break
-    df = pd.DataFrame(rows, columns=None if rows else ["run_id", *TAGS])
-    for tag in TAGS:
-        if tag not in df:
-            df[tag] = None
-    return df
-
-
-def _row(run) -> dict[str, Any]:
-    row: dict[str, Any] = {"run_id": run.info.run_id, "start_time": run.info.start_time}
-    row.update({t: run.data.tags.get(t) for t in TAGS})
-    row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-    row.update({f"params.{k}": v for k, v in run.data.params.items()})
-    return row
-
-
-def parse_pass_key(key: str) -> tuple[str, int] | None:
-    """(eval set, k) of a pass@k metric name such as `eval/toy/pass_at_4` or `eval/toy/pass@4`; else None."""
-    m = PASS_RE.match(key)
-    return (m["set"], int(m["k"])) if m else None
-
-
-def pass_columns(run: pd.Series) -> dict[tuple[str, int], str]:
-    """(set, k) -> metric key for the pass@k metrics a run logged (from its `metrics.<key>` columns)."""
-    out = {}
-    for col in run.index:
-        if col.startswith("metrics.") and pd.notna(run[col]) and (parsed := parse_pass_key(col[8:])):
-            out[parsed] = col[8:]
-    return out
-
-
-def primary_set(run: pd.Series) -> str | None:
-    """Eval-set label used for verdicts: the training task's own set if evaluated, else the first set in params."""
-    have = {s for s, k in pass_columns(run) if k == 1}
-    task = str(run.get("task") or "").replace(":", "_")
-    if task in have:
-        return task
-    try:
-        sets = json.loads(run.get("params.eval.sets") or "[]")
-        first = sets[0].get("name") or sets[0]["task"].replace(":", "_")
-        if first in have:
-            return first
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        pass
-    return min(have) if have else None
-
-
-def pass1_key(run: pd.Series) -> str | None:
-    """Metric key of pass@1 on the run's primary eval set."""
-    eval_set = primary_set(run)
-    return pass_columns(run).get((eval_set, 1)) if eval_set else None
-
-
-def histories(runs: pd.DataFrame, uri: str | None = None, keys: list[str] | None = None) -> pd.DataFrame:
-    """Long table run_id, key, step, value (+ claim, condition, model, task, seed, rq) for `keys`
-    (default: each run's primary `eval/<set>/pass@1` and `train/accuracy`)."""
-    client = _client(uri)
-    out: list[dict[str, Any]] = []
-    for _, run in runs.iterrows():
-        wanted = keys or [k for k in (pass1_key(run), "train/accuracy")
-                          if k and f"metrics.{k}" in run.index and pd.notna(run[f"metrics.{k}"])]
-        for key in wanted:
-            for m in client.get_metric_history(run["run_id"], key):
-                out.append({"run_id": run["run_id"], "key": key, "step": m.step, "value": m.value,
-                            **{t: run.get(t) for t in ("claim", "condition", "model", "task", "seed", "rq")}})
-    cols = ["run_id", "key", "step", "value", "claim", "condition", "model", "task", "seed", "rq"]
-    return pd.DataFrame(out, columns=cols)
+    return finished_runs([study], uri)
 
 
 def _thresholds(thresholds: Any) -> CompareSpec:

@@ -20,6 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .runs import client, parse_pass_key, pass_columns  # noqa: E402
+
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
@@ -31,8 +33,6 @@ def _save(fig, path: Path) -> Path:
 def alignment_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Long table model, task, set, k, pass@k from the alignment runs' logged `eval/<set>/pass@<k>`."""
     rows = []
-    from .analysis import pass_columns
-
     for _, run in runs[runs["rq"] == "alignment"].iterrows():
         for (eval_set, k), key in pass_columns(run).items():
             rows.append({"model": run["model"], "task": run["task"], "set": eval_set, "k": k,
@@ -110,14 +110,10 @@ def plot_pass_at_k_bands(counts_by_set: dict[str, Any], n: int, ks: list[int], t
 
 def plot_run(run_id: str, uri: str | None = None):
     """Eval pass@1 (each set) and true training accuracy of one run, by step."""
-    from .analysis import _client
-
-    client = _client(uri)
-    from .analysis import parse_pass_key
-
-    keys = [k for k in client.get_run(run_id).data.metrics
+    mlc = client(uri)
+    keys = [k for k in mlc.get_run(run_id).data.metrics
             if k == "train/accuracy" or (parse_pass_key(k) or ("", 0))[1] == 1]
-    rows = [{"key": k, "step": m.step, "value": m.value} for k in keys for m in client.get_metric_history(run_id, k)]
+    rows = [{"key": k, "step": m.step, "value": m.value} for k in keys for m in mlc.get_metric_history(run_id, k)]
     fig, ax = plt.subplots(figsize=(6, 4))
     if rows:
         sns.lineplot(pd.DataFrame(rows), x="step", y="value", hue="key", marker="o", ax=ax)
