@@ -13,9 +13,11 @@ every evaluation (see `studykit.evaluation.counts_artifact` for the format).
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,9 +134,9 @@ class Selection:
 def select_cells(runs: pd.DataFrame, cells: Sequence[RunConfig]) -> Selection:
     """Keep the newest FINISHED run per current cell (matched by `config_hash`); list the cells that have none.
     Pure: `runs` is a `finished_runs` frame."""
-    hashes = {c.config_hash(): c for c in cells}
-    if len(hashes) != len(cells):
-        raise ValueError(f"cells: {len(cells)} configs but only {len(hashes)} distinct config hashes")
+    hashes: dict[str, RunConfig] = {}
+    for c in cells:  # a cell given twice counts once
+        hashes.setdefault(c.config_hash(), c)
     chosen = runs[runs["config_hash"].isin(list(hashes))]
     if len(chosen):
         chosen = chosen.sort_values("start_time", ascending=False, kind="stable").drop_duplicates("config_hash")
@@ -192,9 +194,24 @@ def load_counts(run_id: str, eval_set: str, uri: str | None = None, steps: str =
     if steps == "ends" and by_step:
         by_step = {s: by_step[s] for s in {min(by_step), max(by_step)}}
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
         for step, path in sorted(by_step.items()):
             rec = json.loads(Path(mlc.download_artifacts(run_id, path, tmp)).read_text())
             out[step] = Counts(int(rec["step"]), int(rec["n"]), [str(i) for i in rec["problem_ids"]],
                                np.asarray(rec["correct_counts"], dtype=np.int64))
     return out
+
+
+@contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """No MLflow download progress bar per counts file (one per run and step would flood a notebook)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old

@@ -60,7 +60,7 @@ def test_the_parser_sees_relative_and_lazy_imports():
     assert "studykit.rewards" in direct_imports("studykit.evaluation")  # `from . import metrics, rewards`
 
 
-@pytest.mark.parametrize("module", ["studykit.analysis", "studykit.figures", "studykit.runs"])
+@pytest.mark.parametrize("module", ["studykit.analysis", "studykit.figures", "studykit.runs", "studykit.verdicts"])
 def test_analysis_layer_never_reaches_the_face(module):
     assert not closure(module) & FACE, f"{module} imports {sorted(closure(module) & FACE)}"
 
@@ -69,3 +69,4 @@ def test_figures_and_runs_do_not_import_analysis():
     assert "studykit.analysis" not in closure("studykit.figures")
     assert "studykit.analysis" not in closure("studykit.runs")
     assert "studykit.figures" not in closure("studykit.runs")
+    assert not {"studykit.analysis", "studykit.figures"} & closure("studykit.verdicts")
