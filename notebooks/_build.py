@@ -2,7 +2,7 @@
 
 Each run notebook has one cell tagged `parameters` with one variable per top-level field of
 `studykit.config.RunConfig` (defaults = `RunConfig().model_dump()`), then a few short cells that call studykit.
-`10_compare.ipynb` takes `study`, `uri` and `thresholds`. The notebooks are written without outputs.
+`10_compare.ipynb` takes `study_file`, `uri` and `thresholds` and reports on the study's current cells. The notebooks are written without outputs.
 Rerun this script whenever RunConfig changes (tests/test_params.py checks the parameters cells are current).
 """
 
@@ -77,13 +77,18 @@ def _notebook(cells) -> nbformat.NotebookNode:
 
 
 COMPARE_PARAMS = """# Parameters
-study = "toy"
+study_file = "params/studies/toy.yaml"  # the study YAML (absolute, or relative to the working directory)
 uri = None  # MLflow tracking URI; None = $MLFLOW_TRACKING_URI or ./mlruns
-thresholds = {"holds": 0.7, "partial": 0.3, "min_effect": 0.02}"""
+thresholds = None  # e.g. {"holds": 0.7, "partial": 0.3, "min_effect": 0.02}; None = the study file's `compare`"""
 
 COMPARE = [
     """from studykit import analysis
-report = analysis.write_report(study, uri=uri, thresholds=thresholds, log_to_mlflow=True)
+from studykit.study import expand, load_spec
+spec = load_spec(study_file)
+cells = expand(study_file)  # the study's current cells: only their runs count
+report = analysis.write_report(spec.name, [c.config for c in cells], uri=uri,
+                               thresholds=spec.compare if thresholds is None else thresholds, log_to_mlflow=True)
+print(f"{report.n_cells} cells, {len(report.missing)} without a FINISHED run")
 print("wrote", *[str(p) for p in report.files], sep="\\n  ")""",
     """from IPython.display import Markdown, Image, display
 display(Markdown(report.out_dir.joinpath("verdicts.md").read_text()))
@@ -107,8 +112,10 @@ def build() -> list[Path]:
         "03_negative_samples.ipynb": run_notebook(
             "RQ3: negative samples", "`algo.estimator`: grpo, nsr, psr, w_reinforce.", [TRAIN, PLOT_RUN]),
         "10_compare.ipynb": _notebook([
-            new_markdown_cell("# Compare: verdict table\n\nReads the study's runs from MLflow, writes "
-                              "reports/<study>/ and logs it as a run with rq=report."),
+            new_markdown_cell("# Compare: verdict table\n\nExpands the study file, reads the runs of its current "
+                              "cells from MLflow (a run of an edited or dropped cell does not count), writes "
+                              "reports/<study>/ (verdicts with bootstrap intervals, figures) and logs it as a run "
+                              "with rq=report."),
             new_code_cell(THREADS),
             new_code_cell(COMPARE_PARAMS, metadata={"tags": ["parameters"]}),
             *[new_code_cell(src) for src in COMPARE]]),

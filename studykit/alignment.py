@@ -55,9 +55,10 @@ def measure(cfg: RunConfig, progress: bool = True) -> AlignmentResult:
             mlflow.set_tags(tracking.run_tags(cfg) | {"rq": "alignment"})
             mlflow.log_params(cfg.flat())
             for es in cfg.eval.sets:
-                problems = get_task(es.task).load(es.split)[: es.limit]
-                template = get_task(es.task).template
-                res = evaluate_set(sampler, problems, es.label, template=template, tokenizer=policy.tokenizer, n=n,
+                task = get_task(es.task, **(cfg.data.task_options if es.task == cfg.data.task else {}))
+                problems = task.load(es.split)[: es.limit]
+                res = evaluate_set(sampler, problems, es.label, task=task, template=task.template,
+                                   tokenizer=policy.tokenizer, n=n,
                                    ks=ks, temperature=cfg.eval.temperature,
                                    max_new_tokens=cfg.eval.max_new_tokens or cfg.train.max_new_tokens, seed=10_007)
                 mlflow.log_metrics(res.metrics, step=0)

@@ -2,7 +2,7 @@
 
     studykit study FILE [--workers N] [--only PATTERN] [--dry-run] [--uri URI]   run a study grid (papermill cells)
     studykit run NOTEBOOK -f params.yaml [--uri URI]                             run one cell
-    studykit report STUDY [--uri URI] [--out reports]                            verdict table + figures
+    studykit report FILE|NAME [--uri URI] [--out reports]                        verdict table + figures
     studykit ui [--port 5000] [--uri URI]                                        MLflow UI on the study store
     studykit params check FILE...                                                validate run / study files
     studykit score ...   /   studykit toy build ...                              (from studykit.score / studykit.toy)
@@ -16,6 +16,7 @@ import argparse
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 from .config import ConfigError
 
@@ -59,12 +60,35 @@ def cmd_run(args) -> int:
     return 0 if outcome.status == "done" else 1
 
 
+def _study_file(arg: str) -> Path:
+    """A study file path, or a bare NAME for params/studies/NAME.yaml (under the working directory, else the
+    repository)."""
+    path = Path(arg)
+    if path.is_file():
+        return path
+    if path.suffix == "" and len(path.parts) == 1:
+        from .study import ROOT
+
+        for base in dict.fromkeys((Path.cwd(), ROOT)):
+            candidate = base / "params" / "studies" / f"{arg}.yaml"
+            if candidate.is_file():
+                return candidate
+    known = sorted(p.stem for p in (Path.cwd() / "params" / "studies").glob("*.yaml"))
+    raise ConfigError(f"{arg!r} is neither a study file nor a study name with params/studies/{arg}.yaml"
+                      + (f" (studies here: {', '.join(known)})" if known else ""))
+
+
 def cmd_report(args) -> int:
     from .analysis import write_report
-    from .study import CompareSpec
+    from .config import CompareSpec
+    from .study import expand, load_spec
 
-    th = CompareSpec(holds=args.holds, partial=args.partial, min_effect=args.min_effect)
-    report = write_report(args.study, uri=args.uri, thresholds=th, out_dir=args.out)
+    path = _study_file(args.study)
+    spec = load_spec(path)
+    given = {k: v for k, v in (("holds", args.holds), ("partial", args.partial), ("min_effect", args.min_effect))
+             if v is not None}
+    th = CompareSpec.model_validate(spec.compare.model_dump() | given)
+    report = write_report(spec.name, [c.config for c in expand(path)], uri=args.uri, thresholds=th, out_dir=args.out)
     print((report.out_dir / "verdicts.md").read_text())
     print("wrote", *report.files, sep="\n  ")
     return 0
@@ -122,12 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="verdict table, figures and verdicts.json for a study")
-    p.add_argument("study")
+    p.add_argument("study", metavar="FILE", help="study YAML, or NAME for params/studies/NAME.yaml")
     p.add_argument("--uri")
     p.add_argument("--out", default="reports")
-    p.add_argument("--holds", type=float, default=0.7)
-    p.add_argument("--partial", type=float, default=0.3)
-    p.add_argument("--min-effect", type=float, default=0.02)
+    p.add_argument("--holds", type=float, help="default: the study file's compare.holds")
+    p.add_argument("--partial", type=float, help="default: the study file's compare.partial")
+    p.add_argument("--min-effect", type=float, help="default: the study file's compare.min_effect")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("ui", help="MLflow UI on the study store")

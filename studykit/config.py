@@ -345,3 +345,16 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for k, v in extra.items():
         out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+class CompareSpec(BaseModel):
+    """The verdict thresholds of a study (its `compare:` section); `studykit.analysis` applies them."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    holds: float = Field(0.7, ge=0)
+    """A claim holds when its pass@1 gain is at least this fraction of ground-truth GRPO's."""
+    partial: float = Field(0.3, ge=0)
+    """...partially holds at this fraction; fails below."""
+    min_effect: float = Field(0.02, ge=0)
+    """Ground-truth GRPO must gain at least this much pass@1, else the verdict is `n/a (gt flat)`."""

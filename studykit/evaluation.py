@@ -2,21 +2,31 @@
 
 Used before the first update (step 0, the base model), every `eval.every` steps and at the end of every run,
 and by the alignment notebook with k = 1..K. pass@k is the unbiased estimator of Chen et al. (2021).
+
+Each group of n completions is scored by the `majority_vote` reward (ungated, with the task's verifier), so
+correctness, the format check and maj@n have one definition across the package: maj@n is the fraction of problems
+whose majority answer is right, where answers are normalised and, for math tasks, clustered by `verify.math_equal`
+before the vote (so `1/2`, `\\frac{1}{2}` and `\\dfrac12` are one answer); see `studykit.rewards`. The same
+rule gives `studykit score` its maj@n.
+
+The per-problem correct counts behind every evaluation are kept (`EvalResult.correct_counts`, aligned with
+`problem_ids`); the trainer logs them as the artifact `counts_artifact(set, step)` =
+`eval_counts/<set>/step_<step:05d>.json` holding `counts_record`: {"set", "step", "n", "problem_ids",
+"correct_counts"}. The verdict table bootstraps over them (studykit.analysis).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from . import metrics
-from .tasks import Problem, verifier
+from . import metrics, rewards
+from .tasks import Problem, share_diagnostics
 from .tasks.templates import render
-from .tasks.toy import method_of
-from .rewards import normalize_answer
-from .verify import extract_answer, format_ok
+
+COUNTS_DIR = "eval_counts"
 
 
 def metric_key(label: str, stat: str, k: int | None = None) -> str:
@@ -32,40 +42,40 @@ class EvalResult:
     n: int
     correct_counts: np.ndarray
     metrics: dict[str, float] = field(default_factory=dict)
+    problem_ids: list[str] = field(default_factory=list)
+
+    def counts_record(self, step: int) -> dict[str, Any]:
+        """The JSON record logged as `counts_artifact(label, step)`."""
+        return {"set": self.label, "step": int(step), "n": int(self.n), "problem_ids": list(self.problem_ids),
+                "correct_counts": [int(c) for c in self.correct_counts]}
 
 
-def evaluate_set(sampler, problems: list[Problem], label: str, *, template: str, tokenizer, n: int, ks: list[int],
-                 temperature: float, max_new_tokens: int, seed: int) -> EvalResult:
-    """Sample `n` completions for every problem and score them with the problem's own task verifier."""
+def counts_artifact(label: str, step: int) -> str:
+    """Artifact path of one evaluation's per-problem counts: `eval_counts/<set>/step_<step:05d>.json`."""
+    return f"{COUNTS_DIR}/{label}/step_{int(step):05d}.json"
+
+
+def evaluate_set(sampler, problems: list[Problem], label: str, *, task, template: str, tokenizer, n: int,
+                 ks: list[int], temperature: float, max_new_tokens: int, seed: int) -> EvalResult:
+    """Sample `n` completions for every problem and score them with `task`'s verifier (the task object the
+    problems came from, so its options hold); its optional `diagnose` hook adds `<stat>/<category>` shares."""
     if not problems:
         raise ValueError(f"eval set {label!r} has no problems")
-    verify = verifier(problems[0].task)
+    vote = rewards.get("majority_vote", format_gate=False, verify=task.verify)
     prompts = [render(p, template, tokenizer) for p in problems]
     groups = sampler.generate(prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-    counts, fmt, votes, flags, methods = [], [], [], [], Counter()
+    counts, fmt, majority, texts = [], [], [], []
     for problem, group in zip(problems, groups):
-        answers = [extract_answer(t) for t in group.texts]
-        correct = [_safe_verify(verify, problem, a) for a in answers]
-        counts.append(sum(correct))
-        fmt.extend(format_ok(t) for t in group.texts)
-        votes.append([normalize_answer(a) for a in answers])
-        flags.append(correct)
-        if problem.task == "toy":
-            methods.update(method_of(t) for t in group.texts)
+        scored = vote(group.texts, problem)  # hostile completions score 0 there, never crash a run
+        counts.append(int(scored.correct.sum()))
+        fmt.extend(scored.format_ok.tolist())
+        majority.append(bool(scored.extra["majority_correct"]))
+        texts.extend(group.texts)
     counts_arr = np.asarray(counts)
     curve = metrics.pass_at_k_curve(counts_arr, n, ks)
     out = {metric_key(label, "pass", k): float(curve[k]) for k in ks}
     out[metric_key(label, "avg", n)] = float(counts_arr.mean() / n)
-    out[metric_key(label, "maj", n)] = metrics.maj_at_n(votes, flags)
+    out[metric_key(label, "maj", n)] = float(np.mean(majority))
     out[metric_key(label, "format_rate")] = float(np.mean(fmt))
-    total = sum(methods.values())
-    for m, c in methods.items():
-        out[metric_key(label, f"method_share/{m}")] = c / total
-    return EvalResult(label, n, counts_arr, out)
-
-
-def _safe_verify(verify, problem: Problem, answer: str | None) -> bool:
-    try:
-        return bool(verify(problem, answer))
-    except Exception:  # a hostile completion scores 0, never crashes a run
-        return False
+    out.update(share_diagnostics(task, texts, f"eval/{label}/"))
+    return EvalResult(label, n, counts_arr, out, [p.id for p in problems])

@@ -10,13 +10,27 @@ measure; the per-k curves here are the mean over problems, and the confidence ba
 maj@n (majority-vote accuracy, as in TTRL / self-consistency): for each problem, the majority answer
 is the most common non-None answer among its n samples, ties broken by first appearance in the list;
 the problem counts as solved when a sample carrying that answer is marked correct. A problem with no
-valid answer counts as unsolved. Answers are compared as given: normalise them before calling.
+valid answer counts as unsolved. `maj_at_n` compares answers as given (string equality); the maj@n that
+studykit logs and reports (evaluation, `studykit score`) is this rule applied to the answer clusters of the
+`majority_vote` reward (studykit.rewards: normalised, and math answers merged by `verify.math_equal`), so
+pass already-canonical answers here.
+
+Seed x problem bootstrap (`seed_problem_bootstrap`, `mean_interval`, `paired_ratio_interval`; studykit's, the paper
+judges claims by eye from one seed's curves): a claim's effect is a (seeds x problems) table of per-problem deltas
+(final minus step-0 pass@1 of problem p in the run of seed s). Each replicate draws the seeds with replacement and
+then the problems with replacement, one problem draw per replicate shared by every drawn seed and by every table
+passed together: the runs of a study are evaluated on the same problems, so a claim and its ground truth are
+resampled on the same problem indices (paired), which keeps their shared problem-level noise out of the ratio.
+Intervals are percentile intervals (`inverted_cdf` quantiles, so they are always values some replicate took).
 """
 
 from __future__ import annotations
 
+import math
+
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +43,10 @@ __all__ = [
     "majority_answer",
     "bootstrap_ci",
     "pass_at_k_bands",
+    "seed_problem_bootstrap",
+    "mean_interval",
+    "paired_ratio_interval",
+    "RatioInterval",
 ]
 
 
@@ -151,3 +169,84 @@ def pass_at_k_bands(
         lo, hi = bootstrap_ci(values, n_boot=n_boot, alpha=alpha, seed=seed)
         out[int(k)] = (float(values.mean()), lo, hi)
     return out
+
+
+def _tables(arrays: Sequence[Any]) -> list[np.ndarray]:
+    out = [np.asarray(a, dtype=np.float64) for a in arrays]
+    if not out:
+        raise ValueError("need at least one (seeds x problems) table")
+    shape = out[0].shape
+    for i, a in enumerate(out):
+        if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
+            raise ValueError(f"table {i}: expected a non-empty (seeds x problems) 2-D array, got shape {a.shape}")
+        if a.shape != shape:
+            raise ValueError(f"table {i} has shape {a.shape}, table 0 has {shape}: paired tables share seeds and "
+                             "problems")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"table {i} holds non-finite values")
+    return out
+
+
+def _alpha(alpha: float) -> float:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    return float(alpha)
+
+
+def seed_problem_bootstrap(tables: Sequence[Any], n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of the grand mean of each (seeds x problems) table, all tables resampled together (see
+    the module docstring). Returns an array of shape (len(tables), n_boot). Vectorised: the draws become weights."""
+    xs = _tables(tables)
+    n_boot = _check_int("n_boot", n_boot, 1)
+    n_seeds, n_probs = xs[0].shape
+    rng = np.random.default_rng(seed)
+    seed_draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    prob_draws = rng.integers(0, n_probs, size=(n_boot, n_probs))
+    rows = np.arange(n_boot)[:, None]
+    w_seed = np.bincount((seed_draws + rows * n_seeds).ravel(), minlength=n_boot * n_seeds).reshape(n_boot, n_seeds)
+    w_prob = np.bincount((prob_draws + rows * n_probs).ravel(), minlength=n_boot * n_probs).reshape(n_boot, n_probs)
+    out = np.empty((len(xs), n_boot))
+    for i, x in enumerate(xs):
+        per_seed = x @ w_prob.T  # (seeds, n_boot): each seed's problem-weighted sum in each replicate
+        out[i] = (w_seed * per_seed.T).sum(axis=1) / (n_seeds * n_probs)
+    return out
+
+
+def _quantiles(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
+    return float(lo), float(hi)
+
+
+def mean_interval(table: Any, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, lo, hi): the grand mean of a (seeds x problems) table and its seed x problem bootstrap interval."""
+    x = _tables([table])[0]
+    reps = seed_problem_bootstrap([x], n_boot, seed)[0]
+    return (float(x.mean()), *_quantiles(reps, _alpha(alpha)))
+
+
+@dataclass(frozen=True)
+class RatioInterval:
+    """A claim's mean effect over ground truth's, with 95% (1 - alpha) intervals from the same paired replicates."""
+
+    ratio: float  # claim mean / gt mean (nan when the gt mean is 0)
+    lo: float
+    hi: float
+    claim: tuple[float, float, float]  # (mean, lo, hi) of the claim's effect
+    gt: tuple[float, float, float]  # (mean, lo, hi) of ground truth's effect
+
+
+def paired_ratio_interval(claim: Any, gt: Any, n_boot: int = 2000, alpha: float = 0.05,
+                          seed: int = 0) -> RatioInterval:
+    """Ratio of means of two paired (seeds x problems) tables (row s of both is seed s, column p problem p) with its
+    percentile interval. A replicate where ground truth does not gain (its mean <= 0) has no finite ratio: it counts
+    as +inf when the claim gains there and -inf otherwise, so an interval that reaches such replicates is unbounded
+    (it cannot happen when the gt interval lies above 0, which the verdict rule requires before using a ratio)."""
+    c, g = _tables([claim, gt])
+    alpha = _alpha(alpha)
+    reps_c, reps_g = seed_problem_bootstrap([c, g], n_boot, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(reps_g > 0, reps_c / reps_g, np.where(reps_c > 0, np.inf, -np.inf))
+    g_mean = float(g.mean())
+    ratio = float(c.mean() / g_mean) if g_mean else math.nan
+    return RatioInterval(ratio, *_quantiles(ratios, alpha), (float(c.mean()), *_quantiles(reps_c, alpha)),
+                         (g_mean, *_quantiles(reps_g, alpha)))

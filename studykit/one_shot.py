@@ -69,7 +69,8 @@ def from_state(state: dict, pool: list[Problem]) -> selection.Choice:
 
 def _base_variance(cfg: RunConfig, pool: list[Problem], run) -> selection.Choice:
     candidates = pool[: cfg.data.one_shot.pool]
-    res = evaluate_set(run.sampler, candidates, "one_shot_pool", template=run.template, tokenizer=run.policy.tokenizer,
+    res = evaluate_set(run.sampler, candidates, "one_shot_pool", task=run.task, template=run.template,
+                       tokenizer=run.policy.tokenizer,
                        n=cfg.data.one_shot.n_samples, ks=[1], temperature=cfg.train.temperature,
                        max_new_tokens=cfg.train.max_new_tokens, seed=cfg.train.seed)
     return selection.base_variance(res.correct_counts, cfg.data.one_shot.n_samples)

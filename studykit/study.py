@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import ConfigError, RunConfig, deep_merge, load_yaml, validate
+from .config import CompareSpec, ConfigError, RunConfig, deep_merge, load_yaml, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -95,15 +95,6 @@ class AblationSpec(_Spec):
     """None = the grid seeds."""
     overrides: dict[str, Any] = Field(default_factory=dict)
     """Deep-merged last."""
-
-
-class CompareSpec(_Spec):
-    holds: float = Field(0.7, ge=0)
-    """A claim holds when its pass@1 gain is at least this fraction of ground-truth GRPO's."""
-    partial: float = Field(0.3, ge=0)
-    """...partially holds at this fraction; fails below."""
-    min_effect: float = Field(0.02, ge=0)
-    """Ground-truth GRPO must gain at least this much pass@1, else the verdict is `n/a (gt flat)`."""
 
 
 class StudySpec(_Spec):

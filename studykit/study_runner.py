@@ -194,7 +194,7 @@ def _write_failures(out_dir: Path, outcomes: list[CellOutcome]) -> None:
 
 def _compare(runner: _Runner, spec: StudySpec, here: Path) -> str:
     nb = _notebook(spec, here, "compare", spec.notebooks.get("compare"))
-    params = {"study": spec.name, "uri": runner.uri, "thresholds": spec.compare.model_dump()}
+    params = {"study_file": str(here.resolve()), "uri": runner.uri, "thresholds": spec.compare.model_dump()}
     rc, tail = runner.papermill("10_compare", nb, params, runner.out_dir / "10_compare.ipynb")
     md = Path("reports") / spec.name / "verdicts.md"
     if rc != 0:

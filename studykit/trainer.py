@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, grpo, rewards, selection, tracking
 from .alignment import label_for
 from .config import RunConfig
-from .evaluation import evaluate_set, metric_key
+from .evaluation import counts_artifact, evaluate_set, metric_key
 from .models import from_config
 from .rollout import collect, pack
 from .sampling import make_sampler
@@ -48,7 +48,7 @@ class _Run:
     scheduler: object
     reward_fn: object
     data: object
-    eval_sets: list
+    eval_sets: list  # (EvalSet, task, problems)
     reward_rng: np.random.Generator
     step: int = 0
     history: dict = field(default_factory=dict)  # problem id -> per-epoch training accuracy
@@ -109,7 +109,8 @@ def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
     # The run's own task object verifies, so its options (e.g. math `timeout_s`) reach the verifier.
     reward_opts = {"format_gate": cfg.reward.format_gate, "verify": task.verify}
     reward_opts |= {"p": cfg.reward.p} if cfg.reward.name == "random" else {}
-    evals = [(es, get_task(es.task).load(es.split)[: es.limit]) for es in cfg.eval.sets]
+    eval_tasks = [task if es.task == cfg.data.task else get_task(es.task) for es in cfg.eval.sets]  # same options
+    evals = [(es, t, t.load(es.split)[: es.limit]) for es, t in zip(cfg.eval.sets, eval_tasks)]
     run = _Run(cfg, policy, sampler, optimizer, scheduler, rewards.get(cfg.reward.name, **reward_opts),
                selection.EpochSampler(pool, cfg.train.seed), evals, np.random.default_rng(cfg.train.seed),
                template=cfg.data.template or task.template, task=task)
@@ -241,12 +242,13 @@ def _minibatch_update(run: _Run, b: dict, first: bool) -> dict[str, float]:
 def _evaluate(run: _Run, step: int) -> None:
     cfg, t0 = run.cfg, time.perf_counter()
     out: dict[str, float] = {}
-    for es, problems in run.eval_sets:
-        template = cfg.data.template if es.task == cfg.data.task and cfg.data.template else get_task(es.task).template
-        res = evaluate_set(run.sampler, problems, es.label, template=template, tokenizer=run.policy.tokenizer,
+    for es, task, problems in run.eval_sets:
+        template = cfg.data.template if es.task == cfg.data.task and cfg.data.template else task.template
+        res = evaluate_set(run.sampler, problems, es.label, task=task, template=template, tokenizer=run.policy.tokenizer,
                            n=cfg.eval.n_samples, ks=cfg.eval.ks, temperature=cfg.eval.temperature,
                            max_new_tokens=cfg.eval.max_new_tokens or cfg.train.max_new_tokens, seed=10_007 + step)
         out.update(res.metrics)
+        mlflow.log_dict(res.counts_record(step), counts_artifact(es.label, step))  # per-problem counts (analysis)
     out["time/eval_s"] = time.perf_counter() - t0
     mlflow.log_metrics(out, step=step)
     run.last.update(out)

@@ -1,48 +1,124 @@
-"""Verdict table, verdicts.json and report files on fake runs logged into a temporary MLflow store."""
+"""Verdict table, verdicts.json and report files on fake runs logged into a temporary MLflow store (the real MLflow,
+sqlite): one run per study cell, with per-problem counts artifacts as the trainer logs them, plus stale runs that
+must change nothing."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
 
+import numpy as np
 import pytest
 
-from studykit import analysis
+from studykit import analysis, metrics, verdicts
+from studykit.config import validate
+from studykit.evaluation import EvalResult, counts_artifact
+from studykit.tracking import run_tags
 
 STUDY = "fake"
-PASS = "eval/toy/pass_at_{k}"  # MLflow forbids "@" in metric names; analysis accepts the usual spellings
+P, N = 100, 8  # problems per eval set, samples per problem
+IDS = [f"toy-{i}" for i in range(P)]
+PASS = "eval/toy/pass_at_{k}"
 P1 = PASS.format(k=1)
-# (model, claim, rq, seed) -> pass@1 curve at steps 0, 10, 20
-CURVES = {
-    ("toy:strong", "ground_truth", "rq1", 0): [0.50, 0.70, 0.80],
-    ("toy:strong", "ground_truth", "rq1", 1): [0.50, 0.72, 0.80],
-    ("toy:strong", "random", "rq1", 0): [0.50, 0.90, 0.75],       # delta .25, ratio .83 -> holds, peak .4 @ 10
-    ("toy:strong", "random", "rq1", 1): [0.50, 0.90, 0.75],
-    ("toy:strong", "nsr", "rq3", 0): [0.50, 0.60, 0.65],          # ratio .5 -> partial
-    ("toy:strong", "one_shot", "rq2", 0): [0.50, 0.51, 0.52],     # ratio .067 -> fails
-    ("toy:weak-method", "ground_truth", "rq1", 0): [0.10, 0.25, 0.40],
-    ("toy:weak-method", "random", "rq1", 0): [0.10, 0.12, 0.11],  # ratio .033 -> fails
-    ("toy:weak-skill", "ground_truth", "rq1", 0): [0.20, 0.20, 0.205],  # gt flat
-    ("toy:weak-skill", "random", "rq1", 0): [0.20, 0.30, 0.40],
+KS = (1, 4, 8)
+BASE = {"toy:strong": 4, "toy:weak-method": 1, "toy:weak-skill": 2}  # step-0 correct count of every problem
+# (model, claim, condition, rq, seed) -> per-problem gain in correct counts: [(how many problems, gain), ...]
+GAINS = {
+    ("toy:strong", "ground_truth", "ground_truth", "rq1", 0): [(100, 2)],    # +0.25
+    ("toy:strong", "ground_truth", "ground_truth", "rq1", 1): [(100, 1)],    # +0.125
+    ("toy:strong", "random", "random", "rq1", 0): [(90, 2)],                 # 0.9 of gt, seed by seed -> holds
+    ("toy:strong", "random", "random", "rq1", 1): [(90, 1)],
+    ("toy:strong", "nsr", "nsr", "rq3", 0): [(100, 1)],                      # seed 1 missing: 0.5 of gt seed 0
+    ("toy:strong", "psr", "psr", "rq3", 0): [(75, 2), (25, -4)],             # 0.25, wide interval; pass@8 -0.25
+    ("toy:strong", "one_shot", "one_shot", "rq2", 0): [(10, 2)],             # 0.1 -> fails
+    ("toy:strong", "one_shot", "one_shot", "rq2", 2): [(100, 4)],            # gt seed 2 missing: left out
+    ("toy:strong", "ground_truth", "ground_truth@mb4x4", "ablation", 0): [(100, 1)],
+    ("toy:strong", "random", "random@mb4x4", "ablation", 0): [(50, 1)],      # 0.5 of its own baseline
+    ("toy:strong", "random", "random@noclip", "ablation", 0): [(50, 2)],     # no gt@noclip: 0.5 of plain gt
+    ("toy:weak-method", "ground_truth", "ground_truth", "rq1", 0): [(100, 1)],
+    ("toy:weak-method", "random", "random", "rq1", 0): [(5, 1)],             # 0.05 -> fails
+    ("toy:weak-skill", "ground_truth", "ground_truth", "rq1", 0): [(3, 6)],  # +0.0225 on 3 problems: not significant
+    ("toy:weak-skill", "random", "random", "rq1", 0): [(100, 1)],            # would be 5.6x gt: n/a
 }
-RECORD_KEYS = {"claim", "model", "task", "base_pass1", "delta_pass1_per_seed", "delta_pass1", "peak_delta_pass1",
-               "peak_step", "ratio_to_gt", "verdict"}
+NO_COUNTS = ("toy:weak-method", "format", "format", "rq1", 0)  # a run from older code: metrics only, +0.1
+MISSING = [("toy:strong", "nsr", "nsr", "rq3", 1), ("toy:strong", "ground_truth", "ground_truth", "rq1", 2)]
+ALIGN = {"toy:strong": 0.98, "toy:weak-method": 0.4, "toy:weak-skill": None}  # None: the cell has no run yet
+RECORD_KEYS = set(analysis.RECORD_FIELDS)
 
 
-def _log(client, exp, tags, metrics, status="FINISHED"):
+def _cfg(model, claim, condition, rq, seed, **extra):
+    return validate({"study": STUDY, "rq": rq, "claim": claim, "condition": condition, "model": {"name": model},
+                     "train": {"seed": seed, **extra},
+                     "eval": {"n_samples": N, "ks": list(KS), "sets": [{"task": "toy", "limit": P}]}})
+
+
+def _counts(model, gains):
+    before = np.full(P, BASE[model])
+    after, i = before.copy(), 0
+    for count, gain in gains:
+        after[i:i + count] += gain
+        i += count
+    return before, np.clip(after, 0, N)
+
+
+def _log(client, exp, cfg, history, counts=None, status="FINISHED", start=None, alignment="strong (pass@8=0.98)"):
+    """history: metric -> [(step, value)]; counts: step -> per-problem correct counts (logged as the trainer does)."""
     from mlflow.entities import Metric
 
-    run = client.create_run(exp, tags=tags)
-    batch = [Metric(k, v, 0, step) for k, series in metrics.items() for step, v in series]
-    client.log_batch(run.info.run_id, metrics=batch, params=[])
-    client.log_param(run.info.run_id, "eval.sets", json.dumps([{"task": "toy", "split": "test"}]))
-    client.set_terminated(run.info.run_id, status)
-    return run.info.run_id
+    run = client.create_run(exp, tags=run_tags(cfg, alignment), start_time=start)
+    rid = run.info.run_id
+    client.log_batch(rid, metrics=[Metric(k, v, 0, s) for k, series in history.items() for s, v in series])
+    client.log_param(rid, "eval.sets", json.dumps([{"task": "toy", "split": "test"}]))
+    for step, c in (counts or {}).items():
+        client.log_dict(rid, EvalResult("toy", N, np.asarray(c), {}, IDS).counts_record(step),
+                        counts_artifact("toy", step))
+    client.set_terminated(rid, status)
+    return rid
 
 
-def _tags(model, claim, rq, seed, condition=None, alignment="strong (pass@16=0.98)"):
-    return {"study": STUDY, "rq": rq, "claim": claim, "condition": condition or claim, "model": model, "task": "toy",
-            "seed": str(seed), "alignment": alignment, "config_hash": f"{model}{claim}{seed}{condition}"}
+def _history(before, after, mid=None):
+    curve = {}
+    for k in KS:
+        b, a = (metrics.pass_at_k_curve(x, N, [k])[k] for x in (before, after))
+        curve[PASS.format(k=k)] = [(0, b), (20, a)] if k > 1 else [(0, b), (10, (b + a) / 2 if mid is None else mid),
+                                                                    (20, a)]
+    curve.update({"train/accuracy": [(10, 0.3), (20, 0.4)], "train/clip_frac": [(20, 0.01)],
+                  "train/format_rate": [(20, 0.9)], "train/method_share/sum": [(20, 0.6)]})
+    return curve
+
+
+def _build(client, exp):
+    """Log every current cell's run and the stale runs; return the cells (RunConfigs) in study order."""
+    cells = [_cfg(m, "alignment", "alignment", "alignment", 0) for m in ALIGN]
+    now = int(time.time() * 1000)
+    for model, p16 in ALIGN.items():
+        if p16 is not None:
+            _log(client, exp, cells[list(ALIGN).index(model)], {PASS.format(k=k): [(0, p16 * k / 8)] for k in KS},
+                 alignment=f"x (pass@8={p16})")
+    for key, gains in GAINS.items():
+        cfg = _cfg(*key)
+        cells.append(cfg)
+        before, after = _counts(key[0], gains)
+        mid = 0.9 if key[1:3] == ("random", "random") and key[0] == "toy:strong" else None  # the peak
+        counts = {0: before, 20: after}
+        if mid is not None:
+            counts[10] = np.full(P, N)  # a middle evaluation: the verdict uses the first and the last only
+        _log(client, exp, cfg, _history(before, after, mid), counts, start=now)
+    cells.append(cfg := _cfg(*NO_COUNTS))
+    _log(client, exp, cfg, {P1: [(0, 0.125), (10, 0.2), (20, 0.225)]}, start=now)
+    cells += [_cfg(*key) for key in MISSING]
+    # Stale runs: none of them may change anything.
+    huge = _history(np.full(P, 0), np.full(P, N))
+    _log(client, exp, _cfg(*MISSING[0]), huge, {0: np.full(P, 0), 20: np.full(P, N)}, status="FAILED")
+    _log(client, exp, _cfg("toy:strong", "random", "random", "rq1", 0, lr=1e-4), huge,  # an edited config, newer
+         {0: np.full(P, 0), 20: np.full(P, N)}, start=now + 1000)
+    _log(client, exp, _cfg("toy:strong", "self_certainty", "self_certainty", "rq1", 0), huge,  # a dropped cell
+         {0: np.full(P, 0), 20: np.full(P, N)}, start=now)
+    flat = _history(np.full(P, 4), np.full(P, 4))
+    _log(client, exp, _cfg("toy:strong", "ground_truth", "ground_truth", "rq1", 0), flat,  # same cell, older run
+         {0: np.full(P, 4), 20: np.full(P, 4)}, start=now - 86_400_000)
+    return cells
 
 
 @pytest.fixture(scope="module")
@@ -53,27 +129,13 @@ def store(tmp_path_factory):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment(STUDY, artifact_location=(root / "artifacts").as_uri())
-    for (model, claim, rq, seed), curve in CURVES.items():
-        steps = list(zip((0, 10, 20), curve))
-        metrics = {P1: steps, "train/accuracy": [(s, v - 0.05) for s, v in steps[1:]],
-                   "train/clip_frac": [(20, 0.01)], "train/format_rate": [(20, 0.9)],
-                   "train/method_share/sum": [(20, 0.6)]}
-        _log(client, exp, _tags(model, claim, rq, seed), metrics)
-    # excluded: a failed run with a huge gain, and an ablation with its own baseline
-    _log(client, exp, _tags("toy:strong", "nsr", "rq3", 1), {P1: [(0, 0.5), (20, 1.0)]}, "FAILED")
-    for claim, curve in (("ground_truth", [0.5, 0.6]), ("random", [0.5, 0.55])):
-        _log(client, exp, _tags("toy:strong", claim, "ablation", 0, f"{claim}@mb4x4"),
-             {P1: list(zip((0, 20), curve))})
-    for model, p16 in (("toy:strong", 0.98), ("toy:weak-method", 0.4)):
-        _log(client, exp, _tags(model, "alignment", "alignment", 0),
-             {PASS.format(k=k): [(0, p16 * k / 16)] for k in (1, 4, 16)})
-    return uri
+    return uri, _build(client, exp)
 
 
 @pytest.fixture(scope="module")
-def table(store):
-    runs = analysis.load_runs(STUDY, store)
-    return analysis.verdict_table(runs, analysis.histories(runs, store))
+def report(store, tmp_path_factory):
+    uri, cells = store
+    return analysis.write_report(STUDY, cells, uri=uri, out_dir=tmp_path_factory.mktemp("reports"))
 
 
 def _row(table, claim, model="toy:strong"):
@@ -82,78 +144,176 @@ def _row(table, claim, model="toy:strong"):
     return rows.iloc[0]
 
 
-def test_load_runs_keeps_finished_runs_with_tags_as_columns(store):
-    runs = analysis.load_runs(STUDY, store)
-    assert len(runs) == len(CURVES) + 2 + 2  # the FAILED run is left out
-    assert {"claim", "model", "seed", "rq", "alignment", "metrics." + P1} <= set(runs.columns)
-    assert analysis.load_runs("no-such-study", store).empty
+# ------------------------------------------------------------------------------------- item 1: the current cells
 
 
-def test_verdicts_follow_the_rule(table):
-    assert _row(table, "random")["verdict"] == "holds"
-    assert _row(table, "nsr")["verdict"] == "partial"
-    assert _row(table, "one_shot")["verdict"] == "fails"
-    assert _row(table, "ground_truth")["verdict"] == "baseline"
-    assert _row(table, "random", "toy:weak-method")["verdict"] == "fails"
-    assert _row(table, "random", "toy:weak-skill")["verdict"] == "n/a (gt flat)"
+def test_only_the_current_cells_runs_count_newest_first(store):
+    uri, cells = store
+    sel = analysis.load_runs(STUDY, cells, uri)
+    assert sel.n_cells == len(cells) and len(sel.runs) == len(cells) - 3
+    assert set(sel.runs["config_hash"]) <= {c.config_hash() for c in cells}
+    assert sel.missing == ["alignment-alignment-weak-skill-toy-s0", "nsr-nsr-strong-toy-s1",
+                           "ground_truth-ground_truth-strong-toy-s2"]
+    gt0 = sel.runs[sel.runs["config_hash"] == _cfg(*list(GAINS)[0]).config_hash()]
+    assert len(gt0) == 1 and gt0.iloc[0]["metrics." + P1] == pytest.approx(0.75)  # not the older, flat run
 
 
-def test_deltas_peaks_and_ratios(table):
+def test_stale_runs_change_nothing(report):
+    table = report.table
+    assert "self_certainty" not in set(table["claim"])  # a run of a cell the study no longer has
     row = _row(table, "random")
-    assert row["delta_pass1_per_seed"] == pytest.approx([0.25, 0.25])
-    assert row["delta_pass1"] == pytest.approx(0.25)
-    assert row["peak_delta_pass1"] == pytest.approx(0.40)
-    assert row["peak_step"] == 10
-    assert row["ratio_to_gt"] == pytest.approx(0.25 / 0.30)
-    assert row["base_pass1"] == pytest.approx(0.5)
-    assert _row(table, "nsr")["delta_pass1_per_seed"] == pytest.approx([0.15])  # the FAILED seed is not counted
-    assert row["alignment"].startswith("strong")
-    assert row["train/clip_frac"] == pytest.approx(0.01)
+    assert row["delta_pass1_per_seed"] == pytest.approx([0.225, 0.1125])  # not the edited config's +1.0
+    assert _row(table, "ground_truth")["delta_pass1_per_seed"] == pytest.approx([0.25, 0.125])  # not the older run
+    assert _row(table, "nsr")["seeds"] == [0]  # the FAILED seed-1 run does not count
 
 
-def test_ablation_rows_use_their_own_baseline(table):
-    row = _row(table, "random@mb4x4")
-    assert row["ratio_to_gt"] == pytest.approx(0.05 / 0.10)
-    assert row["verdict"] == "partial"
-
-
-def test_thresholds_are_configurable_and_checked(store):
-    runs = analysis.load_runs(STUDY, store)
-    hist = analysis.histories(runs, store)
-    strict = analysis.verdict_table(runs, hist, {"holds": 0.9, "partial": 0.6, "min_effect": 0.0})
-    assert _row(strict, "random")["verdict"] == "partial"
-    assert _row(strict, "random", "toy:weak-skill")["verdict"] == "holds"  # gt gain .005 now counts
-    with pytest.raises(ValueError, match="holds"):
-        analysis.verdict_table(runs, hist, {"holds": "high"})
-    with pytest.raises(ValueError, match="holdz"):
-        analysis.verdict_table(runs, hist, {"holdz": 0.5})
-
-
-def test_write_report_files_and_report_run(store, tmp_path):
-    report = analysis.write_report(STUDY, uri=store, out_dir=tmp_path)
-    folder = tmp_path / STUDY
-    records = json.loads((folder / "verdicts.json").read_text())
-    assert len(records) == len(report.table)
-    for rec in records:
-        assert RECORD_KEYS <= set(rec) <= RECORD_KEYS | {"alignment"}
-        assert isinstance(rec["delta_pass1_per_seed"], list)
-        assert rec["ratio_to_gt"] is None or not math.isnan(rec["ratio_to_gt"])
+def test_missing_cells_are_reported(report):
+    folder = report.out_dir
+    meta = json.loads((folder / "verdicts.json").read_text())
+    assert meta["missing"] == {"count": 3, "cells": report.missing} and meta["cells"] == report.n_cells
     md = (folder / "verdicts.md").read_text()
-    assert "Rule:" in md and "0.7" in md
+    assert f"missing: 3 of {report.n_cells} cells" in md and "nsr-nsr-strong-toy-s1" in md
+
+
+# ------------------------------------------------------------------------------------- items 2-3: paired intervals
+
+
+def test_verdicts_follow_the_interval_rule(report):
+    t = report.table
+    assert _row(t, "random")["verdict"] == "holds"
+    assert _row(t, "nsr")["verdict"] == "partial"
+    assert _row(t, "psr")["verdict"] == "uncertain"
+    assert _row(t, "one_shot")["verdict"] == "fails"
+    assert _row(t, "ground_truth")["verdict"] == "baseline"
+    assert _row(t, "random", "toy:weak-method")["verdict"] == "fails"
+    for _, row in t[t["verdict"].isin(["holds", "partial", "fails", "uncertain"]) & t["ratio_lo"].notna()].iterrows():
+        assert row["ratio_lo"] <= row["ratio"] <= row["ratio_hi"], row["claim"]
+    psr = _row(t, "psr")
+    assert psr["ratio_lo"] < 0.3 < psr["ratio_hi"]  # straddles `partial`
+    assert 0.7 < _row(t, "random")["ratio_lo"] < 0.9 < _row(t, "random")["ratio_hi"] <= 1.0
+
+
+def test_claims_are_paired_with_ground_truth_seed_by_seed(report):
+    nsr = _row(report.table, "nsr")  # only seed 0 ran: compared with gt seed 0 (+0.25), not the gt mean (+0.1875)
+    assert nsr["ratio"] == pytest.approx(0.5) and (nsr["ratio_lo"], nsr["ratio_hi"]) == pytest.approx((0.5, 0.5))
+    assert nsr["gt_delta_pass1_per_seed"] == pytest.approx([0.25])
+    one = _row(report.table, "one_shot")  # its seed 2 has no gt run: left out, and said so
+    assert one["seeds"] == [0] and one["delta_pass1_per_seed"] == pytest.approx([0.025])
+    assert "seeds [2]" in one["note"]
+    rnd = _row(report.table, "random")
+    assert rnd["seeds"] == [0, 1] and rnd["gt_delta_pass1_per_seed"] == pytest.approx([0.25, 0.125])
+    assert rnd["ratio"] == pytest.approx(0.9)
+
+
+def test_ablations_use_their_own_baseline_else_plain_ground_truth(report):
+    own = _row(report.table, "random@mb4x4")
+    assert own["gt_delta_pass1"] == pytest.approx(0.125) and own["ratio"] == pytest.approx(0.5)
+    assert own["verdict"] == "partial"
+    fallback = _row(report.table, "random@noclip")
+    assert fallback["gt_delta_pass1"] == pytest.approx(0.25) and fallback["ratio"] == pytest.approx(0.5)
+    assert _row(report.table, "ground_truth@mb4x4")["verdict"] == "baseline"
+
+
+def test_no_ratio_when_ground_truth_did_not_gain_significantly(report):
+    row = _row(report.table, "random", "toy:weak-skill")  # gt mean +0.0225 >= min_effect, but its interval reaches 0
+    assert row["verdict"] == "n/a (gt flat)"
+    assert math.isnan(row["ratio"]) and math.isnan(row["ratio_lo"]) and math.isnan(row["ratio_hi"])
+    assert row["gt_delta_pass1"] == pytest.approx(0.0225) and row["gt_delta_lo"] == 0.0
+    assert "did not gain" in _row(report.table, "ground_truth", "toy:weak-skill")["note"]
+    rec = next(r for r in json.loads((report.out_dir / "verdicts.json").read_text())["records"]
+               if r["claim"] == "random" and r["model"] == "toy:weak-skill")
+    assert rec["ratio"] is None and rec["ratio_lo"] is None and rec["verdict"] == "n/a (gt flat)"
+    line = next(li for li in (report.out_dir / "verdicts.md").read_text().splitlines()
+                if li.startswith("| random | toy:weak-skill"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    ratio_at = list(verdicts.MD_COLUMNS).index("ratio")
+    assert cells[ratio_at:ratio_at + 3] == ["", "", ""]
+
+
+def test_runs_without_counts_get_no_interval_and_say_so(report):
+    row = _row(report.table, "format", "toy:weak-method")
+    assert row["verdict"] == "uncertain" and row["ratio"] == pytest.approx(0.8) and math.isnan(row["ratio_lo"])
+    assert "no per-problem counts" in row["note"]
+
+
+def test_thresholds_are_configurable_and_checked(store, tmp_path):
+    uri, cells = store
+    sel = analysis.load_runs(STUDY, cells, uri)
+    hist = analysis.histories(sel.runs, uri)
+    counts = analysis.load_all_counts(sel.runs, uri)
+    strict = analysis.verdict_table(sel.runs, hist, counts, {"holds": 0.99, "partial": 0.6, "min_effect": 0.0})
+    assert _row(strict, "random")["verdict"] == "partial" and _row(strict, "nsr")["verdict"] == "fails"
+    assert _row(strict, "random", "toy:weak-skill")["verdict"] == "n/a (gt flat)"  # min_effect 0: interval still 0
+    big = analysis.verdict_table(sel.runs, hist, counts, {"min_effect": 0.2})
+    assert _row(big, "random")["verdict"] == "n/a (gt flat)"  # gt gains 0.1875 on seeds 0 and 1
+    assert _row(big, "nsr")["verdict"] == "partial"  # gt gains 0.25 on seed 0
+    with pytest.raises(ValueError, match="holds"):
+        analysis.verdict_table(sel.runs, hist, counts, {"holds": "high"})
+    with pytest.raises(ValueError, match="holdz"):
+        analysis.verdict_table(sel.runs, hist, counts, {"holdz": 0.5})
+
+
+# ------------------------------------------------------------------------------------- item 4: the pass@k spectrum
+
+
+def test_the_change_at_the_largest_k_is_reported(report):
+    psr = _row(report.table, "psr")
+    assert psr["k_max"] == 8 and psr["delta_pass_at_kmax"] == pytest.approx(-0.25)
+    assert psr["delta_pass_at_kmax_hi"] < 0 < _row(report.table, "psr")["delta_pass1"]
+    assert _row(report.table, "nsr")["delta_pass_at_kmax"] == pytest.approx(0.0)
+    assert _row(report.table, "ground_truth")["delta_pass_at_kmax_per_seed"] == pytest.approx([0.0, 0.0])
+
+
+def test_pass_at_k_before_and_after_training_frame(store):
+    from studykit import figures
+
+    uri, cells = store
+    sel = analysis.load_runs(STUDY, cells, uri)
+    frame = figures.trained_pass_at_k_frame(sel.runs, analysis.load_all_counts(sel.runs, uri))
+    assert set(frame["model"]) == {"toy:strong"} and set(frame["claim"]) == {"ground_truth", "nsr", "psr"}
+    psr = frame[frame["claim"] == "psr"].set_index(["stage", "k"])["pass@k"]
+    before, after = _counts("toy:strong", GAINS[("toy:strong", "psr", "psr", "rq3", 0)])
+    assert sorted(frame["k"].unique()) == [1, 2, 4, 8]
+    for k in (1, 2, 4, 8):
+        assert psr[("step 0", k)] == pytest.approx(metrics.pass_at_k_curve(before, N, [k])[k])
+        assert psr[("final", k)] == pytest.approx(metrics.pass_at_k_curve(after, N, [k])[k])
+
+
+# ------------------------------------------------------------------------------------- the report
+
+
+def test_write_report_files_and_report_run(store, report, tmp_path):
+    uri, cells = store
+    folder = report.out_dir
+    meta = json.loads((folder / "verdicts.json").read_text())
+    assert {"study", "rule", "thresholds", "bootstrap", "cells", "runs", "missing", "records"} <= set(meta)
+    assert meta["thresholds"] == {"holds": 0.7, "partial": 0.3, "min_effect": 0.02}
+    assert meta["bootstrap"]["n_boot"] == 2000 and len(meta["records"]) == len(report.table)
+    for rec in meta["records"]:
+        assert set(rec) == RECORD_KEYS
+        assert isinstance(rec["delta_pass1_per_seed"], list) and isinstance(rec["seeds"], list)
+    text = (folder / "verdicts.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    md = (folder / "verdicts.md").read_text()
+    assert "Rule:" in md and "0.7" in md and "bootstrap" in md
     assert "**one_shot** on toy:strong" in md and "clip_frac=0.01" in md
-    assert {p.name for p in folder.glob("*.png")} == {"pass_at_k.png", "training_accuracy.png", "ratio_to_gt.png"}
+    assert {p.name for p in folder.glob("*.png")} == {"pass_at_k.png", "training_accuracy.png", "ratio_to_gt.png",
+                                                       "pass_at_k_trained.png"}
     from mlflow.tracking import MlflowClient
 
-    run = MlflowClient(tracking_uri=store).get_run(report.run_id)
+    run = MlflowClient(tracking_uri=uri).get_run(report.run_id)
     assert run.data.tags["rq"] == "report" and run.info.status == "FINISHED"
-    # the report run is not a claim: a second report has the same table
-    again = analysis.write_report(STUDY, uri=store, out_dir=tmp_path, figures=False, log_to_mlflow=False)
-    assert len(again.table) == len(report.table)
+    assert run.data.metrics["report/missing"] == 3 and run.data.metrics["report/uncertain"] == 2
+    again = analysis.write_report(STUDY, cells, uri=uri, out_dir=tmp_path, figures=False, log_to_mlflow=False)
+    assert again.table.drop(columns="note").equals(report.table.drop(columns="note"))  # the report run is no cell
 
 
-def test_write_report_on_unknown_study_is_a_clear_error(store, tmp_path):
-    with pytest.raises(ValueError, match="no FINISHED runs"):
-        analysis.write_report("nothing-here", uri=store, out_dir=tmp_path)
+def test_write_report_without_runs_is_a_clear_error(store, tmp_path):
+    uri, _ = store
+    with pytest.raises(ValueError, match="none of its 1 cells has a FINISHED run"):
+        analysis.write_report(STUDY, [_cfg("toy:strong", "random", "random", "rq1", 7)], uri=uri, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="no cells"):
+        analysis.write_report(STUDY, [], uri=uri, out_dir=tmp_path)
 
 
 @pytest.mark.parametrize("key", ["eval/toy/pass@4", "eval/toy/pass_at_4", "eval/toy/pass_4", "eval/toy/pass.4"])
@@ -164,3 +324,87 @@ def test_pass_keys_in_every_spelling(key):
 def test_non_pass_keys_are_not_parsed():
     assert analysis.parse_pass_key("eval/toy/avg_at_16") is None
     assert analysis.parse_pass_key("train/accuracy") is None
+
+
+# ------------------------------------------------------------------------------------- pure rule, no MLflow
+
+
+def test_judge_needs_the_whole_interval_on_one_side():
+    th = verdicts.thresholds_of(None)
+    assert verdicts.judge(0.7, 1.3, th) == "holds"
+    assert verdicts.judge(0.65, 0.75, th) == "uncertain"  # straddles holds
+    assert verdicts.judge(0.3, 0.69, th) == "partial"
+    assert verdicts.judge(0.2, 0.4, th) == "uncertain"  # straddles partial
+    assert verdicts.judge(-0.5, 0.29, th) == "fails"
+    assert verdicts.judge(-np.inf, 2.0, th) == "uncertain"
+    assert verdicts.judge(math.nan, math.nan, th) == "uncertain"
+
+
+def test_ground_truth_must_gain_significantly():
+    th = verdicts.thresholds_of({"min_effect": 0.02})
+    assert verdicts.gt_gained(0.1, 0.01, th)
+    assert not verdicts.gt_gained(0.1, 0.0, th)  # interval reaches 0
+    assert not verdicts.gt_gained(0.015, 0.01, th)  # below min_effect
+    assert verdicts.gt_gained(0.1, math.nan, th)  # no interval known: the mean decides
+
+
+def test_verdict_table_is_pure_and_pairs_seeds():
+    import pandas as pd
+
+    from studykit.runs import Counts
+
+    def run(rid, claim, seed):
+        return {"run_id": rid, "rq": "rq1", "claim": claim, "condition": claim, "model": "m", "task": "toy",
+                "seed": str(seed), "alignment": None, "metrics." + P1: 0.5}
+
+    gains = {"g0": 2, "g1": 1, "c0": 2, "c1": 1}  # claim = gt on each seed: paired ratio exactly 1
+    runs = pd.DataFrame([run("g0", "ground_truth", 0), run("g1", "ground_truth", 1), run("c0", "x", 0),
+                         run("c1", "x", 1)])
+    pre = np.array([2, 3, 4, 5] * 10)
+    counts = {rid: {0: Counts(0, N, IDS[:40], pre), 5: Counts(5, N, IDS[:40], pre + g)} for rid, g in gains.items()}
+    table = verdicts.verdict_table(runs, pd.DataFrame(columns=["run_id", "key", "step", "value"]), counts)
+    row = table[table["claim"] == "x"].iloc[0]
+    assert (row["ratio"], row["ratio_lo"], row["ratio_hi"]) == pytest.approx((1.0, 1.0, 1.0))
+    assert row["verdict"] == "holds" and row["delta_pass1_per_seed"] == pytest.approx([0.25, 0.125])
+
+
+# ------------------------------------------------------------------------------------- the command line
+
+
+def test_cli_report_takes_a_study_file_or_a_name(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from studykit import cli
+    from studykit.study import expand
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "params/studies").mkdir(parents=True)
+    path = tmp_path / "params/studies/clifake.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "clifake", "base": str(root / "params/toy/smoke_base.yaml"),
+        "grid": {"models": ["toy:custom"], "tasks": ["toy"], "seeds": [0]},
+        "conditions": {"ground_truth": {"rq": "rq1"}, "random": {"rq": "rq1", "overrides": {"reward": {
+            "name": "random"}}}},
+        "compare": {"holds": 0.95}}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("clifake", artifact_location=(tmp_path / "artifacts").as_uri())
+    for cell, gains in zip(expand(path), ([(100, 2)], [(90, 2)])):
+        before, after = _counts("toy:strong", gains)
+        _log(client, exp, cell.config, _history(before, after), {0: before, 20: after})
+    out = tmp_path / "reports"
+    assert cli.main(["report", str(path), "--uri", uri, "--out", str(out)]) == 0
+    meta = json.loads((out / "clifake/verdicts.json").read_text())
+    assert meta["thresholds"]["holds"] == 0.95  # the study file's compare section
+    assert {r["claim"]: r["verdict"] for r in meta["records"]} == {"ground_truth": "baseline", "random": "uncertain"}
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["report", "clifake", "--uri", uri, "--out", str(out), "--holds", "0.7"]) == 0
+    meta = json.loads((out / "clifake/verdicts.json").read_text())
+    assert {r["claim"]: r["verdict"] for r in meta["records"]}["random"] == "holds"
+    capsys.readouterr()
+    assert cli.main(["report", "no-such-study", "--uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-study" in err and "params/studies/no-such-study.yaml" in err and "clifake" in err

@@ -26,7 +26,8 @@ def test_scores_fixed_completions():
         [_done(right[0]), _done("7"), _done("7"), "<think> count 1 2 3 4 5 </think> 5"],  # majority wrong
         [_done(right[1]), _done(right[1]), _done("3"), _done("4")],                        # majority right
     ]
-    res = evaluate_set(_FixedSampler(texts), problems, "toy", template="raw", tokenizer=None, n=4, ks=[1, 4],
+    res = evaluate_set(_FixedSampler(texts), problems, "toy", task=get("toy"), template="raw", tokenizer=None, n=4,
+                       ks=[1, 4],
                        temperature=1.0, max_new_tokens=16, seed=0)
     m = res.metrics
     assert res.correct_counts.tolist() == [1, 2]
@@ -34,3 +35,28 @@ def test_scores_fixed_completions():
     assert m["eval/toy/avg_at_4"] == 3 / 8 and m["eval/toy/maj_at_4"] == 0.5
     assert m["eval/toy/format_rate"] == 7 / 8
     assert m["eval/toy/method_share/sum"] == 7 / 8 and m["eval/toy/method_share/count"] == 1 / 8
+    assert m["eval/toy/method_share/max"] == 0.0  # the task's diagnostics hook lists every method
+    assert not any("method_share" in k for k in evaluate_set(
+        _FixedSampler(texts), problems, "toy", task=get("math500"), template="raw", tokenizer=None, n=4, ks=[1],
+        temperature=1.0, max_new_tokens=16, seed=0).metrics)  # a task without the hook logs no shares
+
+
+def test_maj_at_n_votes_by_math_equivalence_like_the_majority_vote_reward():
+    from studykit import rewards
+    from studykit.tasks import Problem
+
+    half = Problem("half", "What is one half?", "\\frac{1}{2}", {"task": "math500"})
+    third = Problem("third", "What is one third?", "\\frac{1}{3}", {"task": "math500"})
+    spellings = ["1/2", "\\frac{1}{2}", "\\dfrac12", "0.3", "0.3"]  # string vote: 0.3 wins 2 to 1
+    texts = [[_done(a) for a in spellings], [_done(a) for a in ["0.3", "1/3", "0.3", "\\frac13", "1/4"]]]
+    res = evaluate_set(_FixedSampler(texts), [half, third], "math500", task=get("math500"), template="raw",
+                       tokenizer=None, n=5,
+                       ks=[1], temperature=1.0, max_new_tokens=16, seed=0)
+    assert res.correct_counts.tolist() == [3, 2]
+    assert res.metrics["eval/math500/maj_at_5"] == 0.5  # half: 3 spellings, 1 answer; third: 2-2 tie, 0.3 seen first
+    vote = rewards.get("majority_vote", format_gate=False)
+    expected = [vote(t, p).extra["majority_correct"] for t, p in zip(texts, [half, third])]
+    assert expected == [True, False]
+    assert res.problem_ids == ["half", "third"]
+    record = res.counts_record(7)
+    assert record == {"set": "math500", "step": 7, "n": 5, "problem_ids": ["half", "third"], "correct_counts": [3, 2]}

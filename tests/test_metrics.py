@@ -100,3 +100,62 @@ def test_maj_at_n():
         M.maj_at_n([["1"]], [[True, False]])
     with pytest.raises(ValueError, match="golds_correct"):
         M.maj_at_n([["1"]], [])
+
+
+def _naive_seed_problem_bootstrap(x, n_boot, seed):
+    """The seed x problem bootstrap written as the loop it stands for (same draws as the vectorised one)."""
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
+    probs = rng.integers(0, x.shape[1], size=(n_boot, x.shape[1]))
+    return np.array([np.mean([x[s, probs[b]].mean() for s in seeds[b]]) for b in range(n_boot)])
+
+
+def test_seed_problem_bootstrap_equals_the_loop_it_vectorises():
+    x = np.random.default_rng(4).normal(size=(3, 17))
+    fast = M.seed_problem_bootstrap([x, 2 * x], n_boot=300, seed=9)
+    assert fast.shape == (2, 300)
+    assert fast[0] == pytest.approx(_naive_seed_problem_bootstrap(x, 300, 9))
+    assert fast[1] == pytest.approx(2 * fast[0])  # one resampling shared by the tables
+    assert np.array_equal(M.seed_problem_bootstrap([x], 50, seed=1), M.seed_problem_bootstrap([x], 50, seed=1))
+    assert not np.array_equal(M.seed_problem_bootstrap([x], 50, seed=1), M.seed_problem_bootstrap([x], 50, seed=2))
+
+
+def test_mean_interval_resamples_seeds_as_well_as_problems():
+    constant = np.full((2, 50), 0.2)
+    assert M.mean_interval(constant) == pytest.approx((0.2, 0.2, 0.2))
+    by_seed = np.array([[0.1] * 50, [0.3] * 50])  # no problem-level noise: all the spread is between seeds
+    mean, lo, hi = M.mean_interval(by_seed)
+    assert (mean, lo, hi) == pytest.approx((0.2, 0.1, 0.3))
+    noisy = np.random.default_rng(0).normal(0.1, 0.5, size=(1, 400))
+    mean, lo, hi = M.mean_interval(noisy)
+    assert lo < mean < hi and hi - lo == pytest.approx(2 * 1.96 * 0.5 / 20, rel=0.15)
+
+
+def test_paired_ratio_cancels_shared_problem_noise():
+    gt = np.random.default_rng(1).normal(0.2, 0.4, size=(2, 60))
+    same = M.paired_ratio_interval(gt, gt)
+    assert (same.ratio, same.lo, same.hi) == pytest.approx((1.0, 1.0, 1.0))  # an unpaired bootstrap would spread
+    half = M.paired_ratio_interval(gt / 2, gt)
+    assert (half.ratio, half.lo, half.hi) == pytest.approx((0.5, 0.5, 0.5))
+    assert half.gt[1] < half.gt[0] < half.gt[2] and half.claim[0] == pytest.approx(gt.mean() / 2)
+
+
+def test_paired_ratio_interval_brackets_the_ratio_and_is_unbounded_when_gt_may_not_gain():
+    gt = np.full((1, 100), 0.25)
+    claim = np.where(np.arange(100) < 90, 0.25, 0.0)[None, :]
+    r = M.paired_ratio_interval(claim, gt)
+    assert r.ratio == pytest.approx(0.9) and 0.8 < r.lo < 0.9 < r.hi <= 1.0
+    rare = np.where(np.arange(10) == 0, 0.5, 0.0)[None, :]  # gt gains on one problem of ten
+    r = M.paired_ratio_interval(rare, rare)
+    assert r.ratio == 1.0 and r.lo == -np.inf and r.gt[1] == 0.0
+
+
+def test_bootstrap_tables_are_checked():
+    with pytest.raises(ValueError, match="shape"):
+        M.paired_ratio_interval(np.zeros((2, 5)), np.zeros((1, 5)))
+    with pytest.raises(ValueError, match="2-D"):
+        M.mean_interval(np.zeros(5))
+    with pytest.raises(ValueError, match="alpha"):
+        M.mean_interval(np.zeros((1, 5)), alpha=0.0)
+    with pytest.raises(ValueError, match="non-finite"):
+        M.mean_interval(np.array([[np.nan]]))

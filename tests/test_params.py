@@ -186,7 +186,7 @@ def test_notebooks_have_one_current_parameters_cell_and_no_outputs(nb_path):
     count, values = _parameters(nb_path)
     assert count == 1
     if nb_path.name == "10_compare.ipynb":
-        assert set(values) == {"study", "uri", "thresholds"}
+        assert set(values) == {"study_file", "uri", "thresholds"}
     else:
         assert values == RunConfig().model_dump(mode="python"), "stale notebook: run python notebooks/_build.py"
     nb = nbformat.read(nb_path, as_version=4)

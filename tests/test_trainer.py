@@ -198,3 +198,20 @@ def test_checkpoints_every_n_steps_and_always_at_the_final_step(tmp_path, toy_le
     assert steps_saved == saved
     state = checkpoint.peek(checkpoint.folder(cfg.tracking.checkpoint_dir, cfg.config_hash()))
     assert (state["step"], state["run_id"]) == (steps, result.run_id)
+
+
+def test_every_evaluation_logs_its_per_problem_counts(tmp_path, toy_learner):
+    import json
+
+    cfg = _cfg(tmp_path, toy_learner, train={"steps": 2}, eval={"every": 1, "sets": [{"task": "toy", "limit": 12}]})
+    result = trainer.train(cfg, progress=False)
+    client = mlflow.MlflowClient()
+    files = [f.path for f in client.list_artifacts(result.run_id, "eval_counts/toy")]
+    assert files == [f"eval_counts/toy/step_{s:05d}.json" for s in (0, 1, 2)]
+    pass1 = dict(_history(result.run_id, "eval/toy/pass_at_1"))
+    for step, path in enumerate(files):
+        with open(client.download_artifacts(result.run_id, path, str(tmp_path))) as fh:
+            rec = json.load(fh)
+        assert rec["set"] == "toy" and rec["step"] == step and rec["n"] == 8
+        assert len(rec["problem_ids"]) == len(rec["correct_counts"]) == 12
+        assert sum(rec["correct_counts"]) / (8 * 12) == pytest.approx(pass1[step])

@@ -31,7 +31,7 @@ def alignment_report(model, tokenizer, n_problems: int = 256, n_samples: int = 3
     problems = random.Random(seed).sample(pool, n_problems)
     sampler = HFSampler(SimpleNamespace(model=model, tokenizer=tokenizer))
     ks = [k for k in KS if k <= n_samples]
-    res = evaluate_set(sampler, problems, "toy", template="raw", tokenizer=tokenizer, n=n_samples, ks=ks,
+    res = evaluate_set(sampler, problems, "toy", task=ToyTask(), template="raw", tokenizer=tokenizer, n=n_samples, ks=ks,
                        temperature=1.0, max_new_tokens=MAX_NEW_TOKENS, seed=seed)
     report: dict[str, Any] = {f"pass@{k}": res.metrics[metric_key("toy", "pass", k)] for k in ks}
     report["format_rate"] = res.metrics[metric_key("toy", "format_rate")]
