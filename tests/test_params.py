@@ -29,13 +29,28 @@ def test_params_tree_has_runs_studies_and_notebooks():
                                            "03_negative_samples.ipynb", "10_compare.ipynb"}
 
 
+@pytest.fixture
+def supplied_data(tmp_path, monkeypatch):
+    """A working directory holding the files the paper's params ask the user to supply (validation checks that a
+    math `path` exists)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/deepscaler.jsonl").write_text('{"problem": "1 + 1?", "answer": "2"}\n')
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize("path", RUNS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_run_files_validate(path):
+def test_run_files_validate(path, supplied_data):
     assert isinstance(load(path), RunConfig)
 
 
+def test_the_paper_file_names_its_missing_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"data\.task_options\.path: got 'data/deepscaler\.jsonl'; expected an existing"):
+        load(ROOT / "params/paper/base.yaml")
+
+
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_study_files_expand(path):
+def test_study_files_expand(path, supplied_data):
     cells = expand(path)
     assert cells and len({c.config.config_hash() for c in cells}) == len(cells)
     assert all(c.notebook.is_file() for c in cells)
