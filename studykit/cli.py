@@ -126,7 +126,7 @@ def cmd_params_check(args) -> int:
             print(f"ok  {f}: {_check_one(f)}")
         except ConfigError as err:
             bad += 1
-            print(f"BAD {f}: {err}" if f not in str(err) else f"BAD {err}", file=sys.stderr)
+            print(f"BAD {f}: {err}", file=sys.stderr)
         except Exception as err:  # noqa: BLE001 - one broken file must not hide the others
             bad += 1
             print(f"BAD {f}: {type(err).__name__}: {err}", file=sys.stderr)

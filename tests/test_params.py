@@ -176,7 +176,40 @@ def test_invalid_files_create_no_mlflow_store(tmp_path, monkeypatch, capsys):
     assert cli.main(["study", str(bad_study)]) == 2
     assert cli.main(["params", "check", str(bad_run), str(ROOT / "params/toy/base.yaml")]) == 1
     assert "train.steps" in capsys.readouterr().err
+    # issue 9: what used to pass validation and fail minutes later (some leaving an experiment or a FAILED run)
+    runs = {"split": {"eval": {"sets": [{"task": "aime24", "split": "train"}]}},
+            "preset": {"model": {"name": "toy:medium"}},
+            "knob": {"model": {"name": "toy:custom", "toy": {"hiden": 1}}},
+            "sampler": {"train": {"sampler_options": {"max_batchh": 4}}},
+            "path": {"data": {"task": "math", "task_options": {"path": "missing.jsonl"}}},
+            "eval_math": {"eval": {"sets": [{"task": "math"}]}},
+            "index": {"data": {"selection": "one_shot", "one_shot": {"rule": "index", "index": 5000}}},
+            "alignment_k": {"eval": {"ks": [4, 16], "alignment_k": 2}},
+            "escape": {"study": "../../escaped"},
+            "uri": {"tracking": {"uri": "nosuchdb://x"}},
+            "bool": {"train": {"steps": True}}}
+    for name, data in runs.items():
+        path = _write(tmp_path, f"r_{name}.yaml", data)
+        with pytest.raises(ConfigError):
+            run_one(ROOT / "notebooks/01_reward_signal.ipynb", path)
+        assert cli.main(["run", str(ROOT / "notebooks/00_alignment.ipynb"), "-f", str(path)]) == 2
+    (tmp_path / "r_dup.yaml").write_text("train: {steps: 1}\ntrain: {steps: 2}\n")
+    (tmp_path / "r_empty.yaml").write_text("")
+    for name in ("r_dup.yaml", "r_empty.yaml"):
+        with pytest.raises(ConfigError, match="duplicate key|empty"):
+            run_one(ROOT / "notebooks/01_reward_signal.ipynb", tmp_path / name)
+    studies = {"notebook": _study(tmp_path, notebooks={"rq1": "missing.ipynb"}),
+               "compare": _study(tmp_path, notebooks={"compare": "missing.ipynb"}),
+               "name": _study(tmp_path, name="../../escaped"),
+               "split": _study(tmp_path, conditions={"ground_truth": {"rq": "rq1", "overrides":
+                                                                      {"data": {"train_split": "dev"}}}})}
+    for name, data in studies.items():
+        path = _write(tmp_path, f"s_{name}.yaml", data)
+        with pytest.raises(ConfigError):
+            run_study(path, workers=1)
+        assert cli.main(["study", str(path)]) == 2
     assert not db.exists() and not (tmp_path / "mlruns").exists() and not (tmp_path / "outputs").exists()
+    assert not (tmp_path.parent.parent / "escaped").exists()
 
 
 def test_dry_run_plans_without_touching_anything(tmp_path, monkeypatch):
