@@ -40,9 +40,9 @@ class CheckError(ValueError):
 
 
 def short(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters for an error message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
 
 
 # ---- YAML
