@@ -37,7 +37,9 @@ class ModelConfig(_Section):
     finetune: Literal["full", "lora", "qlora"] = "full"
     """`full` for tiny models; `lora`; `qlora` = 4-bit NF4 base + LoRA. The paper fine-tunes fully (departure on GPU)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights dtype for the trainable copy (float32 on CPU)."""
+    """Compute dtype of the forward passes, and the dtype vLLM serves the base in (float32 on CPU). Trainable
+    parameters and optimiser state are float32 whatever it is: LoRA adapters are fp32, and a bf16 `full`
+    fine-tune keeps fp32 master weights under bf16 autocast; `full` + float16 is refused."""
     lora_rank: int = Field(16, ge=1)
     """LoRA rank r."""
     lora_alpha: int = Field(32, ge=1)
@@ -48,6 +50,10 @@ class ModelConfig(_Section):
     """Modules that get adapters; `all-linear` is peft's every-linear-layer shortcut."""
     toy: dict[str, Any] = Field(default_factory=dict)
     """Knobs for `toy:custom` (see studykit.toy.ToyRecipe); ignored for other names."""
+    gradient_checkpointing: bool | None = None
+    """Recompute each decoder layer's activations in backward (less memory, about a third more compute; the
+    gradients are the same). None = auto: on for non-toy models of at least 100M parameters, off for the toy.
+    Not in the config hash."""
 
 
 class EvalSet(_Section):
@@ -275,8 +281,11 @@ class RunConfig(_Section):
         return self
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the result (tracking options and the checkpoint interval excluded)."""
-        payload = self.model_dump(mode="json", exclude={"tracking": True, "train": {"checkpoint_every"}})
+        """Hash of everything that changes the result. Excluded: tracking options and the execution knobs that
+        change memory or time, not the objective (checkpoint interval, gradient checkpointing), so a run can resume
+        with them changed."""
+        payload = self.model_dump(mode="json", exclude={
+            "tracking": True, "train": {"checkpoint_every"}, "model": {"gradient_checkpointing"}})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def run_name(self) -> str:
