@@ -130,8 +130,9 @@ class AlgoConfig(_Section):
     agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "token-mean"
     """Loss aggregation (the paper: token-mean)."""
     kl_coef: float = Field(0.0, ge=0)
-    """KL penalty to the base model (the paper: none). Only 0 is accepted until the trainer computes
-    reference log-probs; a non-zero value would otherwise be silently ignored."""
+    """KL penalty to the initial policy (the paper: none), k3 estimator per token, logged as `train/kl_ref`. The
+    reference is the base with the adapter disabled for lora/qlora (no extra memory) and a frozen copy of the
+    initial model for full fine-tuning (refused above studykit.update.REF_COPY_MAX_PARAMS parameters)."""
     entropy_coef: float = Field(0.0, ge=0)
     """Entropy bonus (the paper: none)."""
     dynamic_sampling: bool = True
@@ -141,6 +142,10 @@ class AlgoConfig(_Section):
     """Generation batches drawn per step to refill after filtering."""
     old_logprobs: Literal["recompute", "sampler"] = "recompute"
     """Old log-probs from the training model (as verl) or the sampler's."""
+    tis_cap: float | None = Field(None, ge=1)
+    """Truncated importance sampling for the sampler/trainer mismatch (verl's and TRL's TIS): the policy-gradient
+    term of each token is weighted by min(exp(old_logprob - sampler_logprob), tis_cap). None = off (the paper).
+    Needs old_logprobs `recompute`. In the config hash only when set."""
 
     @model_validator(mode="before")
     @classmethod
@@ -151,9 +156,9 @@ class AlgoConfig(_Section):
 
     @model_validator(mode="after")
     def _no_ignored_settings(self) -> "AlgoConfig":
-        if self.kl_coef != 0:
-            raise ValueError(f"algo.kl_coef={self.kl_coef}: the reference-model KL penalty is not implemented yet, "
-                             "so only 0 (the paper's value) is accepted")
+        if self.tis_cap is not None and self.old_logprobs == "sampler":
+            raise ValueError("algo.tis_cap needs algo.old_logprobs 'recompute': with the sampler's log-probs as old "
+                             "log-probs every importance weight is 1")
         return self
 
 
@@ -182,6 +187,13 @@ class TrainConfig(_Section):
     """Nucleus sampling."""
     max_new_tokens: int = Field(1024, ge=1)
     """Response length cap (departure: the paper allows longer responses)."""
+    micro_batch_size: int | None = Field(None, ge=1)
+    """Sequences per forward/backward pass; a mini-batch's gradients are accumulated over its micro-batches and
+    equal the whole mini-batch's for every `algo.agg` (None = the whole mini-batch in one pass). Not in the
+    config hash."""
+    logprob_chunk: int = Field(1024, ge=1)
+    """Token rows whose full-vocabulary log-softmax is held at once when computing log-probs (memory about
+    3 x logprob_chunk x vocab x 4 bytes). Not in the config hash."""
     sampler: Literal["hf", "vllm"] = "hf"
     """Rollout backend."""
     sampler_options: dict[str, Any] = Field(default_factory=dict)
@@ -282,10 +294,13 @@ class RunConfig(_Section):
 
     def config_hash(self) -> str:
         """Hash of everything that changes the result. Excluded: tracking options and the execution knobs that
-        change memory or time, not the objective (checkpoint interval, gradient checkpointing), so a run can resume
-        with them changed."""
+        change memory or time, not the objective (checkpoint interval, micro-batch size, log-prob chunk, gradient
+        checkpointing), so a run can resume with them changed; `algo.tis_cap` while it is None."""
         payload = self.model_dump(mode="json", exclude={
-            "tracking": True, "train": {"checkpoint_every"}, "model": {"gradient_checkpointing"}})
+            "tracking": True, "train": {"checkpoint_every", "micro_batch_size", "logprob_chunk"},
+            "model": {"gradient_checkpointing"}})
+        if payload["algo"]["tis_cap"] is None:
+            del payload["algo"]["tis_cap"]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def run_name(self) -> str:
