@@ -197,8 +197,8 @@ class TrainConfig(_Section):
     sampler: Literal["hf", "vllm"] = "hf"
     """Rollout backend."""
     sampler_options: dict[str, Any] = Field(default_factory=dict)
-    """Backend options (e.g. gpu_memory_utilization, max_model_len for vllm). `enable_sleep_mode` is refused
-    until the trainer puts vLLM to sleep during the update."""
+    """Backend options (e.g. gpu_memory_utilization, max_model_len for vllm). vllm's `enable_sleep_mode: true`
+    puts the engine to sleep during each update (CUDA/ROCm/XPU only; not in the config hash)."""
     seed: int = 0
     """Seed for data order, sampling, rewards and initialisation."""
     checkpoint_every: int = Field(0, ge=0)
@@ -208,9 +208,9 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _no_ignored_options(self) -> "TrainConfig":
-        if self.sampler_options.get("enable_sleep_mode"):
-            raise ValueError("train.sampler_options.enable_sleep_mode: vLLM sleep during the update is not "
-                             "implemented yet, so it would be accepted and ignored; remove it")
+        if "enable_sleep_mode" in self.sampler_options and self.sampler != "vllm":
+            raise ValueError("train.sampler_options.enable_sleep_mode is a vllm sampler option; the hf sampler is "
+                             "the training model itself and has nothing to put to sleep")
         return self
 
 
@@ -295,10 +295,11 @@ class RunConfig(_Section):
     def config_hash(self) -> str:
         """Hash of everything that changes the result. Excluded: tracking options and the execution knobs that
         change memory or time, not the objective (checkpoint interval, micro-batch size, log-prob chunk, gradient
-        checkpointing), so a run can resume with them changed; `algo.tis_cap` while it is None."""
+        checkpointing, vLLM sleep mode), so a run can resume with them changed; `algo.tis_cap` while it is None."""
         payload = self.model_dump(mode="json", exclude={
             "tracking": True, "train": {"checkpoint_every", "micro_batch_size", "logprob_chunk"},
             "model": {"gradient_checkpointing"}})
+        payload["train"]["sampler_options"].pop("enable_sleep_mode", None)
         if payload["algo"]["tis_cap"] is None:
             del payload["algo"]["tis_cap"]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]

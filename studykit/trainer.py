@@ -178,9 +178,11 @@ def _train_step(run: _Run, step: int) -> dict[str, float]:
         run.history.setdefault(pid, {})[str(run.data.drawn_epoch.get(pid, 0))] = acc
     t1 = time.perf_counter()
     lr = run.optimizer.param_groups[0]["lr"]  # the rate this step's update uses (the scheduler moves it after)
+    run.sampler.sleep()  # vLLM with enable_sleep_mode frees its memory for the update; a no-op otherwise
     stats = _update(run, rolls) if len(rolls) else {"train/skipped_update": 1.0}
     run.scheduler.step()
     run.sampler.sync(run.policy)
+    run.sampler.wake_up()  # weights, then KV cache: ready for the next sampling or evaluation
     t2 = time.perf_counter()
     if step <= cfg.tracking.sample_tables or step == cfg.train.steps:
         _log_samples(rolls, step)

@@ -109,15 +109,18 @@ def test_dynamic_sampling_defaults_off_for_zhu_et_al_estimators():
         assert validate({"algo": {"estimator": est}}).algo.dynamic_sampling is True
 
 
-def test_kl_is_accepted_now_that_the_engine_computes_it():
-    # Regression (issue 10): kl_coef != 0 was refused because the engine ignored it.
+def test_kl_and_vllm_sleep_are_accepted_now_that_the_engine_does_them():
+    # Regression (issue 10): kl_coef != 0 and enable_sleep_mode were refused because the engine ignored them.
     from studykit.config import validate
 
     assert validate({"algo": {"kl_coef": 0.05}}).algo.kl_coef == 0.05
+    cfg = validate({"model": {"finetune": "lora"},
+                    "train": {"sampler": "vllm", "sampler_options": {"enable_sleep_mode": True}}})
+    assert cfg.train.sampler_options["enable_sleep_mode"] is True
 
 
 @pytest.mark.parametrize("section,value,field", [
-    ("train", {"sampler_options": {"enable_sleep_mode": True}}, r"enable_sleep_mode"),
+    ("train", {"sampler_options": {"enable_sleep_mode": True}}, r"enable_sleep_mode is a vllm sampler option"),
     ("algo", {"tis_cap": 2.0, "old_logprobs": "sampler"}, r"algo\.tis_cap needs algo\.old_logprobs"),
     ("algo", {"tis_cap": 0.5}, r"algo\.tis_cap"),
     ("train", {"micro_batch_size": 0}, r"train\.micro_batch_size"),
@@ -141,7 +144,8 @@ def test_new_gpu_settings_leave_existing_config_hashes_alone():
     for path, want in PINNED_HASHES.items():
         assert load(ROOT / path).config_hash() == want, path
     base = RunConfig().model_dump(mode="json")
-    knobs = {"train": {"micro_batch_size": 3, "logprob_chunk": 64, "sampler": "vllm"},
+    knobs = {"train": {"micro_batch_size": 3, "logprob_chunk": 64, "sampler": "vllm",
+                       "sampler_options": {"enable_sleep_mode": True}},
              "model": {"gradient_checkpointing": True, "finetune": "lora"}}
     plain = validate({"train": {"sampler": "vllm"}, "model": {"finetune": "lora"}})
     assert validate(knobs).config_hash() == plain.config_hash()  # execution knobs: not in the hash

@@ -47,6 +47,12 @@ class Sampler(Protocol):
 
     def sync(self, policy: "Policy") -> None: ...
 
+    def sleep(self) -> None:
+        """Release accelerator memory before the trainer's update (a no-op where there is nothing to release)."""
+
+    def wake_up(self) -> None:
+        """Be ready to generate again after the update."""
+
     def close(self) -> None: ...
 
 

@@ -110,6 +110,12 @@ class HFSampler:
     def close(self) -> None:
         """Nothing to release (the model belongs to the policy)."""
 
+    def sleep(self) -> None:
+        """Nothing to free: the sampler is the training model."""
+
+    def wake_up(self) -> None:
+        """Nothing to restore."""
+
     def generate(self, prompts: list[str], n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 256, seed: int | None = None) -> list[Group]:
         check_generate_args(prompts, n, temperature, top_p, max_new_tokens)
