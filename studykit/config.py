@@ -52,7 +52,9 @@ class ModelConfig(_Section):
     finetune: Literal["full", "lora", "qlora"] = "full"
     """`full` for tiny models; `lora`; `qlora` = 4-bit NF4 base + LoRA. The paper fine-tunes fully (departure on GPU)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights dtype for the trainable copy (float32 on CPU)."""
+    """Compute dtype of the forward passes, and the dtype vLLM serves the base in (float32 on CPU). Trainable
+    parameters and optimiser state are float32 whatever it is: LoRA adapters are fp32, and a bf16 `full`
+    fine-tune keeps fp32 master weights under bf16 autocast; `full` + float16 is refused."""
     lora_rank: Int = Field(16, ge=1)
     """LoRA rank r."""
     lora_alpha: Int = Field(32, ge=1)
@@ -63,6 +65,10 @@ class ModelConfig(_Section):
     """Modules that get adapters; `all-linear` is peft's every-linear-layer shortcut."""
     toy: dict[str, Any] = Field(default_factory=dict)
     """Knobs for `toy:custom` (see studykit.toy.ToyRecipe); an error with any other name (they would be ignored)."""
+    gradient_checkpointing: Bool | None = None
+    """Recompute each decoder layer's activations in backward (less memory, about a third more compute; the
+    gradients are the same). None = auto: on for non-toy models of at least 100M parameters, off for the toy.
+    Not in the config hash."""
 
     _name = field_validator("name")(checks.check_model_name)
 
@@ -171,8 +177,9 @@ class AlgoConfig(_Section):
     agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "token-mean"
     """Loss aggregation (the paper: token-mean)."""
     kl_coef: Num = Field(0.0, ge=0)
-    """KL penalty to the base model (the paper: none). Only 0 is accepted until the trainer computes
-    reference log-probs; a non-zero value would otherwise be silently ignored."""
+    """KL penalty to the initial policy (the paper: none), k3 estimator per token, logged as `train/kl_ref`. The
+    reference is the base with the adapter disabled for lora/qlora (no extra memory) and a frozen copy of the
+    initial model for full fine-tuning (refused above studykit.update.REF_COPY_MAX_PARAMS parameters)."""
     entropy_coef: Num = Field(0.0, ge=0)
     """Entropy bonus (the paper: none)."""
     dynamic_sampling: Bool = True
@@ -182,6 +189,10 @@ class AlgoConfig(_Section):
     """Generation batches drawn per step to refill after filtering."""
     old_logprobs: Literal["recompute", "sampler"] = "recompute"
     """Old log-probs from the training model (as verl) or the sampler's."""
+    tis_cap: Num | None = Field(None, ge=1)
+    """Truncated importance sampling for the sampler/trainer mismatch (verl's and TRL's TIS): the policy-gradient
+    term of each token is weighted by min(exp(old_logprob - sampler_logprob), tis_cap). None = off (the paper).
+    Needs old_logprobs `recompute`. In the config hash only when set."""
 
     @model_validator(mode="before")
     @classmethod
@@ -192,10 +203,9 @@ class AlgoConfig(_Section):
 
     @model_validator(mode="after")
     def _no_ignored_settings(self) -> "AlgoConfig":
-        """kl_coef 0 only: the reference-model KL penalty is not implemented, a non-zero value would be ignored."""
-        if self.kl_coef != 0:
-            raise CheckError(f"got {self.kl_coef}; expected 0 (the paper's value): the reference-model KL "
-                                    "penalty is not implemented yet", "kl_coef")
+        if self.tis_cap is not None and self.old_logprobs == "sampler":
+            raise CheckError(f"got {self.tis_cap} with algo.old_logprobs 'sampler'; expected old_logprobs "
+                             "'recompute' (with the sampler's log-probs as old log-probs every weight is 1)", "tis_cap")
         return self
 
 
@@ -224,11 +234,18 @@ class TrainConfig(_Section):
     """Nucleus sampling."""
     max_new_tokens: Int = Field(1024, ge=1)
     """Response length cap (departure: the paper allows longer responses)."""
+    micro_batch_size: Int | None = Field(None, ge=1)
+    """Sequences per forward/backward pass; a mini-batch's gradients are accumulated over its micro-batches and
+    equal the whole mini-batch's for every `algo.agg` (None = the whole mini-batch in one pass). Not in the
+    config hash."""
+    logprob_chunk: Int = Field(1024, ge=1)
+    """Token rows whose full-vocabulary log-softmax is held at once when computing log-probs (memory about
+    3 x logprob_chunk x vocab x 4 bytes). Not in the config hash."""
     sampler: Literal["hf", "vllm"] = "hf"
     """Rollout backend."""
     sampler_options: dict[str, Any] = Field(default_factory=dict)
-    """Backend options (e.g. gpu_memory_utilization, max_model_len for vllm). `enable_sleep_mode` is refused
-    until the trainer puts vLLM to sleep during the update."""
+    """Backend options (e.g. gpu_memory_utilization, max_model_len for vllm). vllm's `enable_sleep_mode: true`
+    puts the engine to sleep during each update (CUDA/ROCm/XPU only; not in the config hash)."""
     seed: Seed = 0
     """Seed for data order, sampling, rewards and initialisation."""
     checkpoint_every: Int = Field(0, ge=0)
@@ -241,6 +258,14 @@ class TrainConfig(_Section):
     def _sampler_accepts(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         """Keys and values the sampler's constructor takes (its signature); `enable_sleep_mode` refused (ignored)."""
         return checks.check_sampler_options(info.data["sampler"], options) if "sampler" in info.data else options
+
+    @model_validator(mode="after")
+    def _no_ignored_options(self) -> "TrainConfig":
+        """`enable_sleep_mode` only with the vllm sampler (the hf sampler has nothing to put to sleep)."""
+        if "enable_sleep_mode" in self.sampler_options and self.sampler != "vllm":
+            raise CheckError("got enable_sleep_mode with sampler 'hf'; expected sampler 'vllm' (the hf sampler is "
+                             "the training model itself and has nothing to put to sleep)", "sampler_options")
+        return self
 
 
 class EvalConfig(_Section):
@@ -337,8 +362,15 @@ class RunConfig(_Section):
         return self
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the result (tracking options and the checkpoint interval excluded)."""
-        payload = self.model_dump(mode="json", exclude={"tracking": True, "train": {"checkpoint_every"}})
+        """Hash of everything that changes the result. Excluded: tracking options and the execution knobs that
+        change memory or time, not the objective (checkpoint interval, micro-batch size, log-prob chunk, gradient
+        checkpointing, vLLM sleep mode), so a run can resume with them changed; `algo.tis_cap` while it is None."""
+        payload = self.model_dump(mode="json", exclude={
+            "tracking": True, "train": {"checkpoint_every", "micro_batch_size", "logprob_chunk"},
+            "model": {"gradient_checkpointing"}})
+        payload["train"]["sampler_options"].pop("enable_sleep_mode", None)
+        if payload["algo"]["tis_cap"] is None:
+            del payload["algo"]["tis_cap"]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def run_name(self) -> str:

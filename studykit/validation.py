@@ -233,12 +233,9 @@ def check_kwargs(target: Any, options: dict[str, Any], what: str, skip: int = 0,
 
 
 def check_sampler_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    """`enable_sleep_mode` is refused (not implemented: it would be ignored); `options` fit the constructor of sampler `kind` (HFSampler / VLLMSampler), read from its signature; the
+    """`options` fit the constructor of sampler `kind` (HFSampler / VLLMSampler), read from its signature; the
     backend module is imported only here, and never vllm itself (keys VLLMSampler passes on to vllm.LLM are not
     checked)."""
-    if options.get("enable_sleep_mode"):
-        raise CheckError("got True; vLLM sleep during the update is not implemented yet, so it would be accepted and "
-                         "ignored; remove it", "enable_sleep_mode")
     if not options:
         return options
     if kind == "hf":

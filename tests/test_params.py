@@ -124,15 +124,49 @@ def test_dynamic_sampling_defaults_off_for_zhu_et_al_estimators():
         assert validate({"algo": {"estimator": est}}).algo.dynamic_sampling is True
 
 
+def test_kl_and_vllm_sleep_are_accepted_now_that_the_engine_does_them():
+    # Regression (issue 10): kl_coef != 0 and enable_sleep_mode were refused because the engine ignored them.
+    from studykit.config import validate
+
+    assert validate({"algo": {"kl_coef": 0.05}}).algo.kl_coef == 0.05
+    cfg = validate({"model": {"finetune": "lora"},
+                    "train": {"sampler": "vllm", "sampler_options": {"enable_sleep_mode": True}}})
+    assert cfg.train.sampler_options["enable_sleep_mode"] is True
+
+
 @pytest.mark.parametrize("section,value,field", [
-    ("algo", {"kl_coef": 0.05}, r"algo\.kl_coef"),
-    ("train", {"sampler_options": {"enable_sleep_mode": True}}, r"enable_sleep_mode"),
+    ("train", {"sampler_options": {"enable_sleep_mode": True}}, r"expected sampler 'vllm'"),
+    ("algo", {"tis_cap": 2.0, "old_logprobs": "sampler"}, r"algo\.tis_cap.*old_logprobs"),
+    ("algo", {"tis_cap": 0.5}, r"algo\.tis_cap"),
+    ("train", {"micro_batch_size": 0}, r"train\.micro_batch_size"),
 ])
-def test_settings_the_engine_ignores_are_refused(section, value, field):
+def test_settings_that_cannot_work_are_refused(section, value, field):
     from studykit.config import validate
 
     with pytest.raises(ConfigError, match=field):
         validate({section: value})
+
+
+# Hashes of the shipped configs before issue 10 added settings: finished cells must still be found by hash.
+PINNED_HASHES = {"params/toy/base.yaml": "59a394fa189b", "params/toy/rq1_random.yaml": "afa4cea33872",
+                 "params/toy/rq2_one_shot.yaml": "a0b05b616eba", "params/paper/base.yaml": "d4f94c0ced20"}
+
+
+def test_new_gpu_settings_leave_existing_config_hashes_alone(supplied_data):
+    from studykit.config import validate
+
+    assert RunConfig().config_hash() == "4b961a29bb5b"
+    for path, want in PINNED_HASHES.items():
+        assert load(ROOT / path).config_hash() == want, path
+    base = RunConfig().model_dump(mode="json")
+    knobs = {"train": {"micro_batch_size": 3, "logprob_chunk": 64, "sampler": "vllm",
+                       "sampler_options": {"enable_sleep_mode": True}},
+             "model": {"gradient_checkpointing": True, "finetune": "lora"}}
+    plain = validate({"train": {"sampler": "vllm"}, "model": {"finetune": "lora"}})
+    assert validate(knobs).config_hash() == plain.config_hash()  # execution knobs: not in the hash
+    assert validate({"algo": {"tis_cap": 2.0}}).config_hash() != RunConfig().config_hash()  # a set cap is
+    assert validate({"algo": {"tis_cap": None}}).config_hash() == RunConfig().config_hash()
+    assert base["train"]["micro_batch_size"] is None and base["algo"]["tis_cap"] is None
 
 
 def test_paper_defaults_for_decay_and_warmup():

@@ -55,7 +55,7 @@ RUN_ROWS = [
     ("lr-zero", {"train": {"lr": 0}}, "train.lr", "greater than 0"),
     ("clip-low-one", {"algo": {"clip_low": 1.0}}, "algo.clip_low", "less than 1"),
     ("clip-low-negative", {"algo": {"clip_low": -0.1}}, "algo.clip_low", "greater than or equal to 0"),
-    ("kl", {"algo": {"kl_coef": 0.1}}, "algo.kl_coef", "expected 0"),
+    ("kl", {"algo": {"kl_coef": -0.1}}, "algo.kl_coef", "greater than or equal to 0"),
     ("task", {"data": {"task": "mathh"}}, "data.task", "toy, math500, aime24"),
     ("eval-task", {"eval": {"sets": [{"task": "nope"}]}}, "eval.sets.0.task", "math500"),
     ("split", {"data": {"train_split": "dev"}}, "data.train_split", "splits train, test"),
@@ -73,7 +73,7 @@ RUN_ROWS = [
     ("sampler-type", {"train": {"sampler_options": {"max_batch": "4"}}}, "train.sampler_options.max_batch", "int"),
     ("sampler-policy", {"train": {"sampler_options": {"policy": 1}}}, "train.sampler_options.policy", "itself"),
     ("sampler-sleep", {"train": {"sampler_options": {"enable_sleep_mode": True}}},
-     "train.sampler_options.enable_sleep_mode", "not implemented"),
+     "train.sampler_options", "expected sampler 'vllm'"),
     ("vllm-type", {"model": {"finetune": "lora"}, "train": {"sampler": "vllm", "sampler_options":
                    {"gpu_memory_utilization": "half"}}}, "train.sampler_options.gpu_memory_utilization", "float"),
     ("vllm-full", {"train": {"sampler": "vllm"}}, "train.sampler", "lora"),

@@ -45,6 +45,12 @@ class Sampler(Protocol):
     def sync(self, policy: Any) -> None: ...  # a studykit.models.Policy, duck-typed: no import of models (the
     # validator in studykit.config reads the backends' signatures, and models sits above config via tracking)
 
+    def sleep(self) -> None:
+        """Release accelerator memory before the trainer's update (a no-op where there is nothing to release)."""
+
+    def wake_up(self) -> None:
+        """Be ready to generate again after the update."""
+
     def close(self) -> None: ...
 
 
