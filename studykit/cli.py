@@ -107,20 +107,31 @@ def cmd_ui(args) -> int:
         return 0
 
 
-def cmd_params_check(args) -> int:
-    from .config import load, load_yaml
-    from .study import expand
+def _check_one(path: str) -> str:
+    """What a valid params file is ('run NAME' / 'study with N cells'); ConfigError when it is not valid."""
+    from .config import load_yaml, validate
+    from .study import expand, is_study
 
+    data = load_yaml(path)
+    if is_study(data):
+        return f"study with {len(expand(path))} cells"
+    return f"run {validate(data, path).run_name()}"
+
+
+def cmd_params_check(args) -> int:
+    """Check every file, report each bad one (and why) and go on; exit 1 when any was bad."""
     bad = 0
     for f in args.files:
         try:
-            if "grid" in load_yaml(f):
-                print(f"ok  {f}: study with {len(expand(f))} cells")
-            else:
-                print(f"ok  {f}: run {load(f).run_name()}")
+            print(f"ok  {f}: {_check_one(f)}")
         except ConfigError as err:
             bad += 1
-            print(f"BAD {err}", file=sys.stderr)
+            print(f"BAD {f}: {err}", file=sys.stderr)
+        except Exception as err:  # noqa: BLE001 - one broken file must not hide the others
+            bad += 1
+            print(f"BAD {f}: {type(err).__name__}: {err}", file=sys.stderr)
+    if bad:
+        print(f"{bad} of {len(args.files)} files invalid", file=sys.stderr)
     return 1 if bad else 0
 
 

@@ -7,9 +7,20 @@ and returns a `Policy`:
 * `lora`  - peft `LoraConfig(r, lora_alpha, lora_dropout, target_modules, task_type="CAUSAL_LM")`; only the
   `lora_` weights train.
 * `qlora` - the base is loaded in 4-bit NF4 (double quantisation, compute dtype = `dtype`) through
-  bitsandbytes, prepared with `prepare_model_for_kbit_training` (no gradient checkpointing unless asked) and
-  LoRA on top. This works on CPU with bitsandbytes >= 0.49: the 4-bit layers are placed with
-  `device_map={"": device}` at load time, so they are quantised on the device they will run on.
+  bitsandbytes, prepared with `prepare_model_for_kbit_training` (which casts the remaining bf16/fp16 weights -
+  norms, embeddings, lm_head - to fp32) and LoRA on top. This works on CPU with bitsandbytes >= 0.49: the 4-bit
+  layers are placed with `device_map={"": device}` at load time, so they are quantised on the device they will
+  run on.
+
+Precision: whatever `dtype` is, every TRAINABLE parameter (and so the optimiser state) is float32. LoRA/QLoRA
+adapters are fp32 beside a `dtype` base (peft's adapter autocast, checked here). A `full` fine-tune in bfloat16
+keeps fp32 master weights and runs its forward passes under `torch.autocast(bfloat16)` (`Policy.autocast`): pure
+bf16 weights would round an lr-1e-6 AdamW update away. `full` + float16 is refused (fp16 training needs loss
+scaling, which studykit does not do). `Policy.dtype` is the compute dtype, the one vLLM serves the base in.
+
+Gradient checkpointing (non-reentrant, recompute each decoder layer in backward): `gradient_checkpointing=None`
+means auto - on for models of at least AUTO_CHECKPOINTING_PARAMS parameters that are not `toy:` models, off for
+the toy and other tiny models. It changes memory and time, not gradients.
 
 `load_policy` also takes the policy a finished training run kept: `runs:/<run_id>/policy`, or a folder holding
 `studykit_policy.json` beside the weights; `studykit.policy_store` loads it back with the settings it recorded.
@@ -28,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import contextlib
+
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
@@ -36,6 +49,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 ADAPTER_FILE = "adapter_model.safetensors"
 POLICY_METADATA = "studykit_policy.json"
 """What a stored policy folder holds beside its weights (see studykit.policy_store)."""
+AUTO_CHECKPOINTING_PARAMS = 100_000_000
+"""`gradient_checkpointing=None` turns checkpointing on for non-toy models with at least this many parameters."""
 
 
 @dataclass
@@ -52,10 +67,21 @@ class Policy:
     """"full" | "lora" | "qlora"."""
     base_path: str
     """Local folder or hub id of the base weights (what vLLM loads)."""
+    dtype: str = "float32"
+    """Compute dtype of the forward pass (the configured `dtype`; vLLM serves the base in it)."""
+    gradient_checkpointing: bool = False
+    """Whether the training forward recomputes activations in backward."""
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def autocast(self):
+        """Context for forward passes: bf16 autocast over fp32 master weights for a bf16 full fine-tune, else
+        nothing (the weights already are in the compute dtype)."""
+        if self.finetune == "full" and self.dtype != "float32":
+            return torch.autocast(self.device.type, dtype=DTYPES[self.dtype])
+        return contextlib.nullcontext()
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -153,18 +179,33 @@ def _disable_cpu_weight_packing(model: torch.nn.Module) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+_CHECKPOINTING = {"use_reentrant": False}  # non-reentrant: works with frozen inputs and restores autocast
+
+
 def _add_lora(model, finetune, rank, alpha, dropout, target_modules, gradient_checkpointing):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if finetune == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=dict(_CHECKPOINTING))
     elif gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(_CHECKPOINTING))
         model.enable_input_require_grads()
     config = LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
     )
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config, autocast_adapter_dtype=True)
+    for p in model.parameters():  # adapters (and so optimiser state) in fp32 whatever the base dtype
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    return model
+
+
+def auto_checkpointing(name_or_path: str, model: torch.nn.Module) -> bool:
+    """The `gradient_checkpointing=None` rule: on for non-toy models of at least AUTO_CHECKPOINTING_PARAMS."""
+    if name_or_path.startswith("toy:"):
+        return False
+    return sum(p.numel() for p in model.parameters()) >= AUTO_CHECKPOINTING_PARAMS
 
 
 def load_policy(
@@ -177,13 +218,13 @@ def load_policy(
     target_modules: str | list[str] | None = None,
     toy_knobs: dict | None = None,
     device: str | None = None,
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: bool | None = False,
     tracking_uri: str | None = None,
 ) -> Policy:
     """Load a policy from a hub id, a local folder, `toy:<preset>`, or a stored policy (see the module docstring).
 
     Unset options take `load_pretrained`'s defaults, or for a stored policy what it recorded; `tracking_uri` only
-    matters for `runs:/` sources.
+    matters for `runs:/` sources. `gradient_checkpointing=None` = the auto rule (`auto_checkpointing`).
     """
     options = dict(finetune=finetune, dtype=dtype, lora_rank=lora_rank, lora_alpha=lora_alpha,
                    lora_dropout=lora_dropout, target_modules=target_modules)
@@ -215,11 +256,16 @@ def load_pretrained(
     target_modules: str | list[str] = "all-linear",
     toy_knobs: dict | None = None,
     device: str | None = None,
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: bool | None = False,
 ) -> Policy:
-    """A policy from base weights: a hub id, a local save_pretrained folder or `toy:<preset>`."""
+    """A policy from base weights: a hub id, a local save_pretrained folder or `toy:<preset>` (precision and
+    checkpointing: see the module docstring)."""
     _check_choice("finetune", finetune, FINETUNES)
     _check_choice("dtype", dtype, DTYPES)
+    if finetune == "full" and dtype == "float16":
+        raise ValueError("finetune 'full' with dtype 'float16' is not supported: fp16 training needs loss scaling, "
+                         "which studykit does not do; use dtype 'bfloat16' (fp32 master weights, bf16 autocast) or "
+                         "'float32'")
     if lora_rank < 1 or lora_alpha < 1 or not 0 <= lora_dropout < 1:
         raise ValueError(
             f"need lora_rank >= 1, lora_alpha >= 1, 0 <= lora_dropout < 1; got {lora_rank}, {lora_alpha}, {lora_dropout}"
@@ -227,7 +273,10 @@ def load_pretrained(
     source = resolve_source(name_or_path, toy_knobs)
     device = device or default_device()
     tokenizer = load_tokenizer(source)
-    model = _load_base(source, finetune, DTYPES[dtype], device)
+    # full fine-tuning keeps fp32 master weights; bf16 is its compute dtype (Policy.autocast)
+    model = _load_base(source, finetune, torch.float32 if finetune == "full" else DTYPES[dtype], device)
+    if gradient_checkpointing is None:
+        gradient_checkpointing = auto_checkpointing(name_or_path, model)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
@@ -236,10 +285,11 @@ def load_pretrained(
         for p in model.parameters():
             p.requires_grad_(True)
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(_CHECKPOINTING))
     else:
         model = _add_lora(model, finetune, lora_rank, lora_alpha, lora_dropout, target_modules, gradient_checkpointing)
-    return Policy(model=model, tokenizer=tokenizer, name=name_or_path, finetune=finetune, base_path=source)
+    return Policy(model=model, tokenizer=tokenizer, name=name_or_path, finetune=finetune, base_path=source,
+                  dtype=dtype, gradient_checkpointing=bool(gradient_checkpointing))
 
 
 def from_config(cfg) -> Policy:
@@ -254,6 +304,7 @@ def from_config(cfg) -> Policy:
         lora_dropout=cfg.lora_dropout,
         target_modules=cfg.target_modules,
         toy_knobs=knobs,
+        gradient_checkpointing=cfg.gradient_checkpointing,
     )
 
 

@@ -3,7 +3,9 @@
 A study YAML (schema `StudySpec`, unknown keys are errors) names a base run file, the grid, the conditions
 (each a claim of the paper with the overrides that produce it), the alignment cells, ablations and the verdict
 thresholds. `expand` turns it into `Cell`s whose `RunConfig`s are all validated before anything runs, so an
-invalid study or run file creates no MLflow experiment or run. `run_study` executes the cells with papermill in
+invalid study or run file creates no MLflow experiment or run. Names that become paths (the study, conditions,
+ablations, grid task labels, model short names, so every cell name) are safe names; a repeated key is an error;
+relative `base` and notebook paths are read from the study file's folder. `run_study` executes the cells with papermill in
 subprocesses (`workers` at a time, one torch thread each), in dependency order (alignment cells before the
 training cells of the same model/task; the baseline ground-truth cell before the one-shot cell of the same
 model/task/seed, whose `historical_variance` rule reads it), skips cells whose config hash already has a
@@ -18,13 +20,15 @@ the notebook-per-cell record are studykit's.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import CompareSpec, ConfigError, RunConfig, deep_merge, load_yaml, validate
+from .paramfile import NAME_HINT, SAFE_NAME, CheckError, Seed, describe
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -38,8 +42,34 @@ DEFAULT_NOTEBOOKS = {
 }
 
 
+TASK_LABEL = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"  # a safe name, or a task name such as logic:game24
+CELL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"  # notebook and log file names under outputs/<study>/
+
+
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
+
+
+def _safe_keys(pattern: str, what: str):
+    """A validator: every key of a mapping (or item of a list) matches `pattern` (it becomes part of a path)."""
+    def check(value: Any) -> Any:
+        for key in value:
+            if not isinstance(key, str) or not re.match(pattern, key):
+                hint = NAME_HINT if pattern == SAFE_NAME else f"a name matching {pattern}"
+                raise CheckError(f"got {what} {key!r}; expected {hint}", str(key))
+        return value
+
+    check.__doc__ = f"Each {what} is a name that can be part of a path ({pattern})."
+    return check
+
+
+def _model_short_names(models: dict[str, Any]) -> dict[str, Any]:
+    """Each model's short name (the part after the last '/', without `toy:`) is a safe name: it is in cell names."""
+    for name in models:
+        if not re.match(SAFE_NAME, short_model(name)):
+            raise CheckError(f"got model {name!r} (short name {short_model(name)!r}); expected a name whose "
+                                    f"last part is {NAME_HINT}", name)
+    return models
 
 
 def _as_mapping(value: Any) -> Any:
@@ -50,20 +80,22 @@ def _as_mapping(value: Any) -> Any:
 
 
 class GridSpec(_Spec):
-    models: dict[str, dict[str, Any]]
+    models: dict[str, dict[str, Any]] = Field(min_length=1)
     """Model names (`toy:strong`, hub ids); a mapping gives per-model overrides (deep-merged into the run)."""
-    tasks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"toy": {}})
+    tasks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"toy": {}}, min_length=1)
     """Task labels; a plain name sets `data.task`; a mapping gives the overrides (data and eval sets)."""
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     """Training seeds."""
 
     _lists = field_validator("models", "tasks", mode="before")(_as_mapping)
+    _models = field_validator("models")(_model_short_names)
+    _tasks = field_validator("tasks")(_safe_keys(TASK_LABEL, "task label"))
 
 
 class ConditionSpec(_Spec):
     rq: Literal["rq1", "rq2", "rq3"]
     """Research question of the claim."""
-    claim: str | None = None
+    claim: str | None = Field(None, pattern=SAFE_NAME)
     """Claim label in the verdict table; defaults to the condition's name."""
     notebook: str | None = None
     """Notebook to run; defaults to the study's `notebooks[rq]`."""
@@ -76,7 +108,7 @@ class AlignmentSpec(_Spec):
     """Models to measure (None = every grid model)."""
     tasks: list[str] | None = None
     """Task labels from the grid (None = every grid task)."""
-    seed: int = 0
+    seed: Seed = 0
     """Sampling seed."""
     notebook: str | None = None
     """Defaults to `notebooks.alignment`."""
@@ -85,32 +117,61 @@ class AlignmentSpec(_Spec):
 
 
 class AblationSpec(_Spec):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.]+$")
-    """Label (letters, digits, `_` and `.`): part of cell names and of the `condition` tag (`<condition>@<name>`)."""
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
+    """Label (letters, digits, `_` and `.`, first a letter or digit): part of cell names and of the `condition` tag
+    (`<condition>@<name>`)."""
     models: list[str] | None = None
     """Grid models (None = all)."""
     conditions: list[str]
     """Conditions from `conditions` to repeat under the overrides."""
-    seeds: list[int] | None = None
+    seeds: list[Seed] | None = Field(None, min_length=1)
     """None = the grid seeds."""
     overrides: dict[str, Any] = Field(default_factory=dict)
     """Deep-merged last."""
 
 
 class StudySpec(_Spec):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=SAFE_NAME)
     """Study name: MLflow experiment, `outputs/<name>/`, `reports/<name>/`."""
     base: str
-    """Run YAML every cell starts from (relative to the study file)."""
+    """Run YAML every cell starts from (relative to the study file's folder)."""
     notebooks: dict[str, str] = Field(default_factory=dict)
-    """rq -> notebook (relative to the study file; defaults: the repository's notebooks/)."""
+    """rq -> notebook (relative to the study file's folder; defaults: the repository's notebooks/)."""
     baseline: str = "ground_truth"
     """Condition that every claim is compared with (runs first for its model/task/seed)."""
     grid: GridSpec
-    conditions: dict[str, ConditionSpec]
+    conditions: dict[str, ConditionSpec] = Field(min_length=1)
     alignment: AlignmentSpec | None = None
     ablations: list[AblationSpec] = Field(default_factory=list)
     compare: CompareSpec = Field(default_factory=CompareSpec)
+
+    _conditions = field_validator("conditions")(_safe_keys(SAFE_NAME, "condition"))
+
+    @field_validator("notebooks")
+    @classmethod
+    def _known_rqs(cls, notebooks: dict[str, str]) -> dict[str, str]:
+        """Keys are the notebook roles (alignment, rq1, rq2, rq3, ablation, compare): another key would be ignored."""
+        for key in notebooks:
+            if key not in DEFAULT_NOTEBOOKS:
+                raise CheckError(f"got {key!r}; expected one of {', '.join(DEFAULT_NOTEBOOKS)}", key)
+        return notebooks
+
+    @model_validator(mode="after")
+    def _names_defined(self) -> "StudySpec":
+        """The baseline and every ablation's conditions are defined conditions; alignment tasks are grid tasks."""
+        known = ", ".join(self.conditions)
+        if self.baseline not in self.conditions:
+            raise CheckError(f"got {self.baseline!r}; expected one of the conditions {known}", "baseline")
+        for i, abl in enumerate(self.ablations):
+            for name in abl.conditions:
+                if name not in self.conditions:
+                    raise CheckError(f"got {name!r}; expected one of the conditions {known}",
+                                            f"ablations.{i}.conditions")
+        for task in (self.alignment.tasks or []) if self.alignment else []:
+            if task not in self.grid.tasks:
+                raise CheckError(f"got {task!r}; expected grid task labels {', '.join(self.grid.tasks)}",
+                                        "alignment.tasks")
+        return self
 
 
 @dataclass
@@ -124,12 +185,13 @@ class Cell:
     after: list[str] = field(default_factory=list)
 
 
-def _spec_error(err: ValidationError, source: str) -> ConfigError:
-    lines = [f"invalid study ({source}):"]
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "<root>"
-        lines.append(f"  {where}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}")
-    return ConfigError("\n".join(lines))
+def is_study(data: dict[str, Any]) -> bool:
+    """Whether a params mapping is a study file (StudySpec keys) rather than a run file (RunConfig keys)."""
+    study, run = set(data) & set(StudySpec.model_fields), set(data) & set(RunConfig.model_fields)
+    if study and run:
+        raise ConfigError(f"the file mixes study keys {sorted(study)} and run keys {sorted(run)}; a study file puts "
+                          "run settings in its base file and overrides")
+    return bool(study)
 
 
 def load_spec(study_file: str | Path) -> StudySpec:
@@ -137,7 +199,7 @@ def load_spec(study_file: str | Path) -> StudySpec:
     try:
         return StudySpec.model_validate(load_yaml(study_file))
     except ValidationError as err:
-        raise _spec_error(err, str(study_file)) from None
+        raise ConfigError(describe(err, f"invalid study ({study_file}):", StudySpec)) from None
 
 
 def short_model(name: str) -> str:
@@ -145,10 +207,14 @@ def short_model(name: str) -> str:
 
 
 def _notebook(spec: StudySpec, here: Path, rq: str, explicit: str | None) -> Path:
+    """The notebook of role `rq`: `explicit`, else `notebooks.<rq>` (relative to the study file's folder), else the
+    repository's default."""
     rel = explicit or spec.notebooks.get(rq)
-    path = (here / rel).resolve() if rel else NOTEBOOKS / DEFAULT_NOTEBOOKS[rq]
+    path = (here.parent / rel).resolve() if rel else NOTEBOOKS / DEFAULT_NOTEBOOKS[rq]
     if not path.is_file():
-        raise ConfigError(f"notebook for {rq!r} not found: {path} (set `notebooks.{rq}` in the study file)")
+        field = "a condition's notebook" if explicit else f"notebooks.{rq}"
+        raise ConfigError(f"{here}: {field}: got {rel!r}; expected a notebook file relative to the study file's "
+                          f"folder {here.parent.resolve()} ({path} does not exist)")
     return path
 
 
@@ -175,9 +241,7 @@ def _alignment_cells(spec, here, base) -> list[Cell]:
     nb = _notebook(spec, here, "alignment", a.notebook)
     cells = []
     for model in a.models or list(spec.grid.models):
-        for task in a.tasks or list(spec.grid.tasks):
-            if task not in spec.grid.tasks:
-                raise ConfigError(f"{here}: alignment.tasks: {task!r} is not a grid task ({list(spec.grid.tasks)})")
+        for task in a.tasks or list(spec.grid.tasks):  # alignment.tasks are grid tasks (StudySpec checks)
             name = f"alignment-{short_model(model)}-{task}"
             layers = [{"model": {"name": model}}, spec.grid.models.get(model, {}),
                       _task_overrides(task, spec.grid.tasks[task]), a.overrides,
@@ -225,10 +289,12 @@ def expand(study_file: str | Path) -> list[Cell]:
     here = Path(study_file)
     spec = load_spec(here)
     base_path = (here.parent / spec.base).resolve()
+    if not base_path.is_file():
+        raise ConfigError(f"{here}: base: got {spec.base!r}; expected a run YAML relative to the study file's folder "
+                          f"{here.parent.resolve()} ({base_path} does not exist)")
     base = load_yaml(base_path)
     validate(base, source=str(base_path))
-    if spec.baseline not in spec.conditions:
-        raise ConfigError(f"{here}: baseline {spec.baseline!r} is not one of the conditions {list(spec.conditions)}")
+    _notebook(spec, here, "compare", None)  # the compare notebook runs last: a bad path must not wait for it
     cells = _alignment_cells(spec, here, base)
     order = [spec.baseline] + [c for c in spec.conditions if c != spec.baseline]
     for model in spec.grid.models:
@@ -248,6 +314,9 @@ def _check_unique(cells: list[Cell], here: Path) -> list[Cell]:
     names = {c.name for c in cells}
     seen: dict[str, str] = {}
     for c in cells:
+        if not re.match(CELL_NAME, c.name):
+            raise ConfigError(f"{here}: cell name {c.name!r} is not a safe file name (expected {CELL_NAME}); rename "
+                              "the model, task label or condition it is made of")
         c.after = [a for a in c.after if a in names]
         h = c.config.config_hash()
         if h in seen:

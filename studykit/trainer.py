@@ -18,18 +18,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, grpo, rewards, selection, tracking
+from . import checkpoint, grpo, rewards, selection, tracking, update  # noqa: F401 (grpo: tests patch trainer.grpo)
 from .alignment import label_for
 from .config import RunConfig
 from .evaluation import counts_artifact, evaluate_set, metric_key
 from .models import from_config
-from .rollout import collect, pack
+from .rollout import collect
 from .sampling import make_sampler
 from .tasks import get as get_task
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
+from .update import NonFiniteLoss
 
 
 @dataclass
@@ -56,6 +53,7 @@ class _Run:
     template: str = "think"  # prompt template of the training task
     task: object = None  # the training task (verifier with its options, diagnostics hook)
     last: dict = field(default_factory=dict)
+    reference: object = None  # update.Reference of the KL penalty (algo.kl_coef > 0), else None
 
 
 def seed_everything(seed: int) -> None:
@@ -99,6 +97,8 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
 def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
     """Everything a run needs; `saved` (a checkpoint's peek) keeps a resumed one-shot run on its example."""
     policy = from_config(cfg.model)
+    update.check_trainable_precision(policy)
+    reference = update.make_reference(policy, cfg.algo.kl_coef)  # the initial model: before any checkpoint loads
     sampler = make_sampler(cfg.train.sampler, policy, **cfg.train.sampler_options)
     params = [p for p in policy.trainable_parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -113,7 +113,7 @@ def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
     evals = [(es, t, t.load(es.split)[: es.limit]) for es, t in zip(cfg.eval.sets, eval_tasks)]
     run = _Run(cfg, policy, sampler, optimizer, scheduler, rewards.get(cfg.reward.name, **reward_opts),
                selection.EpochSampler(pool, cfg.train.seed), evals, np.random.default_rng(cfg.train.seed),
-               template=cfg.data.template or task.template, task=task)
+               template=cfg.data.template or task.template, task=task, reference=reference)
     if cfg.data.selection == "one_shot":
         from . import one_shot
 
@@ -178,9 +178,11 @@ def _train_step(run: _Run, step: int) -> dict[str, float]:
         run.history.setdefault(pid, {})[str(run.data.drawn_epoch.get(pid, 0))] = acc
     t1 = time.perf_counter()
     lr = run.optimizer.param_groups[0]["lr"]  # the rate this step's update uses (the scheduler moves it after)
+    run.sampler.sleep()  # vLLM with enable_sleep_mode frees its memory for the update; a no-op otherwise
     stats = _update(run, rolls) if len(rolls) else {"train/skipped_update": 1.0}
     run.scheduler.step()
     run.sampler.sync(run.policy)
+    run.sampler.wake_up()  # weights, then KV cache: ready for the next sampling or evaluation
     t2 = time.perf_counter()
     if step <= cfg.tracking.sample_tables or step == cfg.train.steps:
         _log_samples(rolls, step)
@@ -189,54 +191,8 @@ def _train_step(run: _Run, step: int) -> dict[str, float]:
 
 
 def _update(run: _Run, rolls) -> dict[str, float]:
-    cfg, model = run.cfg, run.policy.model
-    pad = run.policy.tokenizer.pad_token_id
-    order = np.random.default_rng(cfg.train.seed + run.step).permutation(len(rolls)).tolist()
-    chunks = [c for c in np.array_split(order, min(cfg.train.mini_batches, len(order))) if len(c)]
-    batches = [pack(rolls, list(map(int, c)), pad) for c in chunks]
-    if cfg.algo.old_logprobs == "sampler":
-        for b in batches:
-            b["old_logprobs"] = b["sampler_logprobs"]
-    elif len(batches) > 1:
-        # The policy has not moved since sampling, so old log-probs are current ones: the first mini-batch takes
-        # them from its own training forward pass; the rest are recomputed now, before any update (as verl does).
-        with torch.no_grad():
-            model.eval()
-            for b in batches[1:]:
-                b["old_logprobs"], _ = grpo.token_logprobs(model, b["input_ids"], b["attention_mask"],
-                                                           b["completion_mask"], cfg.train.temperature)
-    model.train()
-    agg: dict[str, list[float]] = {}
-    for epoch in range(cfg.train.epochs):
-        for i, b in enumerate(batches):
-            for k, v in _minibatch_update(run, b, first=epoch == 0 and i == 0).items():
-                agg.setdefault(k, []).append(v)
-    return {k: float(np.mean(v)) for k, v in agg.items()}
-
-
-def _minibatch_update(run: _Run, b: dict, first: bool) -> dict[str, float]:
-    cfg = run.cfg
-    logp, entropy = grpo.token_logprobs(run.policy.model, b["input_ids"], b["attention_mask"], b["completion_mask"],
-                                        cfg.train.temperature)
-    extra = {}
-    if first:
-        b.setdefault("old_logprobs", logp.detach())
-        m = b["completion_mask"]
-        diff = ((logp.detach() - b["sampler_logprobs"]).abs() * m).sum() / m.sum().clamp(min=1)
-        extra["train/logprob_abs_diff"] = float(diff)
-    loss, stats = grpo.policy_loss(logp, b["old_logprobs"], b["advantages"], b["completion_mask"],
-                                   clip_low=cfg.algo.clip_low, clip_high=cfg.algo.clip_high, agg=cfg.algo.agg,
-                                   clip=cfg.algo.clip, entropy=entropy, entropy_coef=cfg.algo.entropy_coef)
-    if not torch.isfinite(loss):
-        raise NonFiniteLoss(f"non-finite loss {loss.item()} at step {run.step}")
-    run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(run.policy.trainable_parameters(), cfg.train.grad_clip)
-    if not torch.isfinite(norm):
-        raise NonFiniteLoss(f"non-finite gradient norm at step {run.step}")
-    run.optimizer.step()
-    return extra | {"train/loss": float(loss.detach()), "train/grad_norm": float(norm)} | {
-        f"train/{k}": float(v) for k, v in stats.items()}
+    """The optimiser steps of one rollout batch: mini-batches of micro-batches (studykit.update)."""
+    return update.update(run.policy, run.optimizer, rolls, run.cfg, run.step, run.reference)
 
 
 def _evaluate(run: _Run, step: int) -> None:

@@ -189,3 +189,138 @@ def test_token_logprobs_match_manual_and_temperature():
     assert ent[1, 0].item() == pytest.approx(-(ref.exp() * ref).sum().item(), abs=1e-5)
     full_lp, _ = grpo.token_logprobs(model, ids, attn, torch.cat([torch.zeros(2, 3, dtype=torch.long), cmask], 1), 0.7)
     assert torch.allclose(full_lp[:, 3:], lp, atol=1e-6)
+
+
+# ---- issue 10: micro-batch denominators, truncated importance sampling, chunked log-probs
+
+
+def _rows(seed=0, B=5, T=6):
+    g = torch.Generator().manual_seed(seed)
+    new = (torch.randn(B, T, generator=g) * 0.3 - 1.0).requires_grad_(True)
+    old = new.detach() + torch.randn(B, T, generator=g) * 0.2
+    adv = torch.randn(B, generator=g)
+    mask = torch.ones(B, T)
+    mask[1, 4:] = 0
+    mask[3] = 0  # an empty sequence: never counts for the seq-mean denominators
+    mask[4, 2:] = 0
+    return new, old, adv, mask
+
+
+@pytest.mark.parametrize("agg", grpo.AGGS)
+def test_micro_batch_losses_with_the_mini_batch_denominator_add_up_exactly(agg):
+    new, old, adv, mask = _rows()
+    whole, stats = grpo.policy_loss(new, old, adv, mask, agg=agg)
+    (g_whole,) = torch.autograd.grad(whole, new)
+    parts = [slice(0, 2), slice(2, 3), slice(3, 5)]
+    denom = grpo.loss_denominator([mask[p] for p in parts], agg)
+    expect = mask.sum() if agg == "token-mean" else torch.tensor(4.0)  # 4 non-empty sequences
+    assert denom.item() == expect.item()
+    total = sum(grpo.policy_loss(new[p], old[p], adv[p], mask[p], agg=agg, denom=denom)[0] for p in parts)
+    (g_parts,) = torch.autograd.grad(total, new)
+    assert total.item() == pytest.approx(whole.item(), rel=1e-6)
+    assert torch.allclose(g_parts, g_whole, atol=1e-7)
+    with pytest.raises(ValueError, match="token-mean"):
+        grpo.loss_denominator([mask], "sum")
+
+
+def test_tis_weights_are_capped_ratios_of_trainer_to_sampler():
+    old = torch.log(torch.tensor([[0.5, 0.2, 0.9]]))
+    sampler = torch.log(torch.tensor([[0.25, 0.4, 0.1]]))
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    w = grpo.tis_weights(old, sampler, mask, cap=1.5)
+    assert w.tolist()[0] == pytest.approx([1.5, 0.5, 1.0])  # 2.0 capped; 0.5; masked -> 1
+    assert not w.requires_grad
+    new = old.clone().requires_grad_(True)
+    adv = torch.tensor([1.0])
+    loss, stats = grpo.policy_loss(new, old, adv, mask, is_weights=w)
+    assert loss.item() == pytest.approx(-(1.5 + 0.5) / 2)  # ratio 1: pg term = -A * w per token
+    (g,) = torch.autograd.grad(loss, new)
+    assert g[0, :2].tolist() == pytest.approx([-1.5 / 2, -0.5 / 2])
+    assert stats["tis_weight_mean"] == pytest.approx(1.0) and stats["tis_weight_max"] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="cap"):
+        grpo.tis_weights(old, sampler, mask, cap=0)
+
+
+def _reference_token_logprobs(model, input_ids, attention_mask, completion_mask, temperature=1.0):
+    """token_logprobs as it was before issue 10: one full-vocabulary fp32 log-softmax with autograd."""
+    T, full = grpo._completion_window(input_ids, completion_mask)
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    keep = T if full else T + 1
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=keep)
+    logits = out.logits[:, -keep:-1, :].float() / temperature
+    targets = input_ids[:, -T:] if not full else input_ids[:, 1:]
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    ent = -(logp_all.exp() * logp_all).sum(-1)
+    if full:
+        pad = torch.zeros_like(logp[:, :1])
+        logp, ent = torch.cat([pad, logp], dim=1), torch.cat([pad, ent], dim=1)
+    cm = completion_mask.to(logp.dtype)
+    return logp * cm, ent * cm
+
+
+def _packed_rows(vocab, B=5, L=17, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (B, L), generator=g)
+    attn, cm = torch.ones(B, L, dtype=torch.long), torch.zeros(B, L)
+    for b in range(B):  # prompts of 4..8 tokens, right-padded completions of 3..11 (as rollout.pack builds them)
+        p, c = 4 + b, 3 + 2 * b
+        cm[b, p:min(L, p + c)] = 1
+        attn[b, min(L, p + c):] = 0
+    return ids, attn, cm
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1024])
+@pytest.mark.parametrize("window", [False, True])
+@pytest.mark.parametrize("entropy_weight", [0.0, 0.5])
+def test_chunked_logprobs_equal_the_full_log_softmax_in_values_and_gradients(chunk, window, entropy_weight):
+    from conftest import build_tiny_model
+
+    model = build_tiny_model(vocab_size=300, seed=1).train()
+    ids, attn, cm = _packed_rows(300)
+    mask = cm[:, -10:] if window else cm
+    results = []
+    for impl in (_reference_token_logprobs, lambda *a: grpo.token_logprobs(*a, chunk=chunk)):
+        model.zero_grad()
+        lp, ent = impl(model, ids, attn, mask, 0.7)
+        (0.3 * lp.sum() + (lp ** 2).sum() - entropy_weight * ent.sum()).backward()
+        results.append((lp.detach(), ent.detach(), [p.grad.clone() for p in model.parameters()]))
+    (lp_a, ent_a, g_a), (lp_b, ent_b, g_b) = results
+    # the same arithmetic per position: equal to the bit on this machine, and at least to float precision
+    assert torch.allclose(lp_a, lp_b, atol=1e-6, rtol=0) and torch.allclose(ent_a, ent_b, atol=1e-6, rtol=0)
+    for x, y in zip(g_a, g_b):
+        assert torch.allclose(x, y, atol=1e-6, rtol=1e-5)
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the distinct tensors autograd saves for backward while `fn` runs."""
+    seen = {}
+
+    def pack_hook(t):
+        seen[(t.untyped_storage().data_ptr(), t.dtype)] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack_hook, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+def test_chunked_logprobs_keep_only_the_logits_for_backward():
+    # The memory claim of issue 10, measured: the old path kept several [B, T, V] fp32 tensors (log-softmax out,
+    # its exp for the entropy, the gather's input) on top of the logits; the chunked one keeps the logits only.
+    B, T, V = 2, 64, 4096
+    logits = torch.randn(B, T + 1, V, requires_grad=True)
+    targets = torch.randint(0, V, (B, T))
+    logits_bytes = logits.numel() * 4
+
+    def old():
+        lp_all = torch.log_softmax(logits[:, :-1].float(), -1)
+        (lp_all.gather(-1, targets[..., None]).sum() + (lp_all.exp() * lp_all).sum())
+
+    def new():
+        lp, ent = grpo.chunked_token_logprobs(logits * 1.0, targets, 1.0, chunk=32)
+        (lp.sum() + ent.sum())
+
+    saved_old, saved_new = _saved_bytes(old), _saved_bytes(new)
+    assert saved_old >= 2 * B * T * V * 4
+    assert saved_new <= logits_bytes + 4 * B * T * 8  # the logits, plus [B, T] index-sized tensors

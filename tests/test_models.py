@@ -199,3 +199,94 @@ def test_stored_policies_are_told_apart_from_base_weights(tiny_model_dir, tmp_pa
     assert not models.is_stored("Qwen/Qwen2.5-7B") and not models.is_stored("")
     (tmp_path / models.POLICY_METADATA).write_text("{}")
     assert models.is_stored(str(tmp_path))
+
+
+# ---- issue 10: precision and gradient checkpointing
+
+
+def _one_adamw_step(policy, lr=1e-6):
+    ids, n_prompt = _batch(policy.tokenizer)
+    params = policy.trainable_parameters()
+    before = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.1)
+    policy.model.train()
+    with policy.autocast():
+        loss = _target_nll(policy, ids, n_prompt)
+    loss.backward()
+    opt.step()
+    moved = sum(int((p.detach() != b).sum()) for p, b in zip(params, before))
+    return moved / sum(p.numel() for p in params)
+
+
+def test_bf16_full_finetune_keeps_fp32_master_weights_and_moves_at_lr_1e6(tiny_model_dir):
+    # Today's failure, reproduced: a model held in bf16 rounds an lr-1e-6 AdamW step away almost everywhere.
+    bare = models.load_policy(str(tiny_model_dir), device="cpu")
+    bare.model.to(torch.bfloat16)
+    assert _one_adamw_step(bare) < 0.1
+    pol = models.load_policy(str(tiny_model_dir), finetune="full", dtype="bfloat16", device="cpu")
+    assert pol.dtype == "bfloat16"
+    assert {p.dtype for p in pol.trainable_parameters()} == {torch.float32}  # master weights (and Adam state)
+    ids, _ = _batch(pol.tokenizer)
+    with torch.no_grad(), pol.autocast():
+        assert pol.model(input_ids=ids).logits.dtype == torch.bfloat16  # the forward computes in bf16
+    assert _one_adamw_step(pol) > 0.9
+
+
+def test_adapters_train_in_fp32_over_a_bf16_base(tiny_model_dir):
+    pol = models.load_policy(str(tiny_model_dir), finetune="lora", dtype="bfloat16", lora_rank=4, device="cpu")
+    assert {p.dtype for p in pol.trainable_parameters()} == {torch.float32}
+    frozen = {p.dtype for p in pol.model.parameters() if not p.requires_grad}
+    assert frozen == {torch.bfloat16}
+    assert _one_adamw_step(pol, lr=1e-6) > 0.5  # (lora_A moves; lora_B starts at 0 and moves too)
+
+
+def test_fp16_full_finetune_is_refused_with_the_fix(tiny_model_dir):
+    with pytest.raises(ValueError, match="bfloat16.*fp32 master weights"):
+        models.load_policy(str(tiny_model_dir), finetune="full", dtype="float16", device="cpu")
+
+
+def _grads_and_layer_calls(policy):
+    ids, n_prompt = _batch(policy.tokenizer)
+    layer = next(m for m in policy.model.modules() if type(m).__name__ == "LlamaDecoderLayer")
+    calls = []
+    handle = layer.register_forward_pre_hook(lambda *a: calls.append(1))  # (recompute may stop early)
+    policy.model.train()
+    policy.model.zero_grad()
+    _target_nll(policy, ids, n_prompt).backward()
+    handle.remove()
+    return {n: p.grad.clone() for n, p in policy.model.named_parameters() if p.requires_grad}, len(calls)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gradient_checkpointing_recomputes_and_leaves_gradients_unchanged(tiny_model_dir, mode):
+    kw = dict(finetune=mode, lora_rank=4, lora_alpha=8, device="cpu")
+    torch.manual_seed(0)
+    plain = models.load_policy(str(tiny_model_dir), gradient_checkpointing=False, **kw)
+    torch.manual_seed(0)
+    ckpt = models.load_policy(str(tiny_model_dir), gradient_checkpointing=True, **kw)
+    assert not plain.gradient_checkpointing and ckpt.gradient_checkpointing
+    with torch.no_grad():
+        for name, p in ckpt.model.named_parameters():  # lora_B away from 0, the same in both
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+                dict(plain.model.named_parameters())[name].copy_(p)
+    want, calls_plain = _grads_and_layer_calls(plain)
+    got, calls_ckpt = _grads_and_layer_calls(ckpt)
+    assert (calls_plain, calls_ckpt) == (1, 2)  # the checkpointed layer ran again in backward
+    assert want.keys() == got.keys() and want
+    for name, g in want.items():
+        assert torch.allclose(got[name], g, atol=1e-6), name
+
+
+def test_gradient_checkpointing_auto_rule_and_config(monkeypatch, tiny_model_dir):
+    from studykit.config import ModelConfig
+
+    monkeypatch.setattr(models, "default_device", lambda: "cpu")
+    tiny = models.from_config(ModelConfig(name=str(tiny_model_dir), finetune="lora", lora_rank=2))
+    assert not tiny.gradient_checkpointing  # auto: a tiny local model stays off
+    monkeypatch.setattr(models, "AUTO_CHECKPOINTING_PARAMS", 1)
+    big = models.from_config(ModelConfig(name=str(tiny_model_dir), finetune="lora", lora_rank=2))
+    assert big.gradient_checkpointing  # auto: on at AUTO_CHECKPOINTING_PARAMS (hub-size models)
+    off = models.from_config(ModelConfig(name=str(tiny_model_dir), gradient_checkpointing=False))
+    assert not off.gradient_checkpointing and not off.model.is_gradient_checkpointing
+    assert not models.auto_checkpointing("toy:strong", big.model)  # toy models never

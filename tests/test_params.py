@@ -29,13 +29,28 @@ def test_params_tree_has_runs_studies_and_notebooks():
                                            "03_negative_samples.ipynb", "10_compare.ipynb"}
 
 
+@pytest.fixture
+def supplied_data(tmp_path, monkeypatch):
+    """A working directory holding the files the paper's params ask the user to supply (validation checks that a
+    math `path` exists)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/deepscaler.jsonl").write_text('{"problem": "1 + 1?", "answer": "2"}\n')
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize("path", RUNS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_run_files_validate(path):
+def test_run_files_validate(path, supplied_data):
     assert isinstance(load(path), RunConfig)
 
 
+def test_the_paper_file_names_its_missing_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"data\.task_options\.path: got 'data/deepscaler\.jsonl'; expected an existing"):
+        load(ROOT / "params/paper/base.yaml")
+
+
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_study_files_expand(path):
+def test_study_files_expand(path, supplied_data):
     cells = expand(path)
     assert cells and len({c.config.config_hash() for c in cells}) == len(cells)
     assert all(c.notebook.is_file() for c in cells)
@@ -109,15 +124,49 @@ def test_dynamic_sampling_defaults_off_for_zhu_et_al_estimators():
         assert validate({"algo": {"estimator": est}}).algo.dynamic_sampling is True
 
 
+def test_kl_and_vllm_sleep_are_accepted_now_that_the_engine_does_them():
+    # Regression (issue 10): kl_coef != 0 and enable_sleep_mode were refused because the engine ignored them.
+    from studykit.config import validate
+
+    assert validate({"algo": {"kl_coef": 0.05}}).algo.kl_coef == 0.05
+    cfg = validate({"model": {"finetune": "lora"},
+                    "train": {"sampler": "vllm", "sampler_options": {"enable_sleep_mode": True}}})
+    assert cfg.train.sampler_options["enable_sleep_mode"] is True
+
+
 @pytest.mark.parametrize("section,value,field", [
-    ("algo", {"kl_coef": 0.05}, r"algo\.kl_coef"),
-    ("train", {"sampler_options": {"enable_sleep_mode": True}}, r"enable_sleep_mode"),
+    ("train", {"sampler_options": {"enable_sleep_mode": True}}, r"expected sampler 'vllm'"),
+    ("algo", {"tis_cap": 2.0, "old_logprobs": "sampler"}, r"algo\.tis_cap.*old_logprobs"),
+    ("algo", {"tis_cap": 0.5}, r"algo\.tis_cap"),
+    ("train", {"micro_batch_size": 0}, r"train\.micro_batch_size"),
 ])
-def test_settings_the_engine_ignores_are_refused(section, value, field):
+def test_settings_that_cannot_work_are_refused(section, value, field):
     from studykit.config import validate
 
     with pytest.raises(ConfigError, match=field):
         validate({section: value})
+
+
+# Hashes of the shipped configs before issue 10 added settings: finished cells must still be found by hash.
+PINNED_HASHES = {"params/toy/base.yaml": "59a394fa189b", "params/toy/rq1_random.yaml": "afa4cea33872",
+                 "params/toy/rq2_one_shot.yaml": "a0b05b616eba", "params/paper/base.yaml": "d4f94c0ced20"}
+
+
+def test_new_gpu_settings_leave_existing_config_hashes_alone(supplied_data):
+    from studykit.config import validate
+
+    assert RunConfig().config_hash() == "4b961a29bb5b"
+    for path, want in PINNED_HASHES.items():
+        assert load(ROOT / path).config_hash() == want, path
+    base = RunConfig().model_dump(mode="json")
+    knobs = {"train": {"micro_batch_size": 3, "logprob_chunk": 64, "sampler": "vllm",
+                       "sampler_options": {"enable_sleep_mode": True}},
+             "model": {"gradient_checkpointing": True, "finetune": "lora"}}
+    plain = validate({"train": {"sampler": "vllm"}, "model": {"finetune": "lora"}})
+    assert validate(knobs).config_hash() == plain.config_hash()  # execution knobs: not in the hash
+    assert validate({"algo": {"tis_cap": 2.0}}).config_hash() != RunConfig().config_hash()  # a set cap is
+    assert validate({"algo": {"tis_cap": None}}).config_hash() == RunConfig().config_hash()
+    assert base["train"]["micro_batch_size"] is None and base["algo"]["tis_cap"] is None
 
 
 def test_paper_defaults_for_decay_and_warmup():
@@ -161,7 +210,40 @@ def test_invalid_files_create_no_mlflow_store(tmp_path, monkeypatch, capsys):
     assert cli.main(["study", str(bad_study)]) == 2
     assert cli.main(["params", "check", str(bad_run), str(ROOT / "params/toy/base.yaml")]) == 1
     assert "train.steps" in capsys.readouterr().err
+    # issue 9: what used to pass validation and fail minutes later (some leaving an experiment or a FAILED run)
+    runs = {"split": {"eval": {"sets": [{"task": "aime24", "split": "train"}]}},
+            "preset": {"model": {"name": "toy:medium"}},
+            "knob": {"model": {"name": "toy:custom", "toy": {"hiden": 1}}},
+            "sampler": {"train": {"sampler_options": {"max_batchh": 4}}},
+            "path": {"data": {"task": "math", "task_options": {"path": "missing.jsonl"}}},
+            "eval_math": {"eval": {"sets": [{"task": "math"}]}},
+            "index": {"data": {"selection": "one_shot", "one_shot": {"rule": "index", "index": 5000}}},
+            "alignment_k": {"eval": {"ks": [4, 16], "alignment_k": 2}},
+            "escape": {"study": "../../escaped"},
+            "uri": {"tracking": {"uri": "nosuchdb://x"}},
+            "bool": {"train": {"steps": True}}}
+    for name, data in runs.items():
+        path = _write(tmp_path, f"r_{name}.yaml", data)
+        with pytest.raises(ConfigError):
+            run_one(ROOT / "notebooks/01_reward_signal.ipynb", path)
+        assert cli.main(["run", str(ROOT / "notebooks/00_alignment.ipynb"), "-f", str(path)]) == 2
+    (tmp_path / "r_dup.yaml").write_text("train: {steps: 1}\ntrain: {steps: 2}\n")
+    (tmp_path / "r_empty.yaml").write_text("")
+    for name in ("r_dup.yaml", "r_empty.yaml"):
+        with pytest.raises(ConfigError, match="duplicate key|empty"):
+            run_one(ROOT / "notebooks/01_reward_signal.ipynb", tmp_path / name)
+    studies = {"notebook": _study(tmp_path, notebooks={"rq1": "missing.ipynb"}),
+               "compare": _study(tmp_path, notebooks={"compare": "missing.ipynb"}),
+               "name": _study(tmp_path, name="../../escaped"),
+               "split": _study(tmp_path, conditions={"ground_truth": {"rq": "rq1", "overrides":
+                                                                      {"data": {"train_split": "dev"}}}})}
+    for name, data in studies.items():
+        path = _write(tmp_path, f"s_{name}.yaml", data)
+        with pytest.raises(ConfigError):
+            run_study(path, workers=1)
+        assert cli.main(["study", str(path)]) == 2
     assert not db.exists() and not (tmp_path / "mlruns").exists() and not (tmp_path / "outputs").exists()
+    assert not (tmp_path.parent.parent / "escaped").exists()
 
 
 def test_dry_run_plans_without_touching_anything(tmp_path, monkeypatch):

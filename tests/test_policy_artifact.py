@@ -135,9 +135,9 @@ def test_auto_skips_large_full_fine_tunes_with_a_reason():
 
 
 def test_save_policy_validation_names_the_field():
-    with pytest.raises(ConfigError, match="tracking.save_policy 'adapter'.*model.finetune"):
+    with pytest.raises(ConfigError, match=r"tracking\.save_policy: got 'adapter'.*model\.finetune"):
         validate({"tracking": {"save_policy": "adapter"}})
-    with pytest.raises(ConfigError, match="tracking.save_policy 'full'.*qlora"):
+    with pytest.raises(ConfigError, match=r"tracking\.save_policy: got 'full'.*qlora"):
         validate({"model": {"finetune": "qlora"}, "tracking": {"save_policy": "full"}})
     with pytest.raises(ConfigError, match="tracking.save_policy"):
         validate({"tracking": {"save_policy": "weights"}})

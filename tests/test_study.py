@@ -108,9 +108,12 @@ def test_compare_wrote_the_verdict_table(smoke):
 
 
 def test_a_failing_cell_is_recorded_and_the_study_fails(tmp_path, monkeypatch):
+    # A failure validation cannot see: the data file exists but is not JSON Lines (read only when the run starts).
+    (tmp_path / "broken.jsonl").write_text("this is not json\n")
+    broken_data = {"data": {"task": "math", "task_options": {"path": str(tmp_path / "broken.jsonl")}}}
     study = yaml.safe_load(SMOKE.read_text())
     study.update(name="broken", base=str(ROOT / "params/toy/smoke_base.yaml"), alignment=None,
-                 conditions={"ground_truth": {"rq": "rq1", "overrides": {"data": {"task_options": {"bogus": 1}}}}})
+                 conditions={"ground_truth": {"rq": "rq1", "overrides": broken_data}})
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(study))
     monkeypatch.chdir(tmp_path)
@@ -120,4 +123,4 @@ def test_a_failing_cell_is_recorded_and_the_study_fails(tmp_path, monkeypatch):
     assert summary.exit_code == 1
     failed = json.loads((tmp_path / "outputs/broken/failed.json").read_text())
     assert [f["name"] for f in failed] == ["ground_truth-custom-toy-s0"]
-    assert "TypeError" in failed[0]["error"]  # the notebook's exception reaches failed.json
+    assert "not valid JSON" in failed[0]["error"]  # the notebook's exception reaches failed.json

@@ -215,3 +215,65 @@ def test_every_evaluation_logs_its_per_problem_counts(tmp_path, toy_learner):
         assert rec["set"] == "toy" and rec["step"] == step and rec["n"] == 8
         assert len(rec["problem_ids"]) == len(rec["correct_counts"]) == 12
         assert sum(rec["correct_counts"]) / (8 * 12) == pytest.approx(pass1[step])
+
+
+class _Recorder:
+    """Wraps the real sampler and logs the calls the trainer makes (consecutive generates logged once)."""
+
+    def __init__(self, inner, log):
+        self.inner, self.log, self.asleep = inner, log, False
+
+    def _note(self, name):
+        if not (name == "generate" and self.log and self.log[-1] == "generate"):
+            self.log.append(name)
+
+    def generate(self, *args, **kwargs):
+        assert not self.asleep, "generate while the sampler sleeps"
+        self._note("generate")
+        return self.inner.generate(*args, **kwargs)
+
+    def sleep(self):
+        self.asleep = True
+        self._note("sleep")
+
+    def wake_up(self):
+        self.asleep = False
+        self._note("wake_up")
+
+    def sync(self, policy):
+        self._note("sync")
+        self.inner.sync(policy)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_sampler_sleeps_for_every_update_and_wakes_before_sampling_resume_included(tmp_path, toy_learner,
+                                                                                    monkeypatch):
+    # One run with the issue-10 settings on: LoRA + KL to the base, micro-batches of 5 and truncated IS.
+    log: list[str] = []
+    real_make = trainer.make_sampler
+    monkeypatch.setattr(trainer, "make_sampler", lambda *a, **k: _Recorder(real_make(*a, **k), log))
+    cfg = _cfg(tmp_path, toy_learner, model={"finetune": "lora", "lora_rank": 4, "lora_alpha": 8},
+               algo={"kl_coef": 0.05, "tis_cap": 2.0, "dynamic_sampling": False},
+               train={"steps": 4, "checkpoint_every": 2, "prompts_per_step": 4, "micro_batch_size": 5, "lr": 5e-3})
+    real_step = trainer._train_step
+
+    def interrupted(run, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_step(run, step)
+
+    monkeypatch.setattr(trainer, "_train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(cfg, progress=False)
+    step = ["generate", "sleep", "sync", "wake_up"]  # sample, sleep, update, sync the adapter, wake
+    assert log == step * 2  # (the step-0 evaluation's generate merges with step 1's)
+    log.clear()
+    monkeypatch.setattr(trainer, "_train_step", real_step)
+    result = trainer.train(cfg, progress=False)
+    assert log == ["sync"] + step * 2 + ["generate"]  # restore syncs; steps 3 and 4; the final evaluation
+    kl = _history(result.run_id, "train/kl_ref")
+    assert [s for s, _ in kl] == [1, 2, 3, 4]
+    assert kl[0][1] == pytest.approx(0.0, abs=1e-7) and all(v >= 0 for _, v in kl)  # step 1: policy = base
+    assert [s for s, _ in _history(result.run_id, "train/tis_weight_mean")] == [1, 2, 3, 4]

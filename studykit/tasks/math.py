@@ -25,6 +25,7 @@ import json
 import os
 import random
 import re
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,18 @@ FILE_TASKS = ("math", "deepscaler")
 HUB_ID = "agentica-org/DeepScaleR-Preview-Dataset"
 _FILE_SPLITS = ("train", "test")
 _META_FIELDS = ("level", "subject", "type")
+
+
+def splits_of(name: str) -> tuple[str, ...]:
+    """The splits `load` accepts for math task `name`: shipped sets are test sets; a file is one set for both."""
+    return ("test",) if name in SHIPPED else _FILE_SPLITS
+
+
+@lru_cache(maxsize=None)
+def shipped_size(name: str) -> int:
+    """Rows of shipped set `name` (a line count of its JSONL, without parsing it)."""
+    ref = resources.files("studykit").joinpath("data", "math", SHIPPED[name])
+    return sum(1 for line in ref.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -143,6 +156,7 @@ class MathTask:
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{name}: path= {path} is not a file")
         self.name, self.path, self.hub, self.timeout_s = name, (Path(path) if path else None), hub, timeout_s
+        self.splits = splits_of(name)
         self.question_field, self.answer_field, self.id_field = question_field, answer_field, id_field
         self._problems: list[Problem] | None = None
 
@@ -196,9 +210,8 @@ class MathTask:
         return list(self._problems)
 
     def load(self, split: str = "test") -> list[Problem]:
-        allowed = ("test",) if self.name in SHIPPED else _FILE_SPLITS
-        if split not in allowed:
-            raise ValueError(f"{self.name}: unknown split {split!r}; expected one of {list(allowed)}")
+        if split not in self.splits:
+            raise ValueError(f"{self.name}: unknown split {split!r}; expected one of {list(self.splits)}")
         return self.problems()
 
     def generate(self, n: int, seed: int = 0, difficulty: int | None = None) -> list[Problem]:

@@ -19,6 +19,7 @@ from .base import Problem
 
 N_DIGITS = 5
 TEST_SIZE = 512
+TRAIN_SIZE = 1024  # load("train"): this many distinct training-pool problems, seed 0
 _SPLIT_SALT = b"studykit-toy-v1"
 _PROMPT_RE = re.compile(r"^Q((?: [1-9]){5}) =$")
 
@@ -74,6 +75,8 @@ class ToyTask:
     """
 
     name = "toy"
+    splits = ("train", "test")
+    sizes = {"train": TRAIN_SIZE, "test": TEST_SIZE}  # problems per split (known without loading)
     template = "raw"  # the toy tokenizer knows only the toy vocabulary: no instruction text
     diagnostic_categories = {"method_share": ("sum", "count", "max", "other")}
 
@@ -84,8 +87,8 @@ class ToyTask:
         if split == "test":
             return [_problem(d, "test") for d in test_pool()]
         if split == "train":
-            return self.generate(1024, seed=0)
-        raise ValueError(f"toy task split must be 'train' or 'test', got {split!r}")
+            return self.generate(TRAIN_SIZE, seed=0)
+        raise ValueError(f"toy task split must be one of {list(self.splits)}, got {split!r}")
 
     def generate(self, n: int, seed: int = 0, difficulty: int = 1) -> list[Problem]:
         """`n` distinct training problems; `difficulty` is accepted for the interface and unused."""

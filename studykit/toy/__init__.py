@@ -5,12 +5,22 @@ Public API: `ensure_built(name, **knobs) -> Path`, `load(name, **knobs) -> (mode
 `ToyRecipe`, `PRESETS`, `recipe_for`, `build_tokenizer`, `alignment_report` (in `studykit.toy.evaluate`),
 and the CLI hook `add_toy_parser` (in `studykit.toy.cli`). Not in the paper: the paper compares real
 pretrained LLMs; the toy world sets alignment directly, so claims can be checked on a laptop CPU.
+`build_tokenizer` is imported on first use, so `studykit.toy.presets` (config validation) never loads transformers.
 """
+
+from typing import Any
 
 from .cache import cache_root, ensure_built, is_valid, load
 from .presets import NAMES, PRESETS, ToyRecipe, recipe_for
-from .tokenizer import build_tokenizer
 
 __all__ = [
     "NAMES", "PRESETS", "ToyRecipe", "build_tokenizer", "cache_root", "ensure_built", "is_valid", "load", "recipe_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_tokenizer":
+        from .tokenizer import build_tokenizer
+
+        return build_tokenizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -95,6 +95,8 @@ def _with_split(problem: Problem, split: str | None) -> Problem:
 class LogicTask:
     """The `Task` for one puzzle type (`kind`) or all of them mixed (`kind=None`)."""
 
+    splits = SPLITS
+    sizes = {"train": TRAIN_SIZE, "test": TEST_SIZE}  # problems per split (known without generating)
     template = "think"
 
     def __init__(self, kind: str | None = None, difficulty: int = 1):
@@ -149,7 +151,7 @@ class LogicTask:
             return self.generate(TRAIN_SIZE, seed=TRAIN_SEED, difficulty=self.difficulty, split="train")
         if split == "test":
             return self.generate(TEST_SIZE, seed=TEST_SEED, difficulty=self.difficulty, split="test")
-        raise ValueError(f"logic task split must be 'train' or 'test', got {split!r}")
+        raise ValueError(f"logic task split must be one of {list(SPLITS)}, got {split!r}")
 
     def verify(self, problem: Problem, answer_text: str | None) -> bool:
         """Exact check of an extracted answer; False (never an exception) for any bad answer text."""
