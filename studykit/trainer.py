@@ -14,7 +14,8 @@ from, none to the killed one. The live history therefore moves at checkpoints, n
 Run ends: FINISHED; KILLED on KeyboardInterrupt (resumable); FAILED on a non-finite loss or gradient (the metrics
 up to the failing step are written for diagnosis, the run is tagged `resumable=false` and `status_reason`, and a
 rerun starts a new run, since resuming it would log those steps twice and fail again); FAILED on any other error
-(resumable from its last checkpoint). Every run is tagged with its owner process (`tracking.owner_tags`), so a run
+(resumable from its last checkpoint). A resumed run lists its resume steps in `resumed_from_step` and keeps the
+reason it stopped as `previous_status_reason`. Every run is tagged with its owner process (`tracking.owner_tags`), so a run
 left RUNNING by a killed process is recognised as stale by the study runner.
 """
 
@@ -172,8 +173,19 @@ def _restore(run: _Run, state: dict) -> None:
     run.reward_rng.bit_generator.state = state["reward_rng"]
     run.sampler.sync(run.policy)
     replay(run.run_id, state.get("pending_metrics", []))  # the checkpoint was saved, its metrics maybe not logged
-    run.last.update(mlflow.get_run(run.run_id).data.metrics)
-    mlflow.set_tag("resumed_from_step", str(run.step))
+    stored = mlflow.get_run(run.run_id).data
+    run.last.update(stored.metrics)
+    _resumed_tags(run.run_id, stored.tags, run.step)
+
+
+def _resumed_tags(run_id: str, tags: dict, step: int) -> None:
+    """`resumed_from_step` lists every resume ("1,3"); the reason the run stopped before moves from
+    `status_reason` to `previous_status_reason`, so a FINISHED run carries no stale reason."""
+    steps = [s for s in tags.get("resumed_from_step", "").split(",") if s] + [str(step)]
+    mlflow.set_tag("resumed_from_step", ",".join(steps))
+    if "status_reason" in tags:
+        mlflow.set_tag("previous_status_reason", tags["status_reason"])
+        mlflow.MlflowClient().delete_tag(run_id, "status_reason")
 
 
 def _loop(run: _Run, ckpt, progress: bool) -> None:

@@ -73,6 +73,8 @@ def test_resume_continues_the_same_run(tmp_path, toy_learner, monkeypatch):
     assert [s for s, _ in _history(result.run_id, "train/reward_mean")] == [1, 2, 3, 4]
     run = mlflow.MlflowClient().get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["resumed_from_step"] == "2"
+    assert "status_reason" not in run.data.tags  # a FINISHED run carries no stale reason
+    assert run.data.tags["previous_status_reason"].startswith("interrupted")
     assert [s for s, _ in _history(result.run_id, "eval/toy/pass_at_1")] == [0, 4]
     assert owner_state(run.data.tags) == "alive"  # this process owned the resumed run
 
