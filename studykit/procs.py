@@ -5,7 +5,8 @@ Guarantees: `alive(pid, start)` is False for a pid that is gone, a zombie, or re
 at another time (the start time is the kernel's, in clock ticks since boot, from /proc); on a system without
 /proc only the pid is checked. `die_with_parent()` makes the calling process receive SIGKILL when the thread
 that forked it ends (Linux `prctl(PR_SET_PDEATHSIG)`; a no-op elsewhere) and exits at once when that parent is
-already gone. No studykit imports: everything above may use it.
+already gone. `descendants` and `signal_tree` reach a process tree across sessions (psutil). No studykit imports:
+everything above may use it.
 """
 
 from __future__ import annotations
@@ -69,3 +70,29 @@ def die_with_parent(parent: int | None = None, sig: int = signal.SIGKILL) -> Non
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     if parent and os.getppid() != parent:
         os._exit(1)
+
+
+def descendants(pid: int) -> list:
+    """psutil.Process objects of every descendant of `pid` (those in other sessions too), [] when it is gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def signal_tree(pid: int, children: list, sig: int) -> None:
+    """`sig` to the process group led by `pid` and to each of `children` (a kernel or server worker may have left
+    the group)."""
+    import psutil
+
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for child in children:
+        try:
+            child.send_signal(sig)
+        except psutil.Error:
+            pass
