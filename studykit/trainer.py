@@ -11,7 +11,8 @@ save and the write loses nothing. A run killed at step 13 after its checkpoint a
 the resumed run recomputes 11-13 and logs those values: every logged value belongs to the attempt the run continued
 from, none to the killed one. The live history therefore moves at checkpoints, not at every step.
 
-Run ends: FINISHED; KILLED on KeyboardInterrupt (resumable); FAILED on a non-finite loss or gradient (the metrics
+Run ends: FINISHED; KILLED on KeyboardInterrupt, also while the policy is logged (resumable; further SIGINTs are
+ignored while that is recorded); FAILED on a non-finite loss or gradient (the metrics
 up to the failing step are written for diagnosis, the run is tagged `resumable=false` and `status_reason`, and a
 rerun starts a new run, since resuming it would log those steps twice and fail again); FAILED on any other error
 (resumable from its last checkpoint). A resumed run lists its resume steps in `resumed_from_step` and keeps the
@@ -23,7 +24,10 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import mlflow
@@ -101,9 +105,11 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
             _restore(run, state)
         try:
             _loop(run, ckpt, progress)
+            _log_artifacts(run)
         except KeyboardInterrupt:
-            mlflow.set_tag("status_reason", "interrupted; resume from the last checkpoint")
-            mlflow.end_run("KILLED")
+            with _interrupts_held():  # a second SIGINT (papermill forwards one) must not cut the record short
+                mlflow.set_tag("status_reason", "interrupted; resume from the last checkpoint")
+                mlflow.end_run("KILLED")
             raise
         except NonFiniteLoss as err:
             run.metrics.flush(run.run_id)  # the steps that led to the failure, for diagnosis
@@ -112,8 +118,20 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
             return TrainResult(active.info.run_id, "FAILED", run.last, str(err))
         finally:
             run.sampler.close()
-        _log_artifacts(run)
     return TrainResult(active.info.run_id, "FINISHED", run.last)
+
+
+@contextmanager
+def _interrupts_held():
+    """SIGINT ignored for the block (main thread only: elsewhere signals cannot be set, nor do they arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
