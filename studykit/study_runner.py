@@ -178,7 +178,10 @@ def _compare(ctx: _Context, spec: StudySpec, here: Path) -> tuple[str, str | Non
     with claims.claim(ctx.uri, spec.name, "compare", ctx.stop.is_set, _waiting("compare")) as held:
         if not held:
             return "", "compare not run: the study was interrupted"
-        claims.reap_reports(spec.name, ctx.uri)
+        try:
+            claims.reap_reports(spec.name, ctx.uri)
+        except RuntimeError as err:  # a live compare of another study process owns a report run
+            return "", str(err)
         rc, tail = ctx.executor.run("10_compare", nb, params, ctx.out_dir / "10_compare.ipynb")
     md = Path("reports") / spec.name / "verdicts.md"
     if rc != 0:

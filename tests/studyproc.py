@@ -75,7 +75,12 @@ class World:
 
 
 def kill(proc: subprocess.Popen, how: str) -> None:
-    """SIGKILL the CLI alone ("cli"), or it and all its descendants at once ("tree")."""
+    """SIGKILL the CLI alone ("cli"), or it and all its descendants at once ("tree"); or SIGTERM the CLI ("term"),
+    which must stop its cells and exit 130."""
+    if how == "term":
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=180) == 130
+        return
     victims = [psutil.Process(proc.pid)]
     if how == "tree":
         victims += victims[0].children(recursive=True)

@@ -3,7 +3,7 @@ every rerun must repair: one FINISHED run per cell with its notebook, nothing le
 reason, or resumed), a resumed run's metric history with each step once, the verdict table written, and no process
 of a killed study left alive (papermill and its kernel die with the CLI, even on SIGKILL of the CLI alone).
 Moments come from the store and the logs; kills alternate between SIGKILL of the whole process tree and of the CLI
-alone. Real processes, real papermill, real MLflow (sqlite in a temporary folder). Several minutes (slow)."""
+alone, plus one SIGTERM of the CLI (it must stop its cells, mark their runs KILLED and exit 130). Real processes, real papermill, real MLflow (sqlite in a temporary folder). Several minutes (slow)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def mid_alignment(world):
     return (run := _run(world, "alignment")) and run.info.run_id
 
 
-def mid_training(world):
-    run = _run(world, "ground_truth")
+def mid_training(world, claim="ground_truth"):
+    run = _run(world, claim)
     steps = run and [m.step for m in world.client().get_metric_history(run.info.run_id, "train/reward_mean")]
     return steps and f"run {run.info.run_id[:8]} checkpointed at step {max(steps)}"
 
@@ -51,7 +51,7 @@ def mid_compare(world):
 
 MOMENTS = [("mid toy build", mid_toy_build, "tree"), ("mid alignment", mid_alignment, "cli"),
            ("mid training", mid_training, "tree"), ("FINISHED, notebook not logged", finished_without_notebook, "cli"),
-           ("mid compare", mid_compare, "tree")]
+           ("mid training (random)", lambda w: mid_training(w, "random"), "term"), ("mid compare", mid_compare, "tree")]
 
 
 def test_kills_at_every_moment_then_the_same_command_repairs_the_store(tmp_path):
@@ -67,7 +67,8 @@ def test_kills_at_every_moment_then_the_same_command_repairs_the_store(tmp_path)
         seen.append((label, how, what))
     final = world.study()
     assert final.wait(timeout=900) == 0, (world.work / f"cli-{world.started}.log").read_text()[-3000:]
-    print("\n".join(f"{label:32s} SIGKILL {how:4s}: {what}" for label, how, what in seen))
+    print("\n".join(f"{label:32s} {'SIGTERM cli ' if how == 'term' else 'SIGKILL ' + how:12s}: {what}"
+                    for label, how, what in seen))
 
     cells = check_invariants(world)
     by_claim = {runs[0].data.tags["claim"]: runs for runs in cells.values()}
@@ -78,6 +79,10 @@ def test_kills_at_every_moment_then_the_same_command_repairs_the_store(tmp_path)
     assert sorted(steps) == [1, 2, 3], f"ground_truth history steps {steps}: each step once"
     # resumed twice: after the kill mid training, then (from its final checkpoint) after its notebook was lost
     assert len(gt.data.tags["resumed_from_step"].split(",")) == 2 and "status_reason" not in gt.data.tags
+    rnd = next(r for r in by_claim["random"] if r.info.status == "FINISHED")  # stopped by SIGTERM: KILLED, resumed
+    assert rnd.data.tags.get("previous_status_reason") and "resumed_from_step" in rnd.data.tags
+    steps = [m.step for m in world.client().get_metric_history(rnd.info.run_id, "train/reward_mean")]
+    assert sorted(steps) == [1, 2, 3], f"random history steps {steps}: each step once"
     reports = [r for r in world.runs() if r.data.tags.get("rq") == "report"]
     assert all(r.info.status in ("FINISHED", "KILLED") for r in reports)
 
