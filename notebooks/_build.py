@@ -3,6 +3,8 @@
 Each run notebook has one cell tagged `parameters` with one variable per top-level field of
 `studykit.config.RunConfig` (defaults = `RunConfig().model_dump()`), then a few short cells that call studykit.
 `10_compare.ipynb` takes `study_file`, `uri` and `thresholds` and reports on the study's current cells. The notebooks are written without outputs.
+A run notebook raises when its run did not end FINISHED, and prints its run id (the study runner checks that an
+executed notebook on disk belongs to the run before it logs it).
 Rerun this script whenever RunConfig changes (tests/test_params.py checks the parameters cells are current).
 """
 
@@ -32,6 +34,8 @@ print(cfg.run_name(), cfg.config_hash())"""
 TRAIN = """from studykit.trainer import train as run_training
 result = run_training(cfg, progress=False)
 print(result.status, result.run_id)
+if result.status != "FINISHED":  # a FAILED run fails the cell (and the study's exit code)
+    raise RuntimeError(f"run {result.run_id} ended {result.status}: {result.reason}")
 {k: round(v, 4) for k, v in sorted(result.metrics.items()) if k.startswith(("eval/", "train/accuracy"))}"""
 
 PLOT_RUN = """from studykit import figures
@@ -44,6 +48,7 @@ summary = run_summary(result.run_id)
 ALIGN = """from studykit.alignment import measure
 from studykit import figures
 res = measure(cfg)
+print("run", res.run_id)
 print(res.label)
 print(res.rule)
 fig = figures.plot_alignment(res, cfg)"""

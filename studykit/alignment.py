@@ -52,7 +52,7 @@ def measure(cfg: RunConfig, progress: bool = True) -> AlignmentResult:
     result = AlignmentResult("", "", rule_text(cfg))
     try:
         with mlflow.start_run(experiment_id=experiment) as run:
-            mlflow.set_tags(tracking.run_tags(cfg) | {"rq": "alignment"})
+            mlflow.set_tags(tracking.run_tags(cfg) | {"rq": "alignment"} | tracking.owner_tags())
             mlflow.log_params(cfg.flat())
             for es in cfg.eval.sets:
                 task = get_task(es.task, **(cfg.data.task_options if es.task == cfg.data.task else {}))

@@ -115,7 +115,10 @@ def _log_report(study: str, experiments: list[str], uri: str | None, folder: Pat
     """Log the report folder as a FINISHED `rq=report` run in the first of `experiments` that exists."""
     mlc = client(uri)
     exp = next(e for e in map(mlc.get_experiment_by_name, experiments) if e is not None)
-    run = mlc.create_run(exp.experiment_id, run_name=f"report-{study}", tags={"study": study, "rq": "report"})
+    from .tracking import owner_tags  # who writes its status: a run left RUNNING by a killed compare is found stale
+
+    run = mlc.create_run(exp.experiment_id, run_name=f"report-{study}",
+                         tags={"study": study, "rq": "report", **owner_tags()})
     counts = table["verdict"].value_counts()
     for verdict in ("holds", "partial", "fails", "uncertain"):
         mlc.log_metric(run.info.run_id, f"report/{verdict}", float(counts.get(verdict, 0)))

@@ -3,7 +3,7 @@
     studykit study FILE [--workers N] [--only PATTERN] [--dry-run] [--uri URI]   run a study grid (papermill cells)
     studykit run NOTEBOOK -f params.yaml [--uri URI]                             run one cell
     studykit report FILE|NAME [--uri URI] [--out reports]                        verdict table + figures
-    studykit ui [--port 5000] [--uri URI]                                        MLflow UI on the study store
+    studykit ui [--host 127.0.0.1] [--port 5000] [--uri URI]                     MLflow UI on the study store
     studykit params check FILE...                                                validate run / study files
     studykit score ...   /   studykit toy build ...                              (from studykit.score / studykit.toy)
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import subprocess
 import sys
 from pathlib import Path
 
@@ -96,15 +95,9 @@ def cmd_report(args) -> int:
 
 def cmd_ui(args) -> int:
     from .tracking import tracking_uri
+    from .ui import serve
 
-    uri = tracking_uri(args.uri)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-           "--port", str(args.port)]
-    print("running:", " ".join(cmd))
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    return serve(tracking_uri(args.uri), args.host, args.port)
 
 
 def _check_one(path: str) -> str:
@@ -165,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-effect", type=float, help="default: the study file's compare.min_effect")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("ui", help="MLflow UI on the study store")
+    p = sub.add_parser("ui", help="MLflow UI on the study store (stops with its children on Ctrl-C or SIGTERM)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others get a warning)")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--uri")
     p.set_defaults(func=cmd_ui)

@@ -175,7 +175,9 @@ def local_folder(source: str, tracking_uri: str | None = None) -> Path:
     run_id, _, path = source[len("runs:/"):].strip("/").partition("/")
     path = path.strip("/") or ARTIFACT_DIR
     uri = resolve_uri(tracking_uri)
-    client = mlflow.MlflowClient(uri)
+    from .tracking import client as store_client  # a process's first access to a store: under the store lock
+
+    client = store_client(uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as err:

@@ -36,11 +36,9 @@ _STEP_RE = re.compile(r"step_(\d+)\.json$")
 
 def client(uri: str | None = None):
     """An MlflowClient on `studykit.tracking.tracking_uri(uri)` (explicit > $MLFLOW_TRACKING_URI > ./mlruns)."""
-    from mlflow.tracking import MlflowClient
+    from .tracking import client as tracking_client
 
-    from .tracking import tracking_uri
-
-    return MlflowClient(tracking_uri=tracking_uri(uri))
+    return tracking_client(uri)
 
 
 def parse_pass_key(key: str) -> tuple[str, int] | None:

@@ -19,7 +19,15 @@ rate and the majority answer. Overall: avg@n (mean of c/n), unbiased pass@k for 
 k <= the smallest n (larger ks are listed as skipped), and maj@n. Correctness is the task's
 verifier on `verify.extract_answer`; maj@n uses the `majority_vote` reward's rule (see
 `studykit.rewards`: math answers clustered by equivalence, ties to the answer seen first, no
-format gate). Blank lines are ignored. Not in the paper: a convenience for checking samplers.
+format gate). Blank lines are ignored; a line that is not UTF-8 (a binary file) is an error naming the file, the
+line and the byte. Not in the paper: a convenience for checking samplers.
+
+Verifier time: problems are scored in parallel threads, one per verifier worker process
+(`studykit.verify.pool_size()`), and the whole file shares one wall-clock budget (`budget_s`, default
+`BUDGET_S`): each math check's limit is cut to what is left and, once it is spent, no further check is made.
+Nothing undecided is scored silently: the report counts the checks that timed out (`timed_out`) and those never
+made (`skipped`), per problem (`undecided`) and overall, the table and stderr say so, and `studykit score` exits 3
+when the budget ran out (the scores are then incomplete lower bounds).
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import metrics, rewards
+from . import metrics, rewards, verify
 from . import tasks as task_registry
 from .tasks import Problem
 
@@ -42,6 +51,9 @@ __all__ = ["ProblemScore", "ScoreReport", "EXAMPLES", "read_completions", "score
 
 EXAMPLES_DIR = Path(__file__).parent / "data" / "examples"
 EXAMPLES = {"toy": ("toy_completions.jsonl", "toy"), "math500": ("math500_completions.jsonl", "math500")}
+BUDGET_S = 300.0
+"""Default verifier time budget of one file (seconds of wall time over all its math checks)."""
+OVER_BUDGET_EXIT = 3
 
 
 @dataclass
@@ -52,6 +64,7 @@ class ProblemScore:
     format_rate: float
     majority_answer: str | None
     majority_correct: bool
+    undecided: int = 0  # answer checks that timed out or were never made (budget spent): counted as wrong
 
 
 @dataclass
@@ -63,6 +76,24 @@ class ScoreReport:
     pass_at_k: dict[int, float]
     maj_at_n: float
     skipped_ks: list[int] = field(default_factory=list)
+    budget_s: float = BUDGET_S
+    timed_out: int = 0  # checks that hit their time limit
+    skipped: int = 0  # checks never made: the budget was spent
+
+    @property
+    def over_budget(self) -> bool:
+        return self.skipped > 0
+
+    def warning(self) -> str:
+        """What the verifier could not decide, in one line ("" when everything was decided)."""
+        if not self.timed_out and not self.skipped:
+            return ""
+        where = [p.id for p in self.problems if p.undecided]
+        head = (f"verifier budget of {self.budget_s:g} s spent: {self.skipped} answer checks not made"
+                if self.over_budget else "")
+        tail = f"{self.timed_out} answer checks timed out" if self.timed_out else ""
+        return (f"{'; '.join(x for x in (head, tail) if x)}; counted as wrong, so the scores are lower bounds "
+                f"(problems: {', '.join(where[:10])}{' ...' if len(where) > 10 else ''})")
 
     @property
     def n_min(self) -> int:
@@ -72,6 +103,7 @@ class ScoreReport:
         out = asdict(self)
         out["pass_at_k"] = {str(k): v for k, v in self.pass_at_k.items()}
         out["n_min"] = self.n_min
+        out["over_budget"] = self.over_budget
         return out
 
     def format_table(self) -> str:
@@ -90,6 +122,8 @@ class ScoreReport:
         lines.append(f"maj@n   {self.maj_at_n:.4f}")
         if self.skipped_ks:
             lines.append(f"skipped k > min n ({self.n_min}): {', '.join(map(str, self.skipped_ks))}")
+        if self.warning():
+            lines.append(f"WARNING: {self.warning()}")
         return "\n".join(lines)
 
 
@@ -146,11 +180,12 @@ def read_completions(path: str | Path) -> list[tuple[int, str, list[str]]]:
     if not path.is_file():
         raise FileNotFoundError(f"completions file not found: {path}")
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            where = f"{path}:{lineno}"
+            line = _decode(raw, where, first=lineno == 1)
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -159,6 +194,15 @@ def read_completions(path: str | Path) -> list[tuple[int, str, list[str]]]:
     if not rows:
         raise ValueError(f"{path}: no completions (the file is empty)")
     return rows
+
+
+def _decode(raw: bytes, where: str, first: bool) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                         "expected a JSONL file of completions, is this a binary file?") from None
+    return text.removeprefix("\ufeff") if first else text
 
 
 def _lookup(task: Any, rows: Iterable[tuple[int, str, list[str]]], path: Path) -> dict[str, Problem]:
@@ -186,9 +230,11 @@ def _resolve_ks(ks: Iterable[int] | None, n_min: int) -> tuple[list[int], list[i
 
 
 def score_file(
-    path: str | Path, task: str, ks: Iterable[int] | None = None, task_options: dict[str, Any] | None = None
+    path: str | Path, task: str, ks: Iterable[int] | None = None, task_options: dict[str, Any] | None = None,
+    budget_s: float = BUDGET_S, workers: int | None = None,
 ) -> ScoreReport:
-    """Score a completions JSONL against task `task`; `ks` defaults to powers of two up to the smallest n."""
+    """Score a completions JSONL against task `task`; `ks` defaults to powers of two up to the smallest n; all
+    verifier checks of the file share `budget_s` seconds, `workers` threads (default: the verifier pool size)."""
     path = Path(path)
     task_obj = task_registry.get(task, **(task_options or {}))
     rows = read_completions(path)
@@ -197,16 +243,20 @@ def score_file(
     for _, pid, completions in rows:
         groups.setdefault(pid, []).extend(completions)
     vote = rewards.get("majority_vote", format_gate=False, verify=task_obj.verify)
-    scores = []
-    for pid, completions in groups.items():
-        res = vote(completions, by_id[pid])
-        scores.append(
-            ProblemScore(
-                pid, len(completions), int(res.correct.sum()), float(res.format_ok.mean()),
-                res.extra["majority_answer"], bool(res.extra["majority_correct"]),
-            )
-        )
-    return _summarise(str(path), task, scores, ks)
+    budget = verify.Budget(budget_s)
+
+    def one(item: tuple[str, list[str]]) -> ProblemScore:
+        pid, completions = item
+        with budget.applied() as tally:
+            res = vote(completions, by_id[pid])
+        return ProblemScore(pid, len(completions), int(res.correct.sum()), float(res.format_ok.mean()),
+                            res.extra["majority_answer"], bool(res.extra["majority_correct"]), tally.undecided)
+
+    with ThreadPoolExecutor(max_workers=workers or verify.pool_size()) as pool:
+        scores = list(pool.map(one, groups.items()))
+    report = _summarise(str(path), task, scores, ks)
+    report.budget_s, report.timed_out, report.skipped = budget.seconds, budget.timed_out, budget.skipped
+    return report
 
 
 def _summarise(path: str, task: str, scores: list[ProblemScore], ks: Iterable[int] | None) -> ScoreReport:
@@ -231,6 +281,9 @@ def _configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, nargs="+", dest="ks", help="pass@k values (default: powers of two <= n)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--example", choices=sorted(EXAMPLES), help="score a shipped example file instead of FILE")
+    parser.add_argument("--budget-s", type=float, default=BUDGET_S,
+                        help=f"verifier time budget for the whole file, seconds (default {BUDGET_S:g}); when it "
+                             f"runs out the report says so and the exit code is {OVER_BUDGET_EXIT}")
     parser.set_defaults(func=run)
 
 
@@ -248,11 +301,13 @@ def run(args: argparse.Namespace) -> int:
     if not task:
         return _fail("--task is required with FILE; known tasks: " + _task_names())
     try:
-        report = score_file(path, task, ks=args.ks)
+        report = score_file(path, task, ks=args.ks, budget_s=args.budget_s)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         return _fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
-    return 0
+    if report.warning():
+        print(f"studykit score: warning: {report.warning()}", file=sys.stderr)
+    return OVER_BUDGET_EXIT if report.over_budget else 0
 
 
 def _task_names() -> str:

@@ -1,12 +1,27 @@
-"""Running a study: papermill subprocesses, dependency order, skip-by-hash, failures, SIGINT, the compare step.
+"""Running a study: dependency order, claims, failures, signals, the compare step, the exit code.
 
 `run_study(path, workers, only, dry_run)` executes the cells of `studykit.study.expand` (see that module for the
-study schema); `run_one(notebook, params_file)` runs one cell. Each cell is `python -m papermill NB OUT -f params.yaml
--k python3 --cwd <cwd> --log-output` in its own process group with OMP_NUM_THREADS=1, MKL_NUM_THREADS=1,
-TOKENIZERS_PARALLELISM=false and MLFLOW_TRACKING_URI set; the executed notebook goes to `outputs/<study>/<cell>.ipynb`
-and is logged as an artifact (`notebook/`) to the cell's run, found by its config_hash tag. A cell whose config hash
-already has a FINISHED run is skipped; failures are written to `outputs/<study>/failed.json` and the rest go on.
-SIGINT stops launching, interrupts the children (SIGINT, then SIGTERM, then SIGKILL) and marks their runs KILLED.
+study schema) through an executor (`studykit.executors`; `local` runs each cell as a papermill subprocess that
+cannot outlive the study); `run_one(notebook, params_file)` runs one cell. The executed notebook goes to
+`outputs/<study>/<cell>.ipynb` and is logged as an artifact (`notebook/`) to the cell's run, found by its
+config_hash tag.
+
+Guarantees (`studykit.claims` has the details):
+* A cell is finished when a FINISHED run of its config hash has its notebook in the store; finished cells are
+  skipped. Every other cell runs under its claim (an exclusive lock per config hash), so any number of study
+  processes, of the same or different studies, on one store run each cell once: a second process waits for the
+  claim and then skips the cell the first finished.
+* After a kill of any process at any moment, the same command repairs the store under the claims: stale RUNNING
+  runs are marked KILLED (or resumed by the trainer from their checkpoint), a FINISHED run that lost its notebook
+  gets it back, and the study ends with one FINISHED run per cell, each with its notebook, and the verdict table.
+* SIGINT, SIGTERM and SIGHUP stop launching, interrupt the running cells (SIGINT, then SIGTERM, then SIGKILL) and
+  mark their runs KILLED; on SIGKILL the children die with the study process (parent-death signal).
+* The exit code is 0 only when every cell is finished and the compare step succeeded: 1 when a cell failed (its
+  notebook raised, or its run ended FAILED, or it produced no run) or the compare step failed, 130 when
+  interrupted; a study that expands to no cells is a ConfigError (exit 2 from the CLI). Failures are written to
+  `outputs/<study>/failed.json` (and every outcome to `summary.json`), replaced atomically.
+* The compare step runs under the study's `compare` claim (one at a time per store); report runs left RUNNING by a
+  killed compare are marked KILLED first.
 """
 
 from __future__ import annotations
@@ -14,35 +29,25 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from .config import ConfigError, RunConfig, load_yaml
+from . import claims
+from .config import ConfigError, load_yaml
+from .executors import Executor, make
 from .study import Cell, StudySpec, _notebook, expand, load_spec, select
 
-CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def resolve_uri(uri: str | None = None) -> str:
     from .tracking import tracking_uri
 
     return tracking_uri(uri)
-
-
-def find_cell_run(cfg: RunConfig, uri: str, status: str | None = "FINISHED") -> str | None:
-    """Latest run of the study's experiment tagged with this config hash (and status); never creates anything."""
-    from .tracking import find_runs
-
-    runs = find_runs(cfg, (status,) if status else None, uri=uri)
-    return runs[0].info.run_id if runs else None
 
 
 @dataclass
@@ -60,6 +65,7 @@ class StudySummary:
     outcomes: list[CellOutcome]
     verdicts: str = ""
     interrupted: bool = False
+    compare_error: str | None = None
 
     @property
     def failed(self) -> list[CellOutcome]:
@@ -67,92 +73,60 @@ class StudySummary:
 
     @property
     def exit_code(self) -> int:
-        return 130 if self.interrupted else (1 if self.failed else 0)
+        return 130 if self.interrupted else (1 if self.failed or self.compare_error else 0)
 
 
-class _Runner:
-    """Launches papermill subprocesses, remembers them so SIGINT can stop them all."""
+@dataclass
+class _Context:
+    out_dir: Path
+    uri: str
+    executor: Executor
+    stop: threading.Event
 
-    def __init__(self, out_dir: Path, uri: str):
-        self.out_dir, self.uri = out_dir, uri
-        self.stop = threading.Event()
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.lock = threading.Lock()
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ, **CHILD_ENV, MLFLOW_TRACKING_URI=self.uri)
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the kernel's `python`
-        return env
-
-    def papermill(self, key: str, notebook: Path, params: dict[str, Any], out_nb: Path) -> tuple[int, str]:
-        pfile = self.out_dir / "params" / f"{key}.yaml"
-        log = self.out_dir / "logs" / f"{key}.log"
-        for p in (pfile, log, out_nb):
-            p.parent.mkdir(parents=True, exist_ok=True)
-        pfile.write_text(yaml.safe_dump(params, sort_keys=False))
-        cmd = [sys.executable, "-m", "papermill", str(notebook), str(out_nb), "-f", str(pfile), "-k", "python3",
-               "--cwd", str(Path.cwd()), "--no-progress-bar", "--log-output"]
-        with open(log, "w") as fh:
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
-            with self.lock:
-                self.procs[key] = proc
-            rc = proc.wait()
-            with self.lock:
-                self.procs.pop(key, None)
-        return rc, _error_tail(log)
-
-    def terminate_all(self, grace: float = 10.0) -> None:
-        with self.lock:
-            procs = list(self.procs.values())
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            live = [p for p in procs if p.poll() is None]
-            for p in live:
-                try:
-                    os.killpg(p.pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.time() + grace
-            while any(p.poll() is None for p in live) and time.time() < deadline:
-                time.sleep(0.2)
+    @classmethod
+    def make(cls, out_dir: Path, uri: str, executor: str = "local") -> "_Context":
+        return cls(out_dir, uri, make(executor, out_dir, uri), threading.Event())
 
 
-def _error_tail(log: Path, lines: int = 15) -> str:
-    text = log.read_text(errors="replace").splitlines() if log.is_file() else []
-    marks = [i for i, line in enumerate(text) if "Error" in line or "Exception" in line]
-    start = max(0, marks[-1] - lines + 3) if marks else max(0, len(text) - lines)
-    return "\n".join(text[start:start + lines])
+def _waiting(name: str):
+    return lambda holder: print(f"{name}: claimed by {holder or 'another process'}; waiting", file=sys.stderr)
 
 
-def _run_cell(runner: _Runner, cell: Cell) -> CellOutcome:
+def _run_cell(ctx: _Context, cell: Cell) -> CellOutcome:
     t0 = time.time()
-    if runner.stop.is_set():
+    if ctx.stop.is_set():
         return CellOutcome(cell.name, "interrupted", error="not started: the study was interrupted")
-    out_nb = runner.out_dir / f"{cell.name}.ipynb"
-    rc, tail = runner.papermill(cell.name, cell.notebook, cell.params, out_nb)
-    run_id = find_cell_run(cell.config, runner.uri, status=None)
-    if run_id and out_nb.is_file():
-        from mlflow.tracking import MlflowClient
+    cfg = cell.config
+    with claims.claim(ctx.uri, claims.experiment_of(cfg), cfg.config_hash(), ctx.stop.is_set,
+                      _waiting(cell.name)) as held:
+        if not held:
+            return CellOutcome(cell.name, "interrupted", error="not started: the study was interrupted")
+        out_nb = ctx.out_dir / f"{cell.name}.ipynb"
+        settled = claims.settle(cfg, ctx.uri, out_nb)
+        if settled.state != "todo":
+            status = "skipped" if settled.state == "done" else "failed"
+            return CellOutcome(cell.name, status, settled.run_id, settled.note or None, time.time() - t0)
+        since = time.time() - 1.0
+        rc, tail = ctx.executor.run(cell.name, cell.notebook, cell.params, out_nb)
+        run_id, status = claims.conclude(cfg, ctx.uri, out_nb, rc, since, ctx.stop.is_set())
+    return _outcome(ctx, cell, rc, tail, run_id, status, time.time() - t0)
 
-        MlflowClient(tracking_uri=runner.uri).log_artifact(run_id, str(out_nb), artifact_path="notebook")
-    if runner.stop.is_set() and rc != 0:
-        _mark_killed(runner.uri, run_id)
-        return CellOutcome(cell.name, "interrupted", run_id, "interrupted", time.time() - t0)
+
+def _outcome(ctx: _Context, cell: Cell, rc: int, tail: str, run_id: str | None, status: str,
+             seconds: float) -> CellOutcome:
+    if ctx.stop.is_set() and (rc != 0 or status != "FINISHED"):
+        return CellOutcome(cell.name, "interrupted", run_id, "interrupted", seconds)
     if rc != 0:
-        return CellOutcome(cell.name, "failed", run_id, tail or f"papermill exited with {rc}", time.time() - t0)
-    return CellOutcome(cell.name, "done", run_id, None, time.time() - t0)
+        return CellOutcome(cell.name, "failed", run_id, tail or f"papermill exited with {rc}", seconds)
+    if run_id is None:
+        return CellOutcome(cell.name, "failed", None, f"the notebook logged no run with config_hash "
+                                                      f"{cell.config.config_hash()}", seconds)
+    if status != "FINISHED":
+        return CellOutcome(cell.name, "failed", run_id, f"run {run_id} ended {status}", seconds)
+    return CellOutcome(cell.name, "done", run_id, None, seconds)
 
 
-def _mark_killed(uri: str, run_id: str | None) -> None:
-    if not run_id:
-        return
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    if client.get_run(run_id).info.status == "RUNNING":
-        client.set_terminated(run_id, status="KILLED")
-
-
-def _schedule(runner: _Runner, cells: list[Cell], workers: int, progress: bool) -> list[CellOutcome]:
+def _schedule(ctx: _Context, cells: list[Cell], workers: int, progress: bool) -> list[CellOutcome]:
     from tqdm.auto import tqdm
 
     pending = {c.name: c for c in cells}
@@ -162,16 +136,16 @@ def _schedule(runner: _Runner, cells: list[Cell], workers: int, progress: bool) 
     running: dict[Future, str] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         while pending or running:
-            if not runner.stop.is_set():
+            if not ctx.stop.is_set():
                 for name in [n for n, c in pending.items() if all(a in finished for a in c.after)]:
                     if len(running) >= workers:
                         break
-                    running[pool.submit(_run_cell, runner, pending.pop(name))] = name
-            if runner.stop.is_set() and not running:
+                    running[pool.submit(_run_cell, ctx, pending.pop(name))] = name
+            if ctx.stop.is_set() and not running:
                 break
             if not running:  # only cells whose predecessors are outside this run: release them
                 name = next(iter(pending))
-                running[pool.submit(_run_cell, runner, pending.pop(name))] = name
+                running[pool.submit(_run_cell, ctx, pending.pop(name))] = name
             done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
             for fut in done:
                 name = running.pop(fut)
@@ -185,21 +159,34 @@ def _schedule(runner: _Runner, cells: list[Cell], workers: int, progress: bool) 
     return [outcomes[c.name] for c in cells]
 
 
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)  # several study processes may write it: readers never see half a file
+
+
 def _write_failures(out_dir: Path, outcomes: list[CellOutcome]) -> None:
-    failed = [o.__dict__ for o in outcomes if o.status in ("failed", "interrupted")]
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "failed.json").write_text(json.dumps(failed, indent=2))
-    (out_dir / "summary.json").write_text(json.dumps([o.__dict__ for o in outcomes], indent=2))
+    _write_json(out_dir / "failed.json", [o.__dict__ for o in outcomes if o.status in ("failed", "interrupted")])
+    _write_json(out_dir / "summary.json", [o.__dict__ for o in outcomes])
 
 
-def _compare(runner: _Runner, spec: StudySpec, here: Path) -> str:
+def _compare(ctx: _Context, spec: StudySpec, here: Path) -> tuple[str, str | None]:
+    """(verdict table, None) or ("", why the compare step failed)."""
     nb = _notebook(spec, here, "compare", spec.notebooks.get("compare"))
-    params = {"study_file": str(here.resolve()), "uri": runner.uri, "thresholds": spec.compare.model_dump()}
-    rc, tail = runner.papermill("10_compare", nb, params, runner.out_dir / "10_compare.ipynb")
+    params = {"study_file": str(here.resolve()), "uri": ctx.uri, "thresholds": spec.compare.model_dump()}
+    with claims.claim(ctx.uri, spec.name, "compare", ctx.stop.is_set, _waiting("compare")) as held:
+        if not held:
+            return "", "compare not run: the study was interrupted"
+        try:
+            claims.reap_reports(spec.name, ctx.uri)
+        except RuntimeError as err:  # a live compare of another study process owns a report run
+            return "", str(err)
+        rc, tail = ctx.executor.run("10_compare", nb, params, ctx.out_dir / "10_compare.ipynb")
     md = Path("reports") / spec.name / "verdicts.md"
     if rc != 0:
-        return f"compare notebook failed (see {runner.out_dir / 'logs' / '10_compare.log'}):\n{tail}"
-    return md.read_text() if md.is_file() else "(no verdicts.md written)"
+        return "", f"compare notebook failed (see {ctx.out_dir / 'logs' / '10_compare.log'}):\n{tail}"
+    return (md.read_text(), None) if md.is_file() else ("", f"the compare notebook wrote no {md}")
 
 
 def run_study(path: str | Path, workers: int = 2, only: str | None = None, dry_run: bool = False,
@@ -208,22 +195,30 @@ def run_study(path: str | Path, workers: int = 2, only: str | None = None, dry_r
     here = Path(path)
     spec = load_spec(here)
     cells = select(expand(here), only)  # everything validated before any MLflow call
+    if not cells:
+        raise ConfigError(f"{here}: the study expands to no cells (grid.models, grid.tasks, grid.seeds or "
+                          "conditions is empty)")
     if dry_run:
         return StudySummary(spec.name, [CellOutcome(c.name, "planned") for c in cells])
-    runner = _Runner(Path("outputs") / spec.name, resolve_uri(uri))
+    ctx = _Context.make(Path("outputs") / spec.name, resolve_uri(uri))
     todo, outcomes = [], {}
     for c in cells:
-        rid = find_cell_run(c.config, runner.uri)
+        rid = claims.finished_run(c.config, ctx.uri)
         if rid:
             outcomes[c.name] = CellOutcome(c.name, "skipped", rid)
         else:
             todo.append(c)
-    interrupted = _with_sigint(runner, lambda: outcomes.update({o.name: o for o in _schedule(
-        runner, _drop_done(todo, outcomes), workers, progress)}))
-    ordered = [outcomes[c.name] for c in cells]
-    _write_failures(runner.out_dir, ordered)
-    verdicts = "" if interrupted or not compare else _compare(runner, spec, here)
-    return StudySummary(spec.name, ordered, verdicts, interrupted)
+    result = {"verdicts": ("", None)}
+
+    def body() -> None:
+        outcomes.update({o.name: o for o in _schedule(ctx, _drop_done(todo, outcomes), workers, progress)})
+        _write_failures(ctx.out_dir, [outcomes[c.name] for c in cells])
+        if compare and not ctx.stop.is_set():
+            result["verdicts"] = _compare(ctx, spec, here)
+
+    interrupted = _with_signals(ctx, body)
+    verdicts, error = result["verdicts"]
+    return StudySummary(spec.name, [outcomes[c.name] for c in cells], verdicts, interrupted, error)
 
 
 def _drop_done(todo: list[Cell], done: dict[str, CellOutcome]) -> list[Cell]:
@@ -232,24 +227,27 @@ def _drop_done(todo: list[Cell], done: dict[str, CellOutcome]) -> list[Cell]:
     return todo
 
 
-def _with_sigint(runner: _Runner, body) -> bool:
-    """Run body; on SIGINT stop launching and stop the children. Returns whether it was interrupted."""
+def _with_signals(ctx: _Context, body) -> bool:
+    """Run body; on SIGINT, SIGTERM or SIGHUP stop launching and stop the children. Returns whether it was
+    interrupted."""
     if threading.current_thread() is not threading.main_thread():
         body()
-        return runner.stop.is_set()
+        return ctx.stop.is_set()
 
     def handler(signum, frame):
-        if not runner.stop.is_set():
-            print("\ninterrupted: stopping the running cells (their runs are marked KILLED)...", file=sys.stderr)
-            runner.stop.set()
-            threading.Thread(target=runner.terminate_all, daemon=True).start()
+        if not ctx.stop.is_set():
+            print(f"\n{signal.Signals(signum).name}: stopping the running cells (their runs are marked KILLED)...",
+                  file=sys.stderr)
+            ctx.stop.set()
+            threading.Thread(target=ctx.executor.stop, daemon=True).start()
 
-    old = signal.signal(signal.SIGINT, handler)
+    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         body()
     finally:
-        signal.signal(signal.SIGINT, old)
-    return runner.stop.is_set()
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+    return ctx.stop.is_set()
 
 
 def format_summary(summary: StudySummary) -> str:
@@ -260,6 +258,8 @@ def format_summary(summary: StudySummary) -> str:
     for o in summary.failed:
         last = (o.error or "").strip().splitlines()
         lines.append(f"  {o.status.upper()} {o.name}: {last[-1] if last else ''}")
+    if summary.compare_error:
+        lines.append(f"  FAILED compare: {summary.compare_error}")
     if summary.verdicts:
         lines += ["", summary.verdicts]
     return "\n".join(lines)
@@ -284,9 +284,11 @@ def run_one(notebook: str | Path, params_file: str | Path, uri: str | None = Non
     if _is_run_notebook(notebook):
         cfg = load(params_file)
         cell = Cell(cfg.run_name(), notebook.resolve(), cfg, cfg.model_dump(mode="json"))
-        runner = _Runner(Path("outputs") / cfg.study, resolve_uri(uri or cfg.tracking.uri))
-        return _run_cell(runner, cell)
+        ctx = _Context.make(Path("outputs") / cfg.study, resolve_uri(uri or cfg.tracking.uri))
+        box: list[CellOutcome] = []
+        _with_signals(ctx, lambda: box.append(_run_cell(ctx, cell)))
+        return box[0]
     params = load_yaml(params_file)
-    runner = _Runner(Path("outputs") / str(params.get("study", "adhoc")), resolve_uri(uri))
-    rc, tail = runner.papermill(notebook.stem, notebook.resolve(), params, runner.out_dir / notebook.name)
+    ctx = _Context.make(Path("outputs") / str(params.get("study", "adhoc")), resolve_uri(uri))
+    rc, tail = ctx.executor.run(notebook.stem, notebook.resolve(), params, ctx.out_dir / notebook.name)
     return CellOutcome(notebook.stem, "done" if rc == 0 else "failed", None, tail if rc else None)

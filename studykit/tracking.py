@@ -2,7 +2,13 @@
 
 The embedded default store is `sqlite:///<cwd>/mlruns/mlflow.db` with artifacts under `<cwd>/mlruns/artifacts`;
 `$MLFLOW_TRACKING_URI`, when set, wins, and an explicit `tracking.uri` in the config wins over both.
-One experiment per study. Every run carries the tags of DESIGN.md so `mlflow.search_runs` can group them.
+One experiment per study. Every run carries the tags of DESIGN.md so `mlflow.search_runs` can group them, and
+the owner tags (`owner_host`, `owner_pid`, `owner_start`: the process that writes the run's status) so a run left
+RUNNING by a killed process can be told from a live one (`owner_state`).
+
+Guarantee: in this package, the first access to a local sqlite store in a process (which creates or migrates its
+tables) happens under the store's file lock (`client`, `connect`), so any number of processes may start on a
+fresh store at once (unlocked, two of them crash with `duplicate column name: step`).
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from . import procs
 from .config import RunConfig
 from .locks import file_lock
 
 TAG_KEYS = ("study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash", "git_sha")
+OWNER_KEYS = ("owner_host", "owner_pid", "owner_start")
+_READY: set[str] = set()  # stores this process has opened (under the lock) already
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -53,23 +62,36 @@ def _store_lock(uri: str):
         yield
 
 
-def connect(uri: str | None = None) -> MlflowClient:
+def client(uri: str | None = None) -> MlflowClient:
+    """An MlflowClient on `tracking_uri(uri)`; the process's first use of the store runs under the store lock."""
     resolved = tracking_uri(uri)
-    mlflow.set_tracking_uri(resolved)
-    return MlflowClient(resolved)
+    if resolved in _READY:
+        return MlflowClient(resolved)
+    with _store_lock(resolved):  # MlflowClient() opens the store: creates or upgrades the tables of a fresh one
+        mlc = MlflowClient(resolved)
+        mlc.search_experiments(max_results=1)
+    _READY.add(resolved)
+    return mlc
+
+
+def connect(uri: str | None = None) -> MlflowClient:
+    """`client(uri)`, and the fluent API (mlflow.start_run ...) pointed at the same store."""
+    mlc = client(uri)
+    mlflow.set_tracking_uri(tracking_uri(uri))
+    return mlc
 
 
 def experiment_id(name: str, uri: str | None = None) -> str:
     """The id of experiment `name`, created (with artifacts beside a local store) when missing."""
     resolved = tracking_uri(uri)
+    mlc = connect(resolved)  # takes the store lock itself on first use (the lock is not re-entrant)
     with _store_lock(resolved):
-        client = connect(resolved)
-        exp = client.get_experiment_by_name(name)
+        exp = mlc.get_experiment_by_name(name)
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
-                client.restore_experiment(exp.experiment_id)
+                mlc.restore_experiment(exp.experiment_id)
             return exp.experiment_id
-        return client.create_experiment(name, artifact_location=_artifact_location(resolved, name))
+        return mlc.create_experiment(name, artifact_location=_artifact_location(resolved, name))
 
 
 def experiment_for(cfg: RunConfig) -> str:
@@ -100,6 +122,20 @@ def run_tags(cfg: RunConfig, alignment: str | None = None) -> dict[str, str]:
         "git_sha": git_sha(),
         "mlflow.runName": cfg.run_name(),
     }
+
+
+def owner_tags(pid: int | None = None) -> dict[str, str]:
+    """Tags naming the process that owns a run (this one by default): host, pid and its start time."""
+    pid = pid or os.getpid()
+    return {"owner_host": procs.hostname(), "owner_pid": str(pid), "owner_start": procs.start_time(pid) or ""}
+
+
+def owner_state(tags: dict[str, str]) -> str:
+    """"alive" or "gone" for a run owned by a process on this host; "unknown" for another host or a run without
+    owner tags (written by older code)."""
+    if not tags.get("owner_pid", "").isdigit() or tags.get("owner_host") != procs.hostname():
+        return "unknown"
+    return "alive" if procs.alive(int(tags["owner_pid"]), tags.get("owner_start") or None) else "gone"
 
 
 def find_runs(cfg: RunConfig, statuses: tuple[str, ...] | None = ("FINISHED",), uri: str | None = None) -> list[Any]:

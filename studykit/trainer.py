@@ -4,13 +4,30 @@ Follows the paper's verl recipe (arXiv 2508.21188): old log-probs recomputed by 
 surrogate with clip-higher, token-mean loss, no KL, dynamic sampling. Departures (LoRA/QLoRA, scale, response
 length) are settings in the params files, not code paths. Every run logs to MLflow (see README's metric table),
 checkpoints every `train.checkpoint_every` steps, and resumes its own MLflow run when restarted.
+
+Metric history on resume (each step once): metrics are buffered in memory (`studykit.metric_buffer`) and written
+right after each checkpoint is saved and at the end; the checkpoint keeps the unwritten ones, so a kill between the
+save and the write loses nothing. A run killed at step 13 after its checkpoint at 10 has steps 1-10 in MLflow;
+the resumed run recomputes 11-13 and logs those values: every logged value belongs to the attempt the run continued
+from, none to the killed one. The live history therefore moves at checkpoints, not at every step.
+
+Run ends: FINISHED; KILLED on KeyboardInterrupt, also while the policy is logged (resumable; further SIGINTs are
+ignored while that is recorded); FAILED on a non-finite loss or gradient (the metrics
+up to the failing step are written for diagnosis, the run is tagged `resumable=false` and `status_reason`, and a
+rerun starts a new run, since resuming it would log those steps twice and fail again); FAILED on any other error
+(resumable from its last checkpoint). A resumed run lists its resume steps in `resumed_from_step` and keeps the
+reason it stopped as `previous_status_reason`. Every run is tagged with its owner process (`tracking.owner_tags`), so a run
+left RUNNING by a killed process is recognised as stale by the study runner.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import mlflow
@@ -20,6 +37,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, grpo, rewards, selection, tracking, update  # noqa: F401 (grpo: tests patch trainer.grpo)
 from .alignment import label_for
+from .metric_buffer import MetricBuffer, replay
 from .config import RunConfig
 from .evaluation import counts_artifact, evaluate_set, metric_key
 from .models import from_config
@@ -34,6 +52,7 @@ class TrainResult:
     run_id: str
     status: str
     metrics: dict[str, float] = field(default_factory=dict)
+    reason: str = ""  # why a run did not finish (its `status_reason` tag)
 
 
 @dataclass
@@ -54,6 +73,8 @@ class _Run:
     task: object = None  # the training task (verifier with its options, diagnostics hook)
     last: dict = field(default_factory=dict)
     reference: object = None  # update.Reference of the KL penalty (algo.kl_coef > 0), else None
+    metrics: MetricBuffer = field(default_factory=MetricBuffer)  # logged at checkpoints (module docstring)
+    run_id: str = ""
 
 
 def seed_everything(seed: int) -> None:
@@ -74,24 +95,41 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
     experiment = tracking.experiment_for(cfg)
     state = checkpoint.load(ckpt, run.policy, run.optimizer, run.scheduler) if run_id else None
     with mlflow.start_run(run_id=run_id, experiment_id=experiment) as active:
+        run.run_id = active.info.run_id
+        mlflow.set_tags(tracking.owner_tags())  # this process writes the run's status from here on
         if state is None:
             _log_start(run)
         else:
             _restore(run, state)
         try:
             _loop(run, ckpt, progress)
+            _log_artifacts(run)
         except KeyboardInterrupt:
-            mlflow.set_tag("status_reason", "interrupted; resume from the last checkpoint")
-            mlflow.end_run("KILLED")
+            with _interrupts_held():  # a second SIGINT (papermill forwards one) must not cut the record short
+                mlflow.set_tag("status_reason", "interrupted; resume from the last checkpoint")
+                mlflow.end_run("KILLED")
             raise
         except NonFiniteLoss as err:
-            mlflow.set_tag("status_reason", str(err))
+            run.metrics.flush(run.run_id)  # the steps that led to the failure, for diagnosis
+            mlflow.set_tags({"status_reason": str(err), "resumable": "false"})
             mlflow.end_run("FAILED")
-            return TrainResult(active.info.run_id, "FAILED", run.last)
+            return TrainResult(active.info.run_id, "FAILED", run.last, str(err))
         finally:
             run.sampler.close()
-        _log_artifacts(run)
     return TrainResult(active.info.run_id, "FINISHED", run.last)
+
+
+@contextmanager
+def _interrupts_held():
+    """SIGINT ignored for the block (main thread only: elsewhere signals cannot be set, nor do they arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
@@ -127,7 +165,8 @@ def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
 def _resumable_run_id(cfg: RunConfig, state: dict | None) -> str | None:
     if not state or not state.get("run_id"):
         return None
-    unfinished = tracking.find_runs(cfg, ("RUNNING", "KILLED", "FAILED"))
+    unfinished = [r for r in tracking.find_runs(cfg, ("RUNNING", "KILLED", "FAILED"))
+                  if r.data.tags.get("resumable") != "false"]
     return state["run_id"] if any(r.info.run_id == state["run_id"] for r in unfinished) else None
 
 
@@ -140,8 +179,9 @@ def _log_start(run: _Run) -> None:
         example, choice = run.one_shot
         mlflow.set_tags({"one_shot.example_id": example.id, "one_shot.rule": choice.rule,
                          "one_shot.source_run": choice.source_run or "none"})
-        mlflow.log_metrics({"one_shot/index": choice.index, "one_shot/score": choice.score}, step=0)
+        run.metrics.add({"one_shot/index": choice.index, "one_shot/score": choice.score}, step=0)
     _evaluate(run, 0)
+    run.metrics.flush(run.run_id)  # step 0 is there before the first checkpoint: a rerun without one starts anew
 
 
 def _restore(run: _Run, state: dict) -> None:
@@ -150,7 +190,20 @@ def _restore(run: _Run, state: dict) -> None:
     run.data.load(state.get("data", {}))
     run.reward_rng.bit_generator.state = state["reward_rng"]
     run.sampler.sync(run.policy)
-    mlflow.set_tag("resumed_from_step", str(run.step))
+    replay(run.run_id, state.get("pending_metrics", []))  # the checkpoint was saved, its metrics maybe not logged
+    stored = mlflow.get_run(run.run_id).data
+    run.last.update(stored.metrics)
+    _resumed_tags(run.run_id, stored.tags, run.step)
+
+
+def _resumed_tags(run_id: str, tags: dict, step: int) -> None:
+    """`resumed_from_step` lists every resume ("1,3"); the reason the run stopped before moves from
+    `status_reason` to `previous_status_reason`, so a FINISHED run carries no stale reason."""
+    steps = [s for s in tags.get("resumed_from_step", "").split(",") if s] + [str(step)]
+    mlflow.set_tag("resumed_from_step", ",".join(steps))
+    if "status_reason" in tags:
+        mlflow.set_tag("previous_status_reason", tags["status_reason"])
+        mlflow.MlflowClient().delete_tag(run_id, "status_reason")
 
 
 def _loop(run: _Run, ckpt, progress: bool) -> None:
@@ -161,7 +214,7 @@ def _loop(run: _Run, ckpt, progress: bool) -> None:
         run.step = step
         metrics = _train_step(run, step)
         run.last.update(metrics)
-        mlflow.log_metrics(metrics, step=step)
+        run.metrics.add(metrics, step)
         bar.set_postfix(reward=f"{metrics['train/reward_mean']:.2f}", acc=f"{metrics['train/accuracy']:.2f}")
         if (cfg.eval.every and step % cfg.eval.every == 0) or step == cfg.train.steps:
             _evaluate(run, step)
@@ -206,7 +259,7 @@ def _evaluate(run: _Run, step: int) -> None:
         out.update(res.metrics)
         mlflow.log_dict(res.counts_record(step), counts_artifact(es.label, step))  # per-problem counts (analysis)
     out["time/eval_s"] = time.perf_counter() - t0
-    mlflow.log_metrics(out, step=step)
+    run.metrics.add(out, step)
     run.last.update(out)
     if step == 0:
         mlflow.set_tag("alignment", alignment_label(cfg, out))
@@ -220,13 +273,15 @@ def alignment_label(cfg: RunConfig, metrics: dict[str, float]) -> str:
 
 
 def _save(run: _Run, ckpt) -> None:
-    state = {"step": run.step, "run_id": mlflow.active_run().info.run_id, "history": run.history,
-             "data": run.data.state(), "reward_rng": run.reward_rng.bit_generator.state}
+    state = {"step": run.step, "run_id": run.run_id, "history": run.history,
+             "data": run.data.state(), "reward_rng": run.reward_rng.bit_generator.state,
+             "pending_metrics": run.metrics.state()}
     if run.one_shot is not None:
         from .one_shot import as_state
 
         state["one_shot"] = as_state(*run.one_shot)
     checkpoint.save(ckpt, run.policy, run.optimizer, run.scheduler, state)
+    run.metrics.flush(run.run_id)  # after the save: a kill in between is repaired by `replay` on resume
 
 
 def _log_samples(rolls, step: int) -> None:

@@ -19,6 +19,12 @@ those C loops (measured: it hung), so calls from other threads go to a small poo
 run the same main-thread check; the caller waits `timeout_s + 0.3 s` and kills a worker that has not
 answered. A worker's start (about 1 s, once per worker) is not counted in the deadline; call
 `warm_up()` beforehand to pay it early. POSIX only (signals, `select` on pipes).
+
+Budgets: `Budget(seconds)` bounds the wall time of all the math checks made inside `budget.applied()` blocks,
+in any number of threads (`studykit score` runs one per verifier worker and gives each file one budget). Inside a
+block each check's time limit is cut to what is left, a check after the budget is spent is not made (False), and
+the block's `Tally` counts both kinds, so a caller can REPORT answers that were never decided instead of silently
+scoring them wrong.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ import time
 from contextlib import contextmanager
 from functools import lru_cache
 
-__all__ = ["extract_answer", "format_ok", "math_equal", "warm_up", "shutdown_workers", "MAX_TEXT_CHARS"]
+__all__ = ["extract_answer", "format_ok", "math_equal", "warm_up", "shutdown_workers", "MAX_TEXT_CHARS", "Budget",
+           "Tally", "pool_size"]
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +357,11 @@ class _Pool:
             w.kill()
 
 
+def pool_size() -> int:
+    """How many verifier worker processes may run at once ($STUDYKIT_VERIFY_WORKERS, default min(4, CPUs))."""
+    return _POOL.size
+
+
 def _pool_size() -> int:
     raw = os.environ.get("STUDYKIT_VERIFY_WORKERS", str(min(4, os.cpu_count() or 1)))
     if not raw.isdigit() or int(raw) < 1:
@@ -390,22 +402,85 @@ def _math_equal_cached(pred: str, gold: str, timeout_s: float) -> bool:
     return bool(verdict)
 
 
+class Tally:
+    """What the checks of one `Budget.applied()` block could not decide."""
+
+    def __init__(self) -> None:
+        self.timed_out = 0  # ran out of their own time limit (or of what the budget had left)
+        self.skipped = 0  # not made at all: the budget was spent
+
+    @property
+    def undecided(self) -> int:
+        return self.timed_out + self.skipped
+
+
+class Budget:
+    """A wall-clock budget shared by the math checks made inside `applied()` blocks (module docstring)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self.deadline = time.monotonic() + self.seconds
+        self.lock = threading.Lock()
+        self.timed_out = self.skipped = 0
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    @property
+    def spent(self) -> bool:
+        return self.skipped > 0 or self.left() <= 0
+
+    @contextmanager
+    def applied(self):
+        """Count this thread's checks against the budget for the block; yields the block's Tally."""
+        tally, previous = Tally(), getattr(_LOCAL, "budget", None)
+        _LOCAL.budget = (self, tally)
+        try:
+            yield tally
+        finally:
+            _LOCAL.budget = previous
+            with self.lock:
+                self.timed_out += tally.timed_out
+                self.skipped += tally.skipped
+
+
+_LOCAL = threading.local()
+_MIN_CHECK_S = 0.05  # less time left than this: the check is not started
+
+
+def _budgeted(pred: str, gold: str, timeout_s: float) -> bool:
+    """The cached check under this thread's budget, if any; an undecided check is counted there and is False."""
+    budget, tally = getattr(_LOCAL, "budget", None) or (None, None)
+    if budget is not None:
+        left = budget.left()
+        if left < _MIN_CHECK_S:
+            tally.skipped += 1
+            return False
+        timeout_s = min(timeout_s, left)
+    try:
+        return _math_equal_cached(pred, gold, timeout_s)
+    except _Undecided:
+        if tally is not None:
+            tally.timed_out += 1
+        return False
+
+
 def math_equal(pred: str | None, gold: str, timeout_s: float = 2.0) -> bool:
     """Whether the predicted answer `pred` equals the reference `gold` (a LaTeX string, e.g. from MATH-500).
 
     Never raises: None, non-strings, empty, over-long (`MAX_ANSWER_CHARS`) or brace-unbalanced predictions,
     malformed LaTeX and checks that exceed `timeout_s` seconds of wall time are all False. Results are
     cached per (pred, gold, timeout_s), except checks that ran out of time (False now, checked again next
-    call). The order matters to math-verify (gold is the reference), as it does here.
+    call). The order matters to math-verify (gold is the reference), as it does here. Inside a `Budget.applied()`
+    block the time limit is cut to what the budget has left, and undecided checks are counted (module docstring).
     """
     if not isinstance(pred, str) or not isinstance(gold, str):
         return False
     if not pred.strip() or not gold.strip() or len(pred) > MAX_ANSWER_CHARS or not _braces_balanced(pred):
         return False
-    try:
-        return _math_equal_cached(pred, gold, float(timeout_s))
-    except _Undecided:
-        return False
+    if _normalise(pred) == _normalise(gold):
+        return True
+    return _budgeted(pred, gold, float(timeout_s))
 
 
 def _serve() -> None:

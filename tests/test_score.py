@@ -122,3 +122,50 @@ def test_add_score_parser_wires_into_a_cli():
     score.add_score_parser(sub)
     args = parser.parse_args(["score", "--example", "toy", "--k", "1", "2"])
     assert args.ks == [1, 2] and args.func(args) == 0
+
+
+def test_a_binary_file_names_the_file_and_line(tmp_path, capsys):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(json.dumps({"problem_id": TOY[0].id, "completion": "a"}).encode() + b"\n\x89PNG\r\n\x1a\n\x00")
+    with pytest.raises(ValueError, match=r"c\.jsonl:2: not UTF-8 text \(byte 0x89 at column 1\)"):
+        score.score_file(path, "toy")
+    assert score.main([str(path), "--task", "toy"]) == 2
+    assert "c.jsonl:2: not UTF-8" in capsys.readouterr().err
+    bom = tmp_path / "bom.jsonl"  # a UTF-8 byte-order mark is text, not an error
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps({"problem_id": TOY[0].id, "completion": "a"}).encode() + b"\n")
+    assert score.score_file(bom, "toy").problems[0].n == 1
+
+
+def _towers(tmp_path, count):
+    problems = tasks.get("math500").load("test")[:count]
+    path = tmp_path / "towers.jsonl"
+    lines = [{"problem_id": p.id, "completion": "<think> x </think> <answer> 10^{10^{10^{%d}}} </answer>" % (10 + i)}
+             for i, p in enumerate(problems)]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+def test_pathological_answers_are_bounded_by_the_file_budget_and_reported(tmp_path, capsys):
+    # Regression: each power tower cost ~2.5 s with no overall bound (30 of them: 77 s), silently scored 0.
+    import time
+
+    from studykit import verify
+
+    verify.warm_up(verify.pool_size())  # worker start-up is not what this test measures
+    path = _towers(tmp_path, 30)
+    t0 = time.monotonic()
+    report = score.score_file(path, "math500", budget_s=3.0)
+    assert time.monotonic() - t0 < 3.0 + 2.5 + 2.0  # the budget, one check's grace, thread teardown
+    assert report.over_budget and report.skipped > 0 and report.timed_out + report.skipped >= 25
+    assert sum(p.undecided > 0 for p in report.problems) >= 25 and "budget of 3 s spent" in report.warning()
+    assert "WARNING: verifier budget" in report.format_table()
+    assert score.main([str(path), "--task", "math500", "--budget-s", "2", "--json"]) == score.OVER_BUDGET_EXIT
+    out, err = capsys.readouterr()
+    assert json.loads(out)["over_budget"] is True and "not made" in err
+
+
+def test_timed_out_checks_are_reported_within_the_budget(tmp_path):
+    report = score.score_file(_towers(tmp_path, 2), "math500", task_options={"timeout_s": 0.3}, budget_s=60)
+    assert not report.over_budget and report.timed_out >= 1  # (a warm worker may decide one in time)
+    assert f"{report.timed_out} answer checks timed out" in report.warning()
+    assert sum(p.undecided for p in report.problems) == report.timed_out

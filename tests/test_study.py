@@ -124,3 +124,50 @@ def test_a_failing_cell_is_recorded_and_the_study_fails(tmp_path, monkeypatch):
     failed = json.loads((tmp_path / "outputs/broken/failed.json").read_text())
     assert [f["name"] for f in failed] == ["ground_truth-custom-toy-s0"]
     assert "not valid JSON" in failed[0]["error"]  # the notebook's exception reaches failed.json
+
+
+FAKE_CELL = """from studykit.config import validate
+from studykit import tracking as tk
+import mlflow
+cfg = validate(dict(study=study, rq=rq, claim=claim, condition=condition, model=model, data=data, reward=reward,
+                    algo=algo, train=train, eval=eval, tracking=tracking))
+run = mlflow.start_run(experiment_id=tk.experiment_for(cfg))
+mlflow.set_tags(tk.run_tags(cfg) | tk.owner_tags())
+mlflow.end_run("FAILED" if reward["name"] == "random" else "FINISHED")  # the notebook itself does not raise
+print("run", run.info.run_id)"""
+
+
+def _notebook(path, *sources, params=""):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cells = [new_code_cell(params, metadata={"tags": ["parameters"]})] + [new_code_cell(s) for s in sources]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return str(path)  # absolute: study.py resolves a relative one against the study FILE, not its folder
+
+
+def test_a_failed_run_and_a_failed_compare_fail_the_study(tmp_path, monkeypatch):
+    # Regression: a run that ended FAILED while its notebook exited 0 counted as done, and a failing compare
+    # step left the exit code at 0.
+    study = yaml.safe_load(SMOKE.read_text())
+    params = "\n".join(f"{k} = None" for k in ("study", "rq", "claim", "condition", "model", "data", "reward", "algo",
+                                                "train", "eval", "tracking"))
+    study.update(name="failing", base=str(ROOT / "params/toy/smoke_base.yaml"), alignment=None, notebooks={
+        "rq1": _notebook(tmp_path / "fake.ipynb", FAKE_CELL, params=params),
+        "compare": _notebook(tmp_path / "compare.ipynb", "raise RuntimeError('compare broke')",
+                             params="study_file = uri = thresholds = None")})
+    path = tmp_path / "failing.yaml"
+    path.write_text(yaml.safe_dump(study))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    summary = run_study(path, workers=1, progress=False)
+    status = {o.name: (o.status, o.error) for o in summary.outcomes}
+    assert status["ground_truth-custom-toy-s0"] == ("done", None)
+    assert status["random-custom-toy-s0"][0] == "failed" and "ended FAILED" in status["random-custom-toy-s0"][1]
+    assert "compare broke" in summary.compare_error and summary.exit_code == 1
+    failed = json.loads((tmp_path / "outputs/failing/failed.json").read_text())
+    assert [f["name"] for f in failed] == ["random-custom-toy-s0"]
+    again = run_study(path, workers=1, progress=False, compare=False)
+    assert [o.status for o in again.outcomes] == ["skipped", "failed"] and again.exit_code == 1

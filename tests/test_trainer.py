@@ -9,6 +9,7 @@ import pytest
 
 from studykit import trainer
 from studykit.config import validate
+from studykit.tracking import owner_state
 
 
 def _cfg(tmp_path, knobs, **sections):
@@ -50,11 +51,13 @@ def test_ground_truth_grpo_raises_true_accuracy(tmp_path, toy_learner, finetune,
 
 
 def test_resume_continues_the_same_run(tmp_path, toy_learner, monkeypatch):
+    # Killed at step 4 after the checkpoint at 2: step 3 was computed by the killed attempt. Regression: it was
+    # logged then, and again by the resumed run (steps 1, 2, 3, 3, 4).
     cfg = _cfg(tmp_path, toy_learner, train={"steps": 4, "checkpoint_every": 2})
     real_step = trainer._train_step
 
     def interrupted(run, step):
-        if step == 3:
+        if step == 4:
             raise KeyboardInterrupt
         return real_step(run, step)
 
@@ -70,6 +73,30 @@ def test_resume_continues_the_same_run(tmp_path, toy_learner, monkeypatch):
     assert [s for s, _ in _history(result.run_id, "train/reward_mean")] == [1, 2, 3, 4]
     run = mlflow.MlflowClient().get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["resumed_from_step"] == "2"
+    assert "status_reason" not in run.data.tags  # a FINISHED run carries no stale reason
+    assert run.data.tags["previous_status_reason"].startswith("interrupted")
+    assert [s for s, _ in _history(result.run_id, "eval/toy/pass_at_1")] == [0, 4]
+    assert owner_state(run.data.tags) == "alive"  # this process owned the resumed run
+
+
+def test_a_kill_between_checkpoint_and_metric_write_loses_no_step(tmp_path, toy_learner, monkeypatch):
+    from studykit.metric_buffer import MetricBuffer
+
+    cfg = _cfg(tmp_path, toy_learner, train={"steps": 4, "checkpoint_every": 2})
+    real_flush, calls = MetricBuffer.flush, []
+
+    def killed_after_the_save(self, run_id):
+        calls.append(len(self.items))
+        if len(calls) == 2:  # 1: step 0 at the start; 2: right after the checkpoint at step 2 was saved
+            raise KeyboardInterrupt
+        return real_flush(self, run_id)
+
+    monkeypatch.setattr(MetricBuffer, "flush", killed_after_the_save)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(cfg, progress=False)
+    monkeypatch.setattr(MetricBuffer, "flush", real_flush)
+    result = trainer.train(cfg, progress=False)
+    assert [s for s, _ in _history(result.run_id, "train/reward_mean")] == [1, 2, 3, 4]
     assert [s for s, _ in _history(result.run_id, "eval/toy/pass_at_1")] == [0, 4]
 
 
@@ -84,7 +111,8 @@ def test_non_finite_loss_fails_the_run_with_a_reason(tmp_path, toy_learner, monk
     result = trainer.train(_cfg(tmp_path, toy_learner, train={"steps": 2}), progress=False)
     run = mlflow.MlflowClient().get_run(result.run_id)
     assert result.status == "FAILED" and run.info.status == "FAILED"
-    assert "non-finite loss" in run.data.tags["status_reason"]
+    assert "non-finite loss" in run.data.tags["status_reason"] and "non-finite loss" in result.reason
+    assert run.data.tags["resumable"] == "false"  # a rerun starts anew rather than logging its steps twice
 
 
 def _full_run(tmp_path, toy_learner, seed=0):

@@ -73,7 +73,7 @@ RUN_ROWS = [
     ("sampler-type", {"train": {"sampler_options": {"max_batch": "4"}}}, "train.sampler_options.max_batch", "int"),
     ("sampler-policy", {"train": {"sampler_options": {"policy": 1}}}, "train.sampler_options.policy", "itself"),
     ("sampler-sleep", {"train": {"sampler_options": {"enable_sleep_mode": True}}},
-     "train.sampler_options", "expected sampler 'vllm'"),
+     "train.sampler_options.enable_sleep_mode", "unknown option"),
     ("vllm-type", {"model": {"finetune": "lora"}, "train": {"sampler": "vllm", "sampler_options":
                    {"gpu_memory_utilization": "half"}}}, "train.sampler_options.gpu_memory_utilization", "float"),
     ("vllm-full", {"train": {"sampler": "vllm"}}, "train.sampler", "lora"),

@@ -1,0 +1,98 @@
+"""The local executor: each cell is `python -m papermill NB OUT -f params.yaml -k python3 --cwd <cwd> --log-output`
+in its own session, with OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, TOKENIZERS_PARALLELISM=false and MLFLOW_TRACKING_URI
+set, its output in `<out_dir>/logs/<key>.log` and its parameters in `<out_dir>/params/<key>.yaml`.
+
+No orphans, whatever ends the study process (guaranteed on Linux): papermill runs under
+`studykit.executors.child`, which sets PR_SET_PDEATHSIG=SIGKILL, so it dies with the thread that started it, even
+on a SIGKILL of the study; its kernel runs from a `python3` kernelspec written to `<out_dir>/.jupyter/kernels/`
+(first on JUPYTER_PATH for papermill only) that starts ipykernel through the same wrapper, so the kernel dies with
+papermill. Both run in sessions of their own (a Ctrl-C in the terminal reaches only the study process, which then
+stops them in order). `stop` sends SIGINT to papermill's group and to each of its descendants (the kernel: the
+trainer then ends its run KILLED), then SIGTERM, then SIGKILL, `grace` seconds apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..procs import descendants, signal_tree
+
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+KERNEL = "python3"  # the name the notebooks' metadata already uses: executed notebooks open anywhere
+
+
+def write_kernelspec(root: Path) -> Path:
+    """`<root>/kernels/python3/kernel.json`: ipykernel started through the die-with-parent wrapper."""
+    spec = {"argv": ["python", "-m", "studykit.executors.child", "--parent-env", "JPY_PARENT_PID",
+                     "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (ipykernel)", "language": "python", "metadata": {"debugger": True}}
+    folder = root / "kernels" / KERNEL
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".kernel.json.{os.getpid()}.{threading.get_ident()}"
+    tmp.write_text(json.dumps(spec, indent=1))
+    os.replace(tmp, folder / "kernel.json")  # atomic: several study processes may write it at once
+    return root
+
+
+class LocalExecutor:
+    """Launches papermill subprocesses and remembers them, so `stop` can end them all."""
+
+    def __init__(self, out_dir: Path, uri: str):
+        self.out_dir, self.uri = out_dir, uri
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.lock = threading.Lock()
+        self.jupyter = write_kernelspec(out_dir / ".jupyter")
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, **CHILD_ENV, MLFLOW_TRACKING_URI=self.uri)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the kernel's `python`
+        env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(self.jupyter.resolve()), env.get("JUPYTER_PATH")) if p)
+        env.pop("JPY_PARENT_PID", None)  # a study started from a notebook: not papermill's parent
+        return env
+
+    def run(self, key: str, notebook: Path, params: dict[str, Any], out_nb: Path) -> tuple[int, str]:
+        pfile = self.out_dir / "params" / f"{key}.yaml"
+        log = self.out_dir / "logs" / f"{key}.log"
+        for p in (pfile, log, out_nb):
+            p.parent.mkdir(parents=True, exist_ok=True)
+        pfile.write_text(yaml.safe_dump(params, sort_keys=False))
+        cmd = [sys.executable, "-m", "studykit.executors.child", "--parent", str(os.getpid()), "papermill",
+               str(notebook), str(out_nb), "-f", str(pfile), "-k", KERNEL, "--cwd", str(Path.cwd()),
+               "--no-progress-bar", "--log-output"]
+        with open(log, "w") as fh:
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
+            with self.lock:
+                self.procs[key] = proc
+            rc = proc.wait()
+            with self.lock:
+                self.procs.pop(key, None)
+        return rc, error_tail(log)
+
+    def stop(self, grace: float = 10.0) -> None:
+        with self.lock:
+            procs = list(self.procs.values())
+        trees = {p.pid: descendants(p.pid) for p in procs}
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            live = [p for p in procs if p.poll() is None]
+            for p in live:
+                signal_tree(p.pid, trees[p.pid], sig)
+            deadline = time.time() + grace
+            while any(p.poll() is None for p in live) and time.time() < deadline:
+                time.sleep(0.2)
+
+
+def error_tail(log: Path, lines: int = 15) -> str:
+    text = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    marks = [i for i, line in enumerate(text) if "Error" in line or "Exception" in line]
+    start = max(0, marks[-1] - lines + 3) if marks else max(0, len(text) - lines)
+    return "\n".join(text[start:start + lines])

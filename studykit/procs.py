@@ -1,0 +1,98 @@
+"""Processes: who owns a run (host, pid, start time), whether that owner is still alive, and the Linux
+parent-death signal that ties a child's life to its parent's.
+
+Guarantees: `alive(pid, start)` is False for a pid that is gone, a zombie, or reused by a process that started
+at another time (the start time is the kernel's, in clock ticks since boot, from /proc); on a system without
+/proc only the pid is checked. `die_with_parent()` makes the calling process receive SIGKILL when the thread
+that forked it ends (Linux `prctl(PR_SET_PDEATHSIG)`; a no-op elsewhere) and exits at once when that parent is
+already gone. `descendants` and `signal_tree` reach a process tree across sessions (psutil). No studykit imports:
+everything above may use it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot) as a string, or None when unknown or gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+    return fields[19] if len(fields) > 19 else None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode(errors="replace")
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:][:1] in ("Z", "X")
+
+
+def alive(pid: int, start: str | None = None) -> bool:
+    """Whether process `pid` runs (and, when `start` is given and /proc is readable, started at `start`)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    if _zombie(pid):
+        return False
+    now = start_time(pid)
+    return not (start and now and now != start)
+
+
+def die_with_parent(parent: int | None = None, sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send `sig` to this process when its parent (thread) dies; exit now if `parent` (the pid the
+    caller expects as parent) is already gone, since the request only covers deaths after it is made."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if parent and os.getppid() != parent:
+        os._exit(1)
+
+
+def descendants(pid: int) -> list:
+    """psutil.Process objects of every descendant of `pid` (those in other sessions too), [] when it is gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def signal_tree(pid: int, children: list, sig: int) -> None:
+    """`sig` to the process group led by `pid` and to each of `children` (a kernel or server worker may have left
+    the group)."""
+    import psutil
+
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for child in children:
+        try:
+            child.send_signal(sig)
+        except psutil.Error:
+            pass
