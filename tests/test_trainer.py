@@ -26,6 +26,22 @@ def _cfg(tmp_path, knobs, **sections):
     return validate(base)
 
 
+def _interrupt_training_at(monkeypatch, cfg, step):
+    """Run `cfg` until a KeyboardInterrupt at `step` (as Ctrl-C would); returns the real step function, still
+    patched out: put it back before resuming."""
+    real_step = trainer._train_step
+
+    def interrupted(run, at):
+        if at == step:
+            raise KeyboardInterrupt
+        return real_step(run, at)
+
+    monkeypatch.setattr(trainer, "_train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(cfg, progress=False)
+    return real_step
+
+
 def _history(run_id, key):
     client = mlflow.MlflowClient()
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
@@ -54,16 +70,7 @@ def test_resume_continues_the_same_run(tmp_path, toy_learner, monkeypatch):
     # Killed at step 4 after the checkpoint at 2: step 3 was computed by the killed attempt. Regression: it was
     # logged then, and again by the resumed run (steps 1, 2, 3, 3, 4).
     cfg = _cfg(tmp_path, toy_learner, train={"steps": 4, "checkpoint_every": 2})
-    real_step = trainer._train_step
-
-    def interrupted(run, step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return real_step(run, step)
-
-    monkeypatch.setattr(trainer, "_train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train(cfg, progress=False)
+    real_step = _interrupt_training_at(monkeypatch, cfg, 4)
     killed = mlflow.MlflowClient().search_runs([mlflow.get_experiment_by_name("t").experiment_id])
     assert [r.info.status for r in killed] == ["KILLED"]
 
@@ -155,16 +162,7 @@ def test_one_shot_without_its_own_full_run_fails_and_creates_nothing(tmp_path, t
 def test_resumed_one_shot_run_keeps_its_example(tmp_path, toy_learner, monkeypatch):
     _full_run(tmp_path, toy_learner)
     cfg = _one_shot_cfg(tmp_path, toy_learner, checkpoint_every=1)
-    real_step = trainer._train_step
-
-    def interrupted(run, step):
-        if step == 2:
-            raise KeyboardInterrupt
-        return real_step(run, step)
-
-    monkeypatch.setattr(trainer, "_train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train(cfg, progress=False)
+    real_step = _interrupt_training_at(monkeypatch, cfg, 2)
     monkeypatch.setattr(trainer, "_train_step", real_step)
     from studykit import one_shot
 
@@ -285,16 +283,7 @@ def test_sampler_sleeps_for_every_update_and_wakes_before_sampling_resume_includ
     cfg = _cfg(tmp_path, toy_learner, model={"finetune": "lora", "lora_rank": 4, "lora_alpha": 8},
                algo={"kl_coef": 0.05, "tis_cap": 2.0, "dynamic_sampling": False},
                train={"steps": 4, "checkpoint_every": 2, "prompts_per_step": 4, "micro_batch_size": 5, "lr": 5e-3})
-    real_step = trainer._train_step
-
-    def interrupted(run, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        return real_step(run, step)
-
-    monkeypatch.setattr(trainer, "_train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train(cfg, progress=False)
+    real_step = _interrupt_training_at(monkeypatch, cfg, 3)
     step = ["generate", "sleep", "sync", "wake_up"]  # sample, sleep, update, sync the adapter, wake
     assert log == step * 2  # (the step-0 evaluation's generate merges with step 1's)
     log.clear()
