@@ -141,3 +141,21 @@ def test_generate_is_seeded_and_has_no_difficulty_knob():
         task.generate(5, difficulty=2)
     with pytest.raises(KeyError):
         tasks.get("korbench:chemistry")
+
+
+def test_paper_grid_has_the_korbench_cells(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from studykit.study import expand
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/deepscaler.jsonl").write_text('{"problem": "1 + 1?", "answer": "2"}\n')
+    monkeypatch.chdir(tmp_path)
+    cells = expand(Path(__file__).resolve().parents[1] / "params/studies/paper.yaml")
+    for category in CATEGORIES:
+        mine = [c for c in cells if c.config.data.task == f"korbench:{category}"]
+        alignment = [c for c in mine if c.config.rq == "alignment"]
+        assert len(alignment) == 2  # one per model: pass@k on the held-out rules
+        assert all(c.config.data.train_split == "train" for c in mine)
+        assert all([s.task for s in c.config.eval.sets] == [f"korbench:{category}"] for c in mine)
+        assert all(c.config.eval.sets[0].split == "test" for c in mine)
