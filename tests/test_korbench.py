@@ -159,3 +159,14 @@ def test_paper_grid_has_the_korbench_cells(tmp_path, monkeypatch):
         assert all(c.config.data.train_split == "train" for c in mine)
         assert all([s.task for s in c.config.eval.sets] == [f"korbench:{category}"] for c in mine)
         assert all(c.config.eval.sets[0].split == "test" for c in mine)
+
+
+def test_parts_are_read_with_or_without_brackets():
+    task = KorBenchTask("logic")
+    p = next(p for p in task.load("all") if p.answer == "[[A];[C]]")
+    assert task.verify(p, "A; C") and task.verify(p, "[[A]; [C]]") and task.verify(p, "so the answer is [[A];[C]].")
+    assert task.check(p, "[[A]]").reason == "1 parts, expected 2"
+    assert task.check(p, "[[A];[B]]").parts == (True, False)
+    grid = _problem("puzzle", "8", "71")  # one item per line in the reference
+    assert grid.answer.count("\n") == 2
+    assert KorBenchTask("puzzle").verify(grid, grid.answer[2:-2].replace("\n", ", "))
