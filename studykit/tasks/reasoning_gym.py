@@ -25,6 +25,9 @@ and its tests; reasoning-gym's puzzle24 scorer runs sympy `parse_expr` on the mo
 
 Splits: `train` is 256 items from seed 0 and `test` 64 from seed 1, each keeping only questions of its own
 pool (`studykit.tasks.logic.pool_of`, a salted hash of the question), so train and test never share a question.
+Generation cost (measured on the 2-core CPU machine): zebra puzzles are slow, `load("test")` took 35 s at
+difficulty 1; the other four take milliseconds per item. Scoring is one call at a time per process (one worker,
+behind a lock); the worker's start (importing reasoning-gym, about 5 s) is paid on the first score.
 """
 
 from __future__ import annotations

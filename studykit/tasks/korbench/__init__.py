@@ -7,14 +7,18 @@ questions per category, Apache-2.0, source and commit in its README.md).
 
 Prompt: the rule's text and the question, as KOR-Bench poses them (rule first, then the question with its own
 answer-format line), then a line asking for the `[[...]]` answer inside studykit's `<answer>` tags; the
-task's template (`think`) wraps it. Verification: `answers` reads the `[[...]]` block and its parts, and each
-category's `check_part` compares a part with the reference part; a multi-part answer is right when every part
-is. Nothing the model writes is evaluated as code.
+task's template (`think`) wraps it. The verifier reads the `[[...]]` block inside the extracted answer (the
+`<answer>` tags' content, or `\\boxed{}`'s, as for every studykit task: rewards, evaluation and `studykit score`
+share `studykit.verify.extract_answer`), so a bare `[[...]]` outside the tags is not read.
+Verification: `answers` reads the `[[...]]` block and its parts, and each category's `check_part` compares a
+part with the reference part; a multi-part answer is right when every part is. Nothing the model writes is
+evaluated as code.
 
 Splits, by rule (a held-out rule's questions never appear in training): `test` holds the questions of every
 fifth rule (rule ids 5, 10, 15, 20, 25: 5 rules, 50 questions), `train` the other 20 rules (200 questions),
-`all` every question (250). KOR-Bench orders each category's rules roughly by difficulty tag, so every fifth
-rule spreads the held-out rules over the tags.
+`all` every question (250). Each category lists its rules grouped by tag, so every fifth rule holds out rules of
+every tag group (operation: 1 basic, 2 advanced, 2 challenge; cipher and logic: one of each five-rule group;
+puzzle: riddle, math, math+space, space, math+space).
 """
 
 from __future__ import annotations
