@@ -90,7 +90,11 @@ def _allowed(name: str, answer: str, entry: dict[str, Any]) -> bool:
 
 @lru_cache(maxsize=None)
 def _dataset(name: str, seed: int, size: int, config_json: str):
-    import reasoning_gym
+    try:
+        import reasoning_gym
+    except ImportError:
+        raise ImportError(f"task rg:{name} needs the reasoning-gym package (installed by `bash install.sh`; "
+                          "or pip install reasoning-gym)") from None
 
     return reasoning_gym.create_dataset(name, seed=seed, size=size, **json.loads(config_json))
 
