@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 env_dir="${VERL_ENV:-.verl-venv}"
 command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
-if [ ! -x "$env_dir/bin/python" ] || ! "$env_dir/bin/python" -c "import verl, studykit" 2>/dev/null; then
+if [ ! -x "$env_dir/bin/python" ] || ! "$env_dir/bin/python" -c "import verl, studykit, transfer_queue" 2>/dev/null; then
   [ -x "$env_dir/bin/python" ] || uv venv -q --python python3.11 "$env_dir"
   if [ -d /opt/wheels ] && ls /opt/wheels/torch-*+cpu-*.whl >/dev/null 2>&1; then
     src=(--find-links /opt/wheels)
@@ -22,7 +22,8 @@ if [ ! -x "$env_dir/bin/python" ] || ! "$env_dir/bin/python" -c "import verl, st
     torch_pin="torch==2.11.0+cpu"  # verl 0.9.1's `cpu` extra pins torch 2.11.0
   fi
   # verl's CUDA-only pieces (vllm, flash-attn) come with its extras, not its base requirements: none are installed.
-  uv pip install -q --python "$env_dir/bin/python" "${src[@]}" "verl==0.9.1" "$torch_pin" -e .
+  # TransferQueue (from verl's `verl-core` extra) is imported by its V1 trainer, and so by main_ppo.
+  uv pip install -q --python "$env_dir/bin/python" "${src[@]}" "verl==0.9.1" "TransferQueue>=0.1.10" "$torch_pin" -e .
 fi
 "$env_dir/bin/python" -c "import verl, transformers, torch, studykit, mlflow; print('verl', verl.__version__, \
 '| transformers', transformers.__version__, '| torch', torch.__version__, '| mlflow', mlflow.__version__)"

@@ -218,3 +218,42 @@ def test_cli_export_and_its_refusal(tmp_path, capsys):
     assert main(["export", "verl", str(bad), "--out", str(tmp_path / "job2"), "--no-run"]) == 2
     assert "reward.name: reward 'self_certainty' needs the completion's token log-probs" in capsys.readouterr().err
     assert not (tmp_path / "job2").exists()
+
+
+def test_the_study_runner_leaves_an_exported_run_to_verl(store, tmp_path):
+    from studykit import claims
+
+    cfg = cfg_of(train={"seed": 5}, tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
+    run_id = export(cfg, tmp_path / "job", uri=store).run_id
+    mlc = tracking.client(store)
+
+    def settled():
+        return claims.settle(cfg, store, tmp_path / "none.ipynb", wait_s=0)
+
+    assert (settled().state, settled().run_id) == ("busy", run_id)  # SCHEDULED: verl has not started it
+    mlc.update_run(run_id, status="RUNNING")
+    assert settled().state == "busy" and mlc.get_run(run_id).info.status == "RUNNING"  # never reaped as stale
+    mlc.set_terminated(run_id, "FINISHED")
+    assert "not imported" in settled().note and mlc.get_run(run_id).info.status == "FINISHED"
+    mlc.set_tag(run_id, "verl_imported", "0")
+    assert (settled().state, settled().run_id) == ("done", run_id)  # no notebook needed
+    assert claims.finished_run(cfg, store) == run_id
+
+
+def test_a_study_cell_exports_with_the_studys_config_hash(tmp_path, capsys):
+    import yaml
+
+    from studykit.cli import main
+    from studykit.study import expand
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE | {"tracking": {"checkpoint_dir": str(tmp_path / "c")}}))
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"name": "verlt", "base": "base.yaml", "grid": {
+        "models": {"Qwen/Qwen2.5-7B": {}}, "tasks": ["math500"], "seeds": [0]}, "conditions": {
+        "ground_truth": {"rq": "rq1"}, "incorrect": {"rq": "rq1", "overrides": {"reward": {"name": "incorrect"}}}}}))
+    cell = next(c for c in expand(study) if c.config.claim == "incorrect")
+    assert main(["export", "verl", str(study), "--cell", cell.name, "--out", str(tmp_path / "job"), "--no-run"]) == 0
+    manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
+    assert manifest["config_hash"] == cell.config.config_hash() and manifest["config"]["reward"]["name"] == "incorrect"
+    assert main(["export", "verl", str(study), "--out", str(tmp_path / "job2"), "--no-run"]) == 2
+    assert "--cell NAME expected" in capsys.readouterr().err

@@ -147,10 +147,10 @@ def export(cfg: RunConfig, out_dir: str | Path, uri: str | None = None, create_r
     if create_run:
         run_id, resolved, experiment = _create_run(cfg, uri, manifest)
         env = {"MLFLOW_TRACKING_URI": resolved, "MLFLOW_EXPERIMENT_NAME": experiment, "MLFLOW_RUN_ID": run_id}
+    else:  # no run to log into: verl would make an untagged one of its own
+        overrides = [o if not o.startswith("trainer.logger=") else "trainer.logger=[console]" for o in overrides]
     if cfg.algo.estimator in tr.CUSTOM_ESTIMATORS:
         env |= {"VERL_USE_EXTERNAL_MODULES": tr.ESTIMATORS_MODULE, tr.LAM_ENV: str(cfg.algo.lam)}
-    else:
-        overrides = [o if not o.startswith("trainer.logger=") else "trainer.logger=[console]" for o in overrides]
     manifest |= {"run_id": run_id, "tracking_uri": resolved, "overrides": overrides}
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "train.parquet", out / "val.parquet", out / LAUNCH, out / MANIFEST]

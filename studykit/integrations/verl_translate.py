@@ -80,6 +80,9 @@ def refusals(cfg: RunConfig) -> list[str]:
     """Each setting of `cfg` that cannot be translated, with the field name and why."""
     out: list[str] = []
     m, a, t, e = cfg.model, cfg.algo, cfg.train, cfg.eval
+    if cfg.rq == "alignment" or t.steps == 0:
+        out.append(f"rq {cfg.rq!r} / train.steps {t.steps}: an alignment measurement (no training) runs in "
+                   "studykit's own notebook, not in verl")
     if m.name.startswith(("toy:", "runs:/")):
         out.append(f"model.name {m.name!r}: verl loads a hub id or a local Hugging Face folder (toy models and run "
                    "artifacts are studykit's own)")
