@@ -165,7 +165,8 @@ def test_import_rescores_validation_dumps_into_eval_metrics_and_counts(exported,
     cfg, result = exported
     val = pd.read_parquet(result.out_dir / "val.parquet")
     mlc = tracking.client(store)
-    mlc.log_metric(result.run_id, "val-core/studykit/math500/math500/acc/mean_at_2", 0.5, step=0)
+    mlc.log_metric(result.run_id, "val-core/studykit/math500/math500/acc/mean_at_2", 0.5, step=0)  # verl's (wrong)
+    mlc.log_metric(result.run_id, "val-core/studykit/math500/math500/acc/best_at_2/mean", 0.0, step=0)
     for step, right_first in ((0, False), (3, True)):  # step 0: nothing right; step 3: the first sample right
         rows = []
         for _, r in val.iterrows():
@@ -178,7 +179,8 @@ def test_import_rescores_validation_dumps_into_eval_metrics_and_counts(exported,
         _dump(result.out_dir / "validation" / f"{step}.jsonl", rows)
     done = import_run(result.run_id, result.out_dir, uri=store, status="FINISHED")
     assert done.steps == [0, 3] and done.renamed == {
-        "val-core/studykit/math500/math500/acc/mean_at_2": "eval/math500/avg_at_2"}
+        "val-core/studykit/math500/math500/acc/best_at_2/mean": "eval/math500/verl_best_at_2"}
+    assert done.mismatches == ["eval/math500/avg_at_2 step 0: verl 0.5000, studykit 0.0000"]
     run = mlc.get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["alignment"].startswith("weak")
     m = run.data.metrics
@@ -186,6 +188,9 @@ def test_import_rescores_validation_dumps_into_eval_metrics_and_counts(exported,
     assert m["eval/dyck/pass_at_1"] == 0.5 and m["eval/math500/format_rate"] == 1.0
     hist = {x.step: x.value for x in mlc.get_metric_history(result.run_id, "eval/math500/pass_at_1")}
     assert hist == {0: 0.0, 3: 0.5}
+    assert [(x.step, x.value) for x in mlc.get_metric_history(result.run_id, "eval/math500/avg_at_2")] == [
+        (0, 0.0), (3, 0.5)]  # each step once: the rescoring, not verl's copy
+    assert "avg_at_2 step 0" in run.data.tags["verl_import_mismatch"]
     counts = load_counts(result.run_id, "math500", uri=store)
     assert sorted(counts) == [0, 3] and counts[3].correct.tolist() == [1, 1, 1]
     assert counts[3].problem_ids == [p.id for p in get_task("math500").load("test")[:3]]

@@ -40,6 +40,8 @@ def cmd_import(args) -> int:
     done = import_run(args.run_id, args.dir, uri=args.uri, status=args.status)
     print(f"run {done.run_id}: renamed {len(done.renamed)} verl validation metrics; rescored validation steps "
           f"{done.steps or 'none (no dumps under validation/)'}")
+    for line in done.mismatches:
+        print(f"  verl and studykit disagree: {line}")
     if done.alignment:
         print(f"alignment: {done.alignment}")
     for key in sorted(done.metrics):

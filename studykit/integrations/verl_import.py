@@ -11,7 +11,8 @@ can be imported, or re-imported, by hand). It does two things:
    studykit's own evaluation (`studykit.evaluation.evaluate_set` over the recorded completions): `eval/<set>/pass_at_<k>`
    (unbiased), `avg_at_<n>`, `maj_at_<n>`, `format_rate`, the task's diagnostics, the per-problem
    `eval_counts/<set>/step_<step>.json` the verdict table bootstraps over, and the step-0 `alignment` tag. These
-   overwrite step 1's names where both exist (the same definitions).
+   replace step 1's copies where both exist (the same definitions; each step is logged once, and a value that
+   differs from verl's is listed in the tag `verl_import_mismatch`).
 
 Then the run is ended with `--status` (the launch script passes FINISHED or FAILED from verl's exit code), so
 `studykit report` counts it once its eval metrics are in.
@@ -74,6 +75,7 @@ class Imported:
     steps: list[int] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     alignment: str | None = None
+    mismatches: list[str] = field(default_factory=list)  # verl's value of a name differs from studykit's rescoring
 
 
 def read_dump(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -135,14 +137,19 @@ def import_run(run_id: str, out_dir: str | Path, uri: str | None = None, status:
         raise ValueError(f"run {run_id}: config_hash {run.data.tags.get('config_hash')!r} is not the export's "
                          f"{cfg.config_hash()!r} ({out / MANIFEST})")
     done = Imported(run_id)
-    for key in list(run.data.metrics):
-        new = map_val_metric(key, manifest["eval_sets"])
-        if new:
-            hist = mlc.get_metric_history(run_id, key)
-            mlc.log_batch(run_id, metrics=[Metric(new, m.value, m.timestamp, m.step) for m in hist])
-            done.renamed[key] = new
     dumps = sorted((int(m.group(1)), p) for p in (out / VALIDATION_DIR).glob("*.jsonl")
                    if (m := _STEP_FILE.match(p.name)))
+    verl_values: dict[tuple[str, int], float] = {}
+    for key in list(run.data.metrics):
+        new = map_val_metric(key, manifest["eval_sets"])
+        if not new:
+            continue
+        hist = mlc.get_metric_history(run_id, key)
+        verl_values |= {(new, m.step): m.value for m in hist}
+        if dumps and "/verl_best_at_" not in new:
+            continue  # the rescoring below logs this name, by the same definition: each step once
+        mlc.log_batch(run_id, metrics=[Metric(new, m.value, m.timestamp, m.step) for m in hist])
+        done.renamed[key] = new
     problems = _val_problems(out) if dumps else {}
     for step, path in dumps:
         values: dict[str, float] = {}
@@ -150,6 +157,8 @@ def import_run(run_id: str, out_dir: str | Path, uri: str | None = None, status:
             values |= res.metrics
             mlc.log_dict(run_id, res.counts_record(step), counts_artifact(res.label, step))
         mlc.log_batch(run_id, metrics=[Metric(k, v, 0, step) for k, v in values.items()])
+        done.mismatches += [f"{k} step {step}: verl {verl_values[(k, step)]:.4f}, studykit {v:.4f}"
+                            for k, v in values.items() if (k, step) in verl_values and abs(verl_values[(k, step)] - v) > 1e-6]
         done.steps.append(step)
         done.metrics = values
         if step == 0:
@@ -158,6 +167,8 @@ def import_run(run_id: str, out_dir: str | Path, uri: str | None = None, status:
             done.alignment = label_for(cfg, curve) if any(k <= cfg.eval.alignment_k for k in curve) else "unmeasured"
             mlc.set_tag(run_id, "alignment", done.alignment)
     mlc.set_tag(run_id, "verl_imported", ",".join(map(str, done.steps)) or "no validation dumps")
+    if done.mismatches:
+        mlc.set_tag(run_id, "verl_import_mismatch", "; ".join(done.mismatches)[:5000])
     if status:
         mlc.set_terminated(run_id, status)
     return done
