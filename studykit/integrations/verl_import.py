@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +157,8 @@ def import_run(run_id: str, out_dir: str | Path, uri: str | None = None, status:
         for res in rescore(cfg, read_dump(path), problems, step):
             values |= res.metrics
             mlc.log_dict(run_id, res.counts_record(step), counts_artifact(res.label, step))
-        mlc.log_batch(run_id, metrics=[Metric(k, v, 0, step) for k, v in values.items()])
+        now = int(time.time() * 1000)
+        mlc.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
         done.mismatches += [f"{k} step {step}: verl {verl_values[(k, step)]:.4f}, studykit {v:.4f}"
                             for k, v in values.items() if (k, step) in verl_values and abs(verl_values[(k, step)] - v) > 1e-6]
         done.steps.append(step)
