@@ -104,7 +104,10 @@ class RayExecutor:
         self.lock = threading.Lock()
         self.stopping = False
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            if address is None and not os.environ.get("RAY_ADDRESS"):  # a Ray instance of its own, for this study
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:  # an existing cluster (or Ray Client): its own settings hold
+                ray.init(address=address, log_to_driver=False)
         self.ray = ray
         self._task = ray.remote(max_retries=0, retry_exceptions=False)(run_cell)
         self._probe = ray.remote(num_cpus=0, max_retries=0)(probe_owner)
