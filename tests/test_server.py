@@ -13,7 +13,7 @@ from ray_smoke import start_server, stop_server
 from studykit import cli, server
 from studykit.config import ConfigError
 from studykit.executors import make
-from studykit.executors.ray import check_uri, task_env
+from studykit.executors.ray import check_uri, local_artifacts, task_env
 from studykit.executors.resources import ResourcesSpec, cell_resources
 from studykit.study import expand, load_spec
 from studykit.study_runner import run_study
@@ -114,3 +114,10 @@ def test_server_proxies_artifacts_then_stops_with_its_children(tmp_path):
     finally:
         result = stop_server(proc, uri)
     assert result["rc"] == 0 and result["children"] and not result["alive"] and not result["answers"], result
+
+
+def test_a_local_artifact_path_is_refused_only_when_other_hosts_run_cells():
+    assert local_artifacts("file:///w/mlruns/artifacts/smoke", {"head"}, "head") is None  # one machine: fine
+    why = local_artifacts("file:///w/mlruns/artifacts/smoke", {"head", "node-2"}, "head")
+    assert "node-2" in why and "tracking.experiment" in why
+    assert local_artifacts("mlflow-artifacts:/1", {"head", "node-2"}, "head") is None  # proxied by the server

@@ -7,7 +7,8 @@ server that every node reaches.
   When this process already called `ray.init`, that connection is used as it is.
 * Store: the tracking URI must be an `http(s)://` MLflow server (`studykit server`); a sqlite file, a `file:` store
   or a direct database URI is refused before anything runs: remote nodes cannot see the first two, and a database
-  store without the server leaves artifacts in each node's working folder.
+  store without the server leaves artifacts in each node's working folder. An experiment whose artifact location is
+  a local path (created earlier on the embedded store) fails its cells when other hosts are in the cluster.
 * What a task gets: the cell's resources (`studykit.executors.resources.cell_resources`: `train.threads` CPUs, a GPU
   for a non-toy model, the study's `resources:` block over both), the notebook's text, its parameters, and in the
   task's `runtime_env` the environment: `MLFLOW_TRACKING_URI`, one thread per library, and every `STUDYKIT_*` and
@@ -51,6 +52,16 @@ def check_uri(uri: str) -> str:
     raise ValueError(f"--executor ray needs a tracking server that every Ray node reaches; got {uri!r}. Start one "
                      "with `studykit server` (add --backend-store-uri for an existing database) and pass its "
                      "http:// URI as --tracking-uri or $MLFLOW_TRACKING_URI")
+
+
+def local_artifacts(location: str, hosts: set[str], here: str) -> str | None:
+    """Why an experiment's artifact location fails on this cluster (a local path while other hosts run cells: an
+    experiment first created on the embedded store keeps its `file:` location under a server), else None."""
+    if not location.startswith(("file:", "/")) or hosts <= {here}:
+        return None
+    return (f"its artifacts live at the local path {location}, which the cluster's other hosts "
+            f"({', '.join(sorted(hosts - {here}))}) cannot write; log the study to a new experiment "
+            "(tracking.experiment in the base file) created through the server, whose artifacts it proxies")
 
 
 def task_env(uri: str, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -123,6 +134,17 @@ class RayExecutor:
                              f"{ {k: total.get(k, 0.0) for k in short} }; set the study file's `resources:` "
                              "block (e.g. num_gpus: 0 for a CPU cluster) or add nodes")
 
+    def check_artifacts(self, params: dict[str, Any], key: str) -> None:
+        """ValueError when the cell's experiment keeps artifacts where other nodes cannot write (`local_artifacts`)."""
+        from mlflow.tracking import MlflowClient
+
+        name = (params.get("tracking") or {}).get("experiment") or params.get("study")
+        exp = MlflowClient(self.uri).get_experiment_by_name(name) if name else None
+        hosts = {n["NodeManagerHostname"] for n in self.ray.nodes() if n.get("Alive")}
+        why = exp and local_artifacts(exp.artifact_location, hosts, socket.gethostname())
+        if why:
+            raise ValueError(f"cell {key}: experiment {name!r}: {why}")
+
     def run(self, key: str, notebook: Path, params: dict[str, Any], out_nb: Path) -> tuple[int, str]:
         log = self.out_dir / "logs" / f"{key}.log"
         for p in (log, out_nb):
@@ -130,6 +152,7 @@ class RayExecutor:
         out_nb.unlink(missing_ok=True)  # a stale notebook of an earlier attempt must not be logged to this run
         try:
             self.check_feasible(params, key)
+            self.check_artifacts(params, key)
         except ValueError as err:
             log.write_text(str(err) + "\n")
             return 2, str(err)
