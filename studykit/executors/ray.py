@@ -106,9 +106,12 @@ class RayExecutor:
 
     def __init__(self, out_dir: Path, uri: str, address: str | None = None,
                  resources: ResourcesSpec | None = None, grace: float = 10.0):
-        import ray
-
         self.out_dir, self.uri = out_dir, check_uri(uri)
+        try:
+            import ray
+        except ImportError as err:
+            raise ValueError(f"--executor ray needs Ray ({err}); install it with pip install 'ray[client]' (the "
+                             "`ray` extra of studykit)") from None
         self.resources, self.grace = resources, grace
         self.on_driver = LocalExecutor(out_dir, uri)
         self.refs: dict[str, Any] = {}
@@ -195,6 +198,7 @@ class RayExecutor:
     def stop(self, grace: float | None = None) -> None:
         """Cancel every task: interrupt (the task stops its papermill tree), then force what is still running."""
         grace = self.grace if grace is None else grace
+        threading.Thread(target=self.on_driver.stop, args=(grace,), daemon=True).start()  # a running compare step
         with self.lock:
             self.stopping = True
             refs = list(self.refs.values())
