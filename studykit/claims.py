@@ -6,14 +6,16 @@ in the store (`finished_run`). Nothing else counts; finished cells are skipped w
 
 Claim: every other cell runs under an exclusive lock per experiment and config hash (`claim`), held for its whole
 execution: beside a local sqlite store in `<store dir>/claims/<experiment>/<hash>.lock`, else under
-`outputs/.claims/` of the working directory. A second process waits for the claim and then re-reads the store, so
-it skips a cell the first one finished. A dead holder's lock is released by the kernel.
+`outputs/.claims/` of the working directory (claims do not reach across machines: with a tracking server, start a
+study's `studykit study` processes from one machine and folder). A second process waits for the claim and then
+re-reads the store, so it skips a cell the first one finished. A dead holder's lock is released by the kernel.
 
 Settling, under the claim (`settle`), before the cell runs:
 * a RUNNING run whose owner (tags `owner_host`, `owner_pid`, `owner_start`) is gone, or has no owner tags (older
   code), is marked KILLED with a `status_reason` naming the owner. An owner still alive on this host is waited for
   (`WAIT_OWNER_S`: a kernel whose study was killed dies within moments); if it lives on, or the run belongs to
-  another host, the cell is `busy` (reported as failed, nothing touched).
+  another host that cannot be asked, the cell is `busy` (reported as failed, nothing touched). Another host's run is
+  judged only by that host: the executor's probe (the Ray executor runs `tracking.owner_state` on the owner's node).
 * a run another engine trains (tag `engine`: `studykit export verl`) is never reaped; while it is SCHEDULED, RUNNING
   or FINISHED without its import (tag `verl_imported`) the cell is `busy`; imported and FINISHED, it is `done`
   without a notebook.
@@ -98,20 +100,33 @@ def _owner(tags: dict[str, str]) -> str:
     return f"{tags.get('owner_host', '?')}:{tags.get('owner_pid', '?')}" if "owner_pid" in tags else "no owner tags"
 
 
-def _wait_gone(tags: dict[str, str], wait_s: float) -> str:
-    deadline = time.monotonic() + wait_s
+Probe = Callable[[dict[str, str]], str]
+
+
+def owner_state(tags: dict[str, str], probe: Probe | None = None) -> str:
+    """`tracking.owner_state`; a run owned by another host is judged by `probe` (which asks that host), if given."""
     state = tracking.owner_state(tags)
-    while state == "alive" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        state = tracking.owner_state(tags)
+    if state == "unknown" and probe is not None and tags.get("owner_pid", "").isdigit() and "owner_host" in tags:
+        state = probe(tags)
     return state
 
 
-def reap(client: Any, running: list[Any], reason: str, status: str = "KILLED", wait_s: float = WAIT_OWNER_S):
-    """Mark each RUNNING run whose owner is gone; returns the first one still owned by a live process, or None."""
+def _wait_gone(tags: dict[str, str], wait_s: float, probe: Probe | None = None) -> str:
+    deadline = time.monotonic() + wait_s
+    state = owner_state(tags, probe)
+    while state == "alive" and time.monotonic() < deadline:
+        time.sleep(0.2 if probe is None else 1.0)
+        state = owner_state(tags, probe)
+    return state
+
+
+def reap(client: Any, running: list[Any], reason: str, status: str = "KILLED", wait_s: float = WAIT_OWNER_S,
+         probe: Probe | None = None):
+    """Mark each RUNNING run whose owner is gone; returns the first one still owned by a live process (or by one on
+    a host that cannot be asked), or None."""
     for run in running:
         tags = run.data.tags
-        state = _wait_gone(tags, wait_s)
+        state = _wait_gone(tags, wait_s, probe)
         if state == "alive" or (state == "unknown" and "owner_host" in tags) or external(run):
             return run
         mark(client, run.info.run_id, status, f"{reason} (owner {_owner(tags)} gone; marked by "
@@ -142,12 +157,13 @@ def log_notebook(client: Any, run_id: str, path: Path) -> None:
     client.log_artifact(run_id, str(path), artifact_path="notebook")
 
 
-def settle(cfg: RunConfig, uri: str, out_nb: Path, wait_s: float = WAIT_OWNER_S) -> Settled:
+def settle(cfg: RunConfig, uri: str, out_nb: Path, wait_s: float = WAIT_OWNER_S,
+           probe: Probe | None = None) -> Settled:
     """Repair what a kill left for this cell (module docstring); call it holding the cell's claim."""
     client = tracking.client(uri)
     runs = tracking.find_runs(cfg, None, uri=uri)
     busy = reap(client, [r for r in runs if r.info.status == "RUNNING"], "stale: left RUNNING by a killed process",
-                wait_s=wait_s)
+                wait_s=wait_s, probe=probe)
     if busy is not None:
         return Settled("busy", busy.info.run_id, f"run {busy.info.run_id} of this cell is RUNNING in live process "
                                                  f"{_owner(busy.data.tags)}, outside this study run")
@@ -173,7 +189,8 @@ def settle(cfg: RunConfig, uri: str, out_nb: Path, wait_s: float = WAIT_OWNER_S)
     return Settled("todo")
 
 
-def conclude(cfg: RunConfig, uri: str, out_nb: Path, rc: int, since: float, stopped: bool) -> tuple[str | None, str]:
+def conclude(cfg: RunConfig, uri: str, out_nb: Path, rc: int, since: float, stopped: bool,
+             probe: Probe | None = None) -> tuple[str | None, str]:
     """After the cell's notebook process ended: (its run id or None, the run's final status or "")."""
     client = tracking.client(uri)
     mine = [r for r in tracking.find_runs(cfg, None, uri=uri)
@@ -183,7 +200,7 @@ def conclude(cfg: RunConfig, uri: str, out_nb: Path, rc: int, since: float, stop
     run = mine[0]
     if run.info.status == "RUNNING":
         reason = "interrupted: the study was stopped" if stopped else f"its notebook process ended (exit code {rc})"
-        reap(client, [run], reason, status="KILLED" if stopped else "FAILED")
+        reap(client, [run], reason, status="KILLED" if stopped else "FAILED", probe=probe)
     if out_nb.is_file():
         log_notebook(client, run.info.run_id, out_nb)
     return run.info.run_id, client.get_run(run.info.run_id).info.status

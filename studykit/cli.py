@@ -1,13 +1,17 @@
 """The `studykit` command line.
 
-    studykit study FILE [--workers N] [--only PATTERN] [--dry-run] [--uri URI]   run a study grid (papermill cells)
-    studykit run NOTEBOOK -f params.yaml [--uri URI]                             run one cell
-    studykit report FILE|NAME [--uri URI] [--out reports]                        verdict table + figures
-    studykit ui [--host 127.0.0.1] [--port 5000] [--uri URI]                     MLflow UI on the study store
+    studykit study FILE [--workers N] [--only PATTERN] [--dry-run] [--executor local|ray] [--address A]
+                                                                                 run a study grid (papermill cells)
+    studykit run NOTEBOOK -f params.yaml                                         run one cell
+    studykit report FILE|NAME [--out reports]                                    verdict table + figures
+    studykit ui [--host 127.0.0.1] [--port 5000]                                 MLflow UI on the study store
+    studykit server [--backend-store-uri URI] [--artifacts-destination D] [--host H] [--port P]   a tracking server
     studykit params check FILE...                                                validate run / study files
     studykit score ...   /   studykit toy build ...                              (from studykit.score / studykit.toy)
 
-Every command returns an exit code (0 = success); config errors print the offending file and field.
+Commands that read or write runs take `--tracking-uri URI` (alias `--uri`; default $MLFLOW_TRACKING_URI, else the
+embedded store under ./mlruns). Every command returns an exit code (0 = success); config errors print the offending
+file and field.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def cmd_study(args) -> int:
     from .study_runner import format_summary, run_study
 
     summary = run_study(args.file, workers=args.workers, only=args.only, dry_run=args.dry_run, uri=args.uri,
-                        compare=not args.no_compare)
+                        compare=not args.no_compare, executor=args.executor, address=args.address)
     if args.dry_run:
         from .study import expand, select
 
@@ -97,7 +101,11 @@ def cmd_ui(args) -> int:
     from .tracking import tracking_uri
     from .ui import serve
 
-    return serve(tracking_uri(args.uri), args.host, args.port)
+    uri = tracking_uri(args.uri)
+    if uri.startswith(("http://", "https://")):  # a tracking server serves the UI itself
+        print(f"{uri} is a tracking server: open it in a browser (it serves the MLflow UI)")
+        return 0
+    return serve(uri, args.host, args.port)
 
 
 def _check_one(path: str) -> str:
@@ -128,6 +136,12 @@ def cmd_params_check(args) -> int:
     return 1 if bad else 0
 
 
+def _uri_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", "--uri", dest="uri", metavar="URI",
+                   help="MLflow tracking URI: a `studykit server` http:// URI, or a store (default: "
+                        "$MLFLOW_TRACKING_URI, else sqlite under ./mlruns)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="studykit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,25 +149,31 @@ def build_parser() -> argparse.ArgumentParser:
     _optional(sub, "studykit.toy.cli", "add_toy_parser", "toy", "the toy world: build tiny pretrained models")
     _optional(sub, "studykit.integrations.cli", "add_export_parser", "export", "hand a run to verl")
     _optional(sub, "studykit.integrations.cli", "add_import_parser", "import", "import a verl run's validation")
+    _optional(sub, "studykit.server", "register", "server", "a shared MLflow tracking server")
 
     p = sub.add_parser("study", help="run every cell of a study file with papermill")
     p.add_argument("file", help="study YAML (params/studies/*.yaml)")
-    p.add_argument("--workers", type=int, default=2, help="cells run at once (one CPU thread each)")
+    p.add_argument("--workers", type=int, help="cells run at once (default 2 with the local executor, each with its "
+                                               "train.threads; with ray: every ready cell, Ray queues them)")
     p.add_argument("--only", help="glob (or substring) on cell names, e.g. 'random-*-s0'")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cells; run nothing")
     p.add_argument("--no-compare", action="store_true", help="skip the compare notebook at the end")
-    p.add_argument("--uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlruns)")
+    _uri_option(p)
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: a process pool on this machine (default); ray: one Ray task per cell")
+    p.add_argument("--address", help="Ray cluster for --executor ray: auto, ray://HOST:PORT (default: a Ray instance "
+                                     "on this machine, or $RAY_ADDRESS)")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("run", help="run one notebook with one params file")
     p.add_argument("notebook")
     p.add_argument("-f", "--params", required=True, help="params YAML (a run file)")
-    p.add_argument("--uri")
+    _uri_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="verdict table, figures and verdicts.json for a study")
     p.add_argument("study", metavar="FILE", help="study YAML, or NAME for params/studies/NAME.yaml")
-    p.add_argument("--uri")
+    _uri_option(p)
     p.add_argument("--out", default="reports")
     p.add_argument("--holds", type=float, help="default: the study file's compare.holds")
     p.add_argument("--partial", type=float, help="default: the study file's compare.partial")
@@ -163,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ui", help="MLflow UI on the study store (stops with its children on Ctrl-C or SIGTERM)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others get a warning)")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--uri")
+    _uri_option(p)
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("params", help="parameter files")

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import CompareSpec, ConfigError, RunConfig, deep_merge, load_yaml, validate
+from .executors.resources import ResourcesSpec
 from .paramfile import NAME_HINT, SAFE_NAME, CheckError, Seed, describe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,6 +145,9 @@ class StudySpec(_Spec):
     alignment: AlignmentSpec | None = None
     ablations: list[AblationSpec] = Field(default_factory=list)
     compare: CompareSpec = Field(default_factory=CompareSpec)
+    resources: ResourcesSpec | None = None
+    """What each cell reserves on a Ray cluster (`--executor ray`; see studykit.executors.resources); the local
+    executor runs `--workers` cells at once instead, each with its `train.threads`."""
 
     _conditions = field_validator("conditions")(_safe_keys(SAFE_NAME, "condition"))
 

@@ -84,8 +84,8 @@ class _Context:
     stop: threading.Event
 
     @classmethod
-    def make(cls, out_dir: Path, uri: str, executor: str = "local") -> "_Context":
-        return cls(out_dir, uri, make(executor, out_dir, uri), threading.Event())
+    def make(cls, out_dir: Path, uri: str, executor: str = "local", **options) -> "_Context":
+        return cls(out_dir, uri, make(executor, out_dir, uri, **options), threading.Event())
 
 
 def _waiting(name: str):
@@ -102,13 +102,14 @@ def _run_cell(ctx: _Context, cell: Cell) -> CellOutcome:
         if not held:
             return CellOutcome(cell.name, "interrupted", error="not started: the study was interrupted")
         out_nb = ctx.out_dir / f"{cell.name}.ipynb"
-        settled = claims.settle(cfg, ctx.uri, out_nb)
+        probe = getattr(ctx.executor, "owner_state", None)  # asks a remote run owner's own host (executors/ray)
+        settled = claims.settle(cfg, ctx.uri, out_nb, probe=probe)
         if settled.state != "todo":
             status = "skipped" if settled.state == "done" else "failed"
             return CellOutcome(cell.name, status, settled.run_id, settled.note or None, time.time() - t0)
         since = time.time() - 1.0
         rc, tail = ctx.executor.run(cell.name, cell.notebook, cell.params, out_nb)
-        run_id, status = claims.conclude(cfg, ctx.uri, out_nb, rc, since, ctx.stop.is_set())
+        run_id, status = claims.conclude(cfg, ctx.uri, out_nb, rc, since, ctx.stop.is_set(), probe=probe)
     return _outcome(ctx, cell, rc, tail, run_id, status, time.time() - t0)
 
 
@@ -182,16 +183,19 @@ def _compare(ctx: _Context, spec: StudySpec, here: Path) -> tuple[str, str | Non
             claims.reap_reports(spec.name, ctx.uri)
         except RuntimeError as err:  # a live compare of another study process owns a report run
             return "", str(err)
-        rc, tail = ctx.executor.run("10_compare", nb, params, ctx.out_dir / "10_compare.ipynb")
+        runner = getattr(ctx.executor, "on_driver", ctx.executor)  # the report is written on this machine
+        rc, tail = runner.run("10_compare", nb, params, ctx.out_dir / "10_compare.ipynb")
     md = Path("reports") / spec.name / "verdicts.md"
     if rc != 0:
         return "", f"compare notebook failed (see {ctx.out_dir / 'logs' / '10_compare.log'}):\n{tail}"
     return (md.read_text(), None) if md.is_file() else ("", f"the compare notebook wrote no {md}")
 
 
-def run_study(path: str | Path, workers: int = 2, only: str | None = None, dry_run: bool = False,
-              uri: str | None = None, progress: bool = True, compare: bool = True) -> StudySummary:
-    """Run every (selected) cell of a study; see the module docstring. Returns the per-cell outcomes."""
+def run_study(path: str | Path, workers: int | None = 2, only: str | None = None, dry_run: bool = False,
+              uri: str | None = None, progress: bool = True, compare: bool = True, executor: str = "local",
+              address: str | None = None) -> StudySummary:
+    """Run every (selected) cell of a study; see the module docstring. Returns the per-cell outcomes.
+    `executor`: "local" (process pool) or "ray" (one Ray task per cell at `address`; `studykit.executors.ray`)."""
     here = Path(path)
     spec = load_spec(here)
     cells = select(expand(here), only)  # everything validated before any MLflow call
@@ -200,7 +204,9 @@ def run_study(path: str | Path, workers: int = 2, only: str | None = None, dry_r
                           "conditions is empty)")
     if dry_run:
         return StudySummary(spec.name, [CellOutcome(c.name, "planned") for c in cells])
-    ctx = _Context.make(Path("outputs") / spec.name, resolve_uri(uri))
+    workers = workers or (len(cells) if executor == "ray" else 2)  # ray: the cluster's resources pace the cells
+    options = _executor_options(executor, spec, address)
+    ctx = _Context.make(Path("outputs") / spec.name, resolve_uri(uri), executor, **options)
     todo, outcomes = [], {}
     for c in cells:
         rid = claims.finished_run(c.config, ctx.uri)
@@ -219,6 +225,17 @@ def run_study(path: str | Path, workers: int = 2, only: str | None = None, dry_r
     interrupted = _with_signals(ctx, body)
     verdicts, error = result["verdicts"]
     return StudySummary(spec.name, [outcomes[c.name] for c in cells], verdicts, interrupted, error)
+
+
+def _executor_options(executor: str, spec: StudySpec, address: str | None) -> dict:
+    if executor == "ray":
+        return {"address": address, "resources": spec.resources}
+    if address:
+        raise ConfigError(f"--address {address!r} is for --executor ray (the local executor runs on this machine)")
+    if spec.resources is not None:
+        print(f"note: the study's `resources:` block applies to --executor ray; the local executor runs {spec.name}'s "
+              "cells --workers at a time", file=sys.stderr)
+    return {}
 
 
 def _drop_done(todo: list[Cell], done: dict[str, CellOutcome]) -> list[Cell]:

@@ -80,6 +80,23 @@ def test_a_live_or_foreign_owner_makes_the_cell_busy(store, tmp_path):
     assert time.monotonic() - t0 >= 0.5 and _status(store, live)[0] == "RUNNING"  # waited, touched nothing
 
 
+def test_a_foreign_owner_is_judged_only_by_its_hosts_probe(store, tmp_path):
+    asked = []
+
+    def probe(tags):  # stands in for the Ray executor's probe task on the owner's node
+        asked.append(tags["owner_host"])
+        return "alive" if len(asked) < 2 else "gone"
+
+    foreign = _run(store, owner_host="node-2", owner_pid="4242", owner_start="7")
+    settled = claims.settle(store[1], store[0], tmp_path / "cell.ipynb", wait_s=30, probe=probe)
+    assert settled.state == "todo" and asked == ["node-2", "node-2"]  # alive at first, then gone: waited for it
+    status, reason = _status(store, foreign)
+    assert status == "KILLED" and "node-2:4242 gone" in reason
+    mine = _run(store, **tracking.owner_tags(_gone_pid()))  # this host's runs never reach the probe
+    assert claims.settle(store[1], store[0], tmp_path / "cell.ipynb", probe=lambda tags: "alive").state == "todo"
+    assert _status(store, mine)[0] == "KILLED"
+
+
 def test_a_finished_run_gets_its_notebook_from_disk(store, tmp_path):
     run_id = _run(store, "FINISHED")
     assert claims.finished_run(store[1], store[0]) is None  # FINISHED without its notebook is not finished

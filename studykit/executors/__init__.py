@@ -1,9 +1,13 @@
-"""Where cells run, behind one small interface (DESIGN.md: `local`, the default; `ray` is planned).
+"""Where cells run, behind one small interface (DESIGN.md: `local`, the default; `ray`, one Ray task per cell).
 
 An `Executor` runs one notebook per `run` call (blocking; the study runner calls it from several threads at once)
 and stops everything it started on `stop`. Guarantees of every executor: the executed notebook is written to the
 given path as it runs, the cell's output goes to `<out_dir>/logs/<key>.log`, and no process it started outlives
 the study process, whatever signal ends that (see `studykit.executors.local` for how).
+
+Two optional attributes, read by the study runner with `getattr`: `on_driver`, the executor that runs the compare
+step (an executor whose cells run elsewhere keeps the report on this machine), and `owner_state(tags)`, which judges
+a run owned by a process on another host ("alive", "gone" or "unknown") where that host can be asked.
 """
 
 from __future__ import annotations
@@ -20,9 +24,19 @@ class Executor(Protocol):
         """Interrupt every running cell (then terminate, then kill, `grace` seconds apart)."""
 
 
-def make(name: str, out_dir: Path, uri: str) -> Executor:
+NAMES = ("local", "ray")
+
+
+def make(name: str, out_dir: Path, uri: str, **options: Any) -> Executor:
+    """The executor `name` (NAMES); `options` go to its constructor (ray: `address`, `resources`)."""
     if name == "local":
         from .local import LocalExecutor
 
+        if options:
+            raise ValueError(f"the local executor takes no options (got {sorted(options)}); they are for --executor ray")
         return LocalExecutor(out_dir, uri)
-    raise ValueError(f"unknown executor {name!r} (known: local)")
+    if name == "ray":
+        from .ray import RayExecutor
+
+        return RayExecutor(out_dir, uri, **options)
+    raise ValueError(f"unknown executor {name!r} (known: {', '.join(NAMES)})")

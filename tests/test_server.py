@@ -1,0 +1,123 @@
+"""`studykit server` and `--tracking-uri`: options and refusals (fast), the per-cell resource rule and the study
+file's `resources:` block, and one real server on a free loopback port: a run logged through it keeps its artifact
+in the server's destination (proxied: the client never writes a path), and SIGTERM stops its whole process tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ray_smoke import start_server, stop_server
+from studykit import cli, server
+from studykit.config import ConfigError
+from studykit.executors import make
+from studykit.executors.ray import check_uri, local_artifacts, task_env
+from studykit.executors.resources import ResourcesSpec, cell_resources
+from studykit.study import expand, load_spec
+from studykit.study_runner import run_study
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "params/studies/smoke.yaml"
+
+
+def test_server_defaults_to_loopback_one_worker_and_proxied_artifacts():
+    args = cli.build_parser().parse_args(["server"])
+    assert (args.host, args.port, args.workers, args.backend_store_uri) == ("127.0.0.1", 5000, 1, None)
+    cmd = server.command("sqlite:////x/mlflow.db", "/x/served", "127.0.0.1", 5001)
+    assert cmd[cmd.index("server") - 1] == "mlflow" and "--serve-artifacts" in cmd
+    assert cmd[cmd.index("--artifacts-destination") + 1] == "/x/served" and cmd[cmd.index("--workers") + 1] == "1"
+    assert server.default_backend(Path("/w")) == "sqlite:////w/mlruns/mlflow.db"
+    assert server.client_uri("127.0.0.1", 5001) == "http://127.0.0.1:5001"
+    pg = "postgresql://study:pw@db.internal:5432/mlflow"
+    assert server.check_backend(pg) == pg  # passed through as given
+    for bad in ("http://127.0.0.1:5000", "file:///tmp/mlruns", "mlruns"):
+        with pytest.raises(ValueError, match="--backend-store-uri"):
+            server.check_backend(bad)
+
+
+@pytest.mark.parametrize("command", [["study", "s.yaml"], ["run", "nb.ipynb", "-f", "p.yaml"], ["report", "smoke"],
+                                     ["ui"]])
+def test_every_store_command_takes_tracking_uri_and_the_old_uri_alias(command):
+    for flag in ("--tracking-uri", "--uri"):
+        assert cli.build_parser().parse_args([*command, flag, "http://127.0.0.1:5001"]).uri == "http://127.0.0.1:5001"
+
+
+def test_ui_on_a_server_uri_points_at_the_server(capsys):
+    assert cli.main(["ui", "--tracking-uri", "http://127.0.0.1:5999"]) == 0
+    assert "http://127.0.0.1:5999 is a tracking server" in capsys.readouterr().out
+
+
+def test_ray_refuses_a_store_remote_nodes_cannot_see(tmp_path, monkeypatch):
+    for uri in ("sqlite:////tmp/mlflow.db", "file:///tmp/mlruns", "postgresql://h/db"):
+        with pytest.raises(ValueError, match="studykit server"):
+            check_uri(uri)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="needs a tracking server"):
+        run_study(SMOKE, executor="ray", uri=f"sqlite:///{tmp_path}/mlflow.db", progress=False)
+    assert not (tmp_path / "mlflow.db").exists()  # refused before the store was touched
+    with pytest.raises(ConfigError, match="--address"):
+        run_study(SMOKE, executor="local", address="auto", uri=f"sqlite:///{tmp_path}/mlflow.db", progress=False)
+    with pytest.raises(ValueError, match="unknown executor"):
+        make("dask", tmp_path, "http://127.0.0.1:1")
+
+
+def test_task_env_carries_the_store_and_studykit_settings():
+    env = task_env("http://h:5000", {"STUDYKIT_CACHE": "/c", "MLFLOW_TRACKING_URI": "sqlite:///x", "HOME": "/root",
+                                     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+    assert env["MLFLOW_TRACKING_URI"] == "http://h:5000" and env["STUDYKIT_CACHE"] == "/c"
+    assert env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false" and "HOME" not in env
+    assert env["OMP_NUM_THREADS"] == "1"
+
+
+def test_cell_resources_follow_threads_and_the_model_and_the_study_overrides():
+    toy = {"model": {"name": "toy:strong"}, "train": {"threads": 3}}
+    qwen = {"model": {"name": "Qwen/Qwen2.5-7B", "finetune": "qlora"}, "train": {"threads": 1}}
+    assert cell_resources(toy) == {"num_cpus": 3.0, "num_gpus": 0.0}
+    assert cell_resources(qwen) == {"num_cpus": 1.0, "num_gpus": 1.0}
+    assert cell_resources({"study_file": "x"}) == {"num_cpus": 1.0, "num_gpus": 0.0}  # the compare step
+    spec = ResourcesSpec(num_gpus=0.5, memory_gb=2, custom={"A100": 1})
+    assert cell_resources(qwen, spec) == {"num_cpus": 1.0, "num_gpus": 0.5, "memory": 2 * 2**30,
+                                          "resources": {"A100": 1.0}}
+
+
+def test_the_study_resources_block_is_validated(tmp_path):
+    study = yaml.safe_load(SMOKE.read_text()) | {"base": str(ROOT / "params/toy/smoke_base.yaml")}
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(study | {"resources": {"num_cpus": 2, "num_gpus": 0}}))
+    assert load_spec(good).resources == ResourcesSpec(num_cpus=2, num_gpus=0) and expand(good)
+    for bad, field in (({"num_gpus": -1}, "num_gpus"), ({"gpus": 1}, "gpus"), ({"num_cpus": 0}, "num_cpus")):
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(study | {"resources": bad}))
+        with pytest.raises(ConfigError, match=f"resources.{field}"):
+            load_spec(path)
+
+
+@pytest.mark.slow
+def test_server_proxies_artifacts_then_stops_with_its_children(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    proc, uri = start_server(tmp_path)
+    try:
+        assert "tracking URI: " + uri in (tmp_path / "server.log").read_text()
+        client = MlflowClient(uri)
+        exp = client.create_experiment("proxied")
+        run = client.create_run(exp)
+        (tmp_path / "note.txt").write_text("through the server")
+        client.log_artifact(run.info.run_id, str(tmp_path / "note.txt"), "notes")
+        client.set_terminated(run.info.run_id)
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+        stored = tmp_path / "mlruns/server-artifacts" / exp / run.info.run_id / "artifacts/notes/note.txt"
+        assert stored.read_text() == "through the server"
+        assert (tmp_path / "mlruns/mlflow.db").is_file()  # the default backend: sqlite under ./mlruns
+    finally:
+        result = stop_server(proc, uri)
+    assert result["rc"] == 0 and result["children"] and not result["alive"] and not result["answers"], result
+
+
+def test_a_local_artifact_path_is_refused_only_when_other_hosts_run_cells():
+    assert local_artifacts("file:///w/mlruns/artifacts/smoke", {"head"}, "head") is None  # one machine: fine
+    why = local_artifacts("file:///w/mlruns/artifacts/smoke", {"head", "node-2"}, "head")
+    assert "node-2" in why and "tracking.experiment" in why
+    assert local_artifacts("mlflow-artifacts:/1", {"head", "node-2"}, "head") is None  # proxied by the server
