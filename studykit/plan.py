@@ -12,7 +12,9 @@ Memory model (bytes; N = parameters, counted on the meta device by studykit.arch
   master weights. A full fine-tune's KL reference (algo.kl_coef > 0) is a 4N frozen copy; LoRA's costs nothing.
 * activations of one micro-batch (m sequences of L = prompt + response tokens), from the tensors a Llama/Qwen2
   decoder layer saves for backward (`layer_bytes_per_token`); with gradient checkpointing only each layer's input
-  (b x H per token) is kept, plus one layer's activations while it is recomputed.
+  (b x H per token) is kept, plus one layer's activations while it is recomputed (`activation_bytes`). One layer's
+  backward and the logits are not alive at once (the logits are freed before the layers' backward starts), so the
+  update's peak counts the larger of the two.
 * logits: m x (response + 1) x vocab in the lm_head's dtype (fp32 under QLoRA), held until backward, plus the
   chunked log-softmax's fp32 temporaries, CHUNK_TEMPORARIES x train.logprob_chunk x vocab x 4.
 * vLLM: its share is gpu_memory_utilization x the GPU's memory, holding its weights (bf16, or 4-bit with
@@ -38,9 +40,9 @@ GiB = 2 ** 30
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
 """bitsandbytes NF4 with double quantisation (QLoRA, Dettmers et al. 2023): 4 bits a weight, an 8-bit absmax per
 64-weight block, an fp32 constant per 256 blocks."""
-CHUNK_TEMPORARIES = 4
-"""fp32 [chunk, vocab] temporaries alive at once in grpo.chunked_token_logprobs (log-softmax, its exp, product,
-gradient)."""
+CHUNK_TEMPORARIES = 3
+"""fp32 [chunk, vocab] temporaries alive at once in grpo.chunked_token_logprobs: forward log-softmax, its exp and
+their product; backward log-softmax, the scattered gradient and its log-softmax backward (bench/memory.py)."""
 CUDA_OVERHEAD = 1.0 * GiB
 """CUDA context, cuBLAS workspace and allocator slack (estimated, not measured)."""
 VLLM_RUNTIME = 1.5 * GiB
@@ -63,6 +65,8 @@ class Part:
     name: str
     bytes: float
     note: str = ""
+    group: str = ""
+    """Parts of different non-empty groups are not alive at once: a phase's peak counts only its largest group."""
 
 
 @dataclass
@@ -84,11 +88,11 @@ class Plan:
 
     @property
     def sample_peak(self) -> float:
-        return sum(p.bytes for p in self.sample) + CUDA_OVERHEAD
+        return _peak(self.sample)
 
     @property
     def update_peak(self) -> float:
-        return sum(p.bytes for p in self.update) + CUDA_OVERHEAD if self.update else 0.0
+        return _peak(self.update) if self.update else 0.0
 
     @property
     def peak(self) -> float:
@@ -105,8 +109,11 @@ class Plan:
             if not parts:
                 continue
             lines.append(f"  {title} phase: {_gib(peak)} GiB")
-            lines += [f"    {p.name:28s} {_gib(p.bytes):>8s} GiB  {p.note}" for p in parts if p.bytes > 0]
+            lines += [f"    {p.name:28s} {_gib(p.bytes):>8s} GiB  {p.note}" + (" (*)" if p.group else "")
+                      for p in parts if p.bytes > 0]
             lines.append(f"    {'CUDA context + slack':28s} {_gib(CUDA_OVERHEAD):>8s} GiB  estimated")
+        if any(p.group for p in self.update):
+            lines.append("  (*) the logits and one layer's backward are not in memory at once: the larger counts")
         lines.append(f"  expected peak {_gib(self.peak)} GiB; GPU: " + (
             f"{_gib(self.free)} GiB free of {_gib(self.total)} GiB ({self.gpu})" if self.total else self.gpu))
         lines.append(f"  time per step: {self.timing}")
@@ -138,14 +145,19 @@ def layer_bytes_per_token(arch: Arch, b: int, lora_fp32_inputs: bool = False, ra
     return out
 
 
-def activation_bytes(arch: Arch, seqs: int, seq_len: int, b: int, checkpointing: bool, **layer_kw: Any) -> float:
-    """Saved activations of one micro-batch at their peak (module docstring)."""
+def activation_bytes(arch: Arch, seqs: int, seq_len: int, b: int, checkpointing: bool,
+                     **layer_kw: Any) -> tuple[float, float]:
+    """(activations saved through forward and backward, the working set of one layer's backward) of a micro-batch:
+    without checkpointing every layer's saved tensors, else each layer's input (b x H per token) while the layer
+    being recomputed is the working set; the working set also holds the MLP's gradient temporaries (3 x I x b per
+    token). The final norm's fp32 input and the lm_head's input are kept too."""
     tokens = seqs * seq_len
     per_layer = tokens * layer_bytes_per_token(arch, b, **layer_kw)
-    head = tokens * (4 + b) * arch.hidden  # final norm's fp32 input, lm_head's input
+    head = tokens * (4 + b) * arch.hidden
+    grads = 3 * tokens * arch.intermediate * b
     if checkpointing:
-        return arch.layers * tokens * b * arch.hidden + per_layer + head
-    return arch.layers * per_layer + head
+        return arch.layers * tokens * b * arch.hidden + head, per_layer + grads
+    return arch.layers * per_layer + head, grads
 
 
 def logits_bytes(arch: Arch, seqs: int, response: int, logits_b: int, chunk: int) -> tuple[float, float]:
@@ -245,13 +257,16 @@ def parts_of(arch: Arch, s: Shape, total: float | None) -> tuple[list[Part], lis
     seq_len = s.prompt + s.response
     lora_kw = dict(lora_fp32_inputs=s.finetune != "full" and s.b == 2, rank=s.rank,
                    n_adapted=len(_layer_targets(arch, s)))
-    act = activation_bytes(arch, s.micro, seq_len, s.b, s.checkpointing, **lora_kw)
+    act, layer = activation_bytes(arch, s.micro, seq_len, s.b, s.checkpointing, **lora_kw)
     logits_b = 4 if s.finetune == "qlora" or s.b == 4 else 2
     logits, chunk = logits_bytes(arch, s.micro, s.response, logits_b, s.chunk)
     ck = "with" if s.checkpointing else "without"
     update = [*static, grads, Part("activations", act, f"micro-batch {s.micro} x {seq_len} tokens, {ck} checkpointing"),
-              Part("logits", logits, f"{s.micro} x {s.response + 1} x {arch.vocab} x {logits_b} bytes"),
-              Part("log-softmax chunk", chunk, f"{CHUNK_TEMPORARIES} x {min(s.chunk, s.micro * s.response)} rows fp32")]
+              Part("one layer's backward", layer, "recomputed layer + MLP gradients" if s.checkpointing else
+                   "MLP gradients", group="layer"),
+              Part("logits", logits, f"{s.micro} x {s.response + 1} x {arch.vocab} x {logits_b} bytes", group="head"),
+              Part("log-softmax chunk", chunk, f"{CHUNK_TEMPORARIES} x {min(s.chunk, s.micro * s.response)} rows fp32",
+                   group="head")]
     if not s.trains:
         update = []
     seq_len = s.prompt + max(s.response, s.sample_response)  # the longest sequence the sampler holds
@@ -294,7 +309,12 @@ def _layer_targets(arch: Arch, s: Shape) -> list:
 
 
 def _peak(parts: list[Part]) -> float:
-    return sum(p.bytes for p in parts) + CUDA_OVERHEAD
+    """Ungrouped parts + the largest group + CUDA_OVERHEAD."""
+    groups: dict[str, float] = {}
+    for p in parts:
+        groups[p.group] = groups.get(p.group, 0.0) + p.bytes
+    fixed = groups.pop("", 0.0)
+    return fixed + max(groups.values(), default=0.0) + CUDA_OVERHEAD
 
 
 def fit_problems(arch: Arch, s: Shape, total: float, free: float) -> list[str]:
