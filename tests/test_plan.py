@@ -237,3 +237,61 @@ def test_plan_command(tmp_path, monkeypatch, capsys):
     assert main(["plan", base]) == 0  # no CUDA here and no --gpu-memory: the parts, no verdict
     out = capsys.readouterr().out
     assert "pass --gpu-memory" in out and "fit not checked" in out
+
+
+# ---- the paper grid's one-shot cells can start
+
+
+def _one_shot(tmp_path, monkeypatch, **data):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.jsonl").write_text('{"problem": "1+1", "answer": "2"}\n')
+    return config.validate({"data": {"task": "deepscaler", "task_options": {"path": "d.jsonl"},
+                                     "selection": "one_shot", **data},
+                            "train": {"steps": 300, "prompts_per_step": 32}})
+
+
+def test_historical_variance_needs_a_source_that_repeats_examples(tmp_path, monkeypatch):
+    with pytest.raises(config.ConfigError, match="data.train_size.*pool size is unknown"):
+        _one_shot(tmp_path, monkeypatch)
+    with pytest.raises(config.ConfigError, match=r"9600 prompts.*no example in a second epoch.*at most 4800"):
+        _one_shot(tmp_path, monkeypatch, train_size=40_000)
+    assert _one_shot(tmp_path, monkeypatch, train_size=1200).data.train_size == 1200
+    pinned = _one_shot(tmp_path, monkeypatch, one_shot={"source_run": "abc"})  # an explicit source: its own history
+    assert pinned.data.one_shot.source_run == "abc"
+    assert _one_shot(tmp_path, monkeypatch, one_shot={"rule": "base_variance"}).data.one_shot.rule == "base_variance"
+
+
+def test_the_paper_grid_one_shot_sources_see_each_example_twice(tmp_path, monkeypatch):
+    from studykit import tasks
+    from studykit.study import ROOT, expand
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "deepscaler.jsonl").write_text('{"problem": "1+1", "answer": "2"}\n')
+    cells = expand(ROOT / "params" / "studies" / "paper.yaml")
+    by_hash = {c.config.config_hash(): c for c in cells}
+    shots = [c for c in cells if c.config.data.selection == "one_shot"]
+    assert len(shots) == 8  # 2 models x 2 tasks x 2 seeds
+    for shot in shots:
+        source = by_hash[shot.config.data.one_shot.source_config_hash].config
+        d, t = source.data, source.train
+        pool = min(n for n in (tasks.pool_size(d.task, d.train_split), d.train_size) if n is not None)
+        assert source.claim == "ground_truth" and d.selection == "full"
+        assert t.steps * t.prompts_per_step >= 2 * pool, shot.name
+
+
+def test_gpu_check_runs_its_code_path_on_cpu_with_tiny(capsys):
+    """bench/gpu_check.py --tiny: the CUDA command's own code (random-init model, LoRA, HF sampler, studykit's
+    update, the planner's prediction) on CPU; memory figures are CUDA's only, so they are absent here."""
+    import importlib.util
+
+    from studykit.study import ROOT
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    result = gpu_check.main(["--tiny", "--steps", "2"])
+    assert result["device"] == "cpu" and [r["step"] for r in result["steps"]] == [1, 2]
+    assert all(r["tokens"] == 2 * 2 * 8 and r["update_s"] > 0 and r["update_peak"] is None for r in result["steps"])
+    assert result["predicted"]["update"] > result["predicted"]["sample"] > 0
+    assert "planned" in capsys.readouterr().out
