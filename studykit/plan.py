@@ -389,31 +389,6 @@ def make_plan(cfg, gib: float | None = None, prompt_tokens: int = PROMPT_TOKENS,
     return Plan(arch, sample, update, total, free, gpu, problems, timing)
 
 
-def measured_times(cfg, uri: str | None = None) -> str:
-    """Seconds per sampling and update of recorded runs of this config (MLflow, by config hash), else unmeasured.
-    Reads a store only where one exists (no database is created by planning)."""
-    from pathlib import Path
-
-    import mlflow
-
-    uri = uri or cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or \
-        f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        return f"unmeasured (no tracking store at {uri})"
-    try:
-        client = mlflow.MlflowClient(uri)
-        exps = [e.experiment_id for e in client.search_experiments()]
-        runs = client.search_runs(exps, f"tags.config_hash = '{cfg.config_hash()}'") if exps else []
-    except mlflow.exceptions.MlflowException as err:
-        return f"unmeasured (tracking store not readable: {err})"
-    got = [r for r in runs if {"time/sample_s", "time/update_s"} <= set(r.data.metrics)]
-    if not got:
-        return "unmeasured (no recorded run of this config)"
-    m = got[0].data.metrics
-    return (f"{m['time/sample_s']:.1f} s sampling + {m['time/update_s']:.1f} s update (measured: last step of run "
-            f"{got[0].info.run_id})")
-
-
 def preflight(cfg, log=None) -> Plan | None:
     """The check at the start of a run, before weights load: skipped without CUDA or for an unknown architecture
     (a log line says so), else the plan is logged and PlanRefused raised when it does not fit (unless SKIP_ENV)."""

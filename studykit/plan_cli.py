@@ -4,7 +4,9 @@ fit. Registered in studykit.cli through `register(sub)`."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from . import plan
 
@@ -49,7 +51,7 @@ def cmd_plan(args) -> int:
             print(f"{name:56s} peak {plan._gib(p.peak):>7s} GiB  {'fits' if p.fits else 'DOES NOT FIT'}")
         print()
     name, cfg, worst = max(plans, key=lambda t: t[2].peak)
-    worst.timing = plan.measured_times(cfg, args.uri)
+    worst.timing = measured_times(cfg, args.uri)
     print((f"largest cell: {name}\n" if len(plans) > 1 else "") + worst.report())
     bad = [n for n, _, p in plans if not p.fits]
     if bad:
@@ -58,3 +60,26 @@ def cmd_plan(args) -> int:
             if not p.fits and p is not worst:
                 print(f"{n}:\n  - " + "\n  - ".join(p.problems), file=sys.stderr)
     return 1 if bad else 0
+
+
+def measured_times(cfg, uri: str | None = None) -> str:
+    """Seconds per sampling and update of recorded runs of this config (MLflow, by config hash), else unmeasured.
+    Reads a store only where one exists (no database is created by planning)."""
+    import mlflow
+
+    uri = uri or cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or \
+        f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return f"unmeasured (no tracking store at {uri})"
+    try:
+        client = mlflow.MlflowClient(uri)
+        exps = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(exps, f"tags.config_hash = '{cfg.config_hash()}'") if exps else []
+    except mlflow.exceptions.MlflowException as err:
+        return f"unmeasured (tracking store not readable: {err})"
+    got = [r for r in runs if {"time/sample_s", "time/update_s"} <= set(r.data.metrics)]
+    if not got:
+        return "unmeasured (no recorded run of this config)"
+    m = got[0].data.metrics
+    return (f"{m['time/sample_s']:.1f} s sampling + {m['time/update_s']:.1f} s update (measured: last step of run "
+            f"{got[0].info.run_id})")
