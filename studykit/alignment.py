@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import mlflow
 
-from . import metrics, tracking
+from . import metrics, plan, tracking
 from .config import RunConfig
 from .evaluation import evaluate_set, metric_key
 from .models import from_config
@@ -46,6 +46,7 @@ def label_for(cfg: RunConfig, curve: dict[int, float]) -> str:
 def measure(cfg: RunConfig, progress: bool = True) -> AlignmentResult:
     """Sample the base model, log pass@k for every k <= n_samples and bootstrap bands, return the label."""
     experiment = tracking.experiment_for(cfg)
+    plan.preflight(cfg)  # CUDA runs: refuse one that cannot fit, before any weight loads (skipped on CPU)
     policy = from_config(cfg.model)
     sampler = make_sampler(cfg.train.sampler, policy, **cfg.train.sampler_options)
     n, ks = cfg.eval.n_samples, list(range(1, cfg.eval.n_samples + 1))

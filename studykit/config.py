@@ -340,6 +340,20 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _one_shot_source_repeats(self) -> "RunConfig":
+        """historical_variance's source run (this recipe with full data) sees an example in a second epoch; checked
+        when the source is this config's own baseline (no source_run / source_config_hash pinned)."""
+        d, shot = self.data, self.data.one_shot
+        if d.selection == "one_shot" and shot.rule == "historical_variance" and not shot.source_run \
+                and not shot.source_config_hash and self.train.steps > 0:
+            try:
+                checks.check_one_shot_source(d.task, d.train_split, d.train_size, self.train.steps,
+                                             self.train.prompts_per_step)
+            except CheckError as err:
+                raise CheckError(str(err), f"data.{err.key}") from None
+        return self
+
+    @model_validator(mode="after")
     def _sampler_can_sync(self) -> "RunConfig":
         """vLLM trains only adapters: full-weight sync into vLLM is not implemented."""
         if self.train.sampler == "vllm" and self.model.finetune == "full" and self.train.steps > 0:

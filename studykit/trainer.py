@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, grpo, rewards, selection, tracking, update  # noqa: F401 (grpo: tests patch trainer.grpo)
+from . import checkpoint, grpo, plan, rewards, selection, tracking, update  # noqa: F401 (grpo: tests patch trainer.grpo)
 from .alignment import label_for
 from .metric_buffer import MetricBuffer, replay
 from .config import RunConfig
@@ -134,6 +134,7 @@ def _interrupts_held():
 
 def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
     """Everything a run needs; `saved` (a checkpoint's peek) keeps a resumed one-shot run on its example."""
+    plan.preflight(cfg)  # CUDA runs: refuse one that cannot fit, before any weight loads (skipped on CPU)
     policy = from_config(cfg.model)
     update.check_trainable_precision(policy)
     reference = update.make_reference(policy, cfg.algo.kl_coef)  # the initial model: before any checkpoint loads

@@ -139,6 +139,29 @@ def check_pool_index(task: str, split: str, train_size: int | None, index: int) 
                          "one_shot.index")
 
 
+def check_one_shot_source(task: str, split: str, train_size: int | None, steps: int, prompts_per_step: int) -> None:
+    """`historical_variance` ranks examples by the variance of their per-epoch accuracy in the full-data source run
+    (this config's recipe with full data): that run draws steps x prompts_per_step prompts, so with a pool of P it
+    sees every example in two epochs only when that is >= 2 x P, and none when it is <= P. Refuse the second case
+    (the run could never start), and a pool whose size is unknown before a user's file is read (set train_size).
+    Between P and 2P only the examples drawn twice are ranked (the toy study: 1,600 prompts over 1,024)."""
+    from . import tasks
+
+    sizes = [n for n in (tasks.pool_size(task, split), train_size) if n is not None]
+    if not sizes:
+        raise CheckError(f"got None with data.one_shot.rule historical_variance over task {task!r}, whose training "
+                         "pool size is unknown before its file is read; expected data.train_size (the subset the "
+                         f"source run sees at least twice: at most steps x prompts_per_step / 2 = "
+                         f"{steps * prompts_per_step // 2}; 1-shot RLVR ranks a 1.2k DeepScaleR subset)", "train_size")
+    pool, drawn = min(sizes), steps * prompts_per_step
+    if drawn <= pool:
+        raise CheckError(f"got a training pool of {pool} with train.steps {steps} x train.prompts_per_step "
+                         f"{prompts_per_step} = {drawn} prompts: the full-data run that data.one_shot.rule "
+                         f"historical_variance ranks examples from would see no example in a second epoch; expected "
+                         f"data.train_size at most {drawn // 2} (every example in two epochs; 1-shot RLVR ranks a 1.2k "
+                         "DeepScaleR subset), more steps, or one_shot.rule base_variance", "train_size")
+
+
 # ---- models
 
 
