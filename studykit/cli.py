@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _optional(sub, "studykit.score", "add_score_parser", "score", "score a JSONL of completions")
     _optional(sub, "studykit.toy.cli", "add_toy_parser", "toy", "the toy world: build tiny pretrained models")
+    _optional(sub, "studykit.set_report", "register", "sets", "every eval set of a study side by side")
 
     p = sub.add_parser("study", help="run every cell of a study file with papermill")
     p.add_argument("file", help="study YAML (params/studies/*.yaml)")
