@@ -78,8 +78,8 @@ def _tiny_model(seed: int):
 
 @pytest.fixture(scope="module")
 def memorised():
-    """A tiny Llama trained (all tokens in the loss) on four `test` prompts with their recall-form answers, until it
-    reproduces them; and the four problems."""
+    """A tiny Llama trained (all tokens in the loss) on four `test` prompts with their recall-form answers until it
+    reproduces them, and the four problems."""
     torch.set_num_threads(1)
     pool = toy_task.ToyTask().load("test")
     problems = list({p.prompt.split()[1]: p for p in pool}.values())[:4]  # distinct first digits
@@ -89,13 +89,12 @@ def memorised():
     batch = torch.tensor(rows)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
-    for _ in range(200):
+    for _ in range(100):  # the loss floor is log(4)/14 (the first digit is the only free choice): reached by ~50
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         opt.step()
         opt.zero_grad()
-        if loss.item() < 0.01:
-            break
+    assert loss.item() < 0.15
     return model.eval(), problems
 
 
