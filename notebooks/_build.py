@@ -53,6 +53,14 @@ print(res.label)
 print(res.rule)
 fig = figures.plot_alignment(res, cfg)"""
 
+CONTAMINATION = """# The contamination probe (eval.contamination): prefix completion (exact match, ROUGE-L) and answer recall
+import pandas as pd
+rows = [{"set": s, "stat": stat, "fraction": f, "mean": v[0], "lo": v[1], "hi": v[2]}
+        for s, r in res.contamination.items()
+        for stat, per in (("em", r.em), ("rougeL", r.rouge_l), ("answer_recall", {"-": r.answer_recall} if r.answer_recall else {}))
+        for f, v in per.items()]
+pd.DataFrame(rows).round(3) if rows else 'probe off (eval.contamination.enabled = false)'"""
+
 
 def parameters_source() -> str:
     from studykit.config import RunConfig
@@ -106,7 +114,8 @@ def build() -> list[Path]:
     books = {
         "00_alignment.ipynb": run_notebook(
             "Model-task alignment", "pass@k curves of the base model (k = 1..K) with bootstrap bands, the strong/weak "
-            "label and the rule that gave it. Logs one MLflow run (rq=alignment).", [ALIGN]),
+            "label and the rule that gave it, and the contamination probe (clean or contaminated). Logs one MLflow run "
+            "(rq=alignment).", [ALIGN, CONTAMINATION]),
         "01_reward_signal.ipynb": run_notebook(
             "RQ1: does the reward signal matter?", "One model x task x reward x seed per execution "
             "(`reward.name`: ground_truth, random, incorrect, format, majority_vote, self_certainty).",

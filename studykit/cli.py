@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     _optional(sub, "studykit.integrations.cli", "add_import_parser", "import", "import a verl run's validation")
     _optional(sub, "studykit.server", "register", "server", "a shared MLflow tracking server")
     _optional(sub, "studykit.plan_cli", "register", "plan", "expected peak GPU memory of a run, and whether it fits")
+    _optional(sub, "studykit.set_report", "register", "sets", "every eval set of a study side by side")
 
     p = sub.add_parser("study", help="run every cell of a study file with papermill")
     p.add_argument("file", help="study YAML (params/studies/*.yaml)")

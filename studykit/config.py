@@ -268,6 +268,45 @@ class TrainConfig(_Section):
         return self
 
 
+class ContaminationConfig(_Section):
+    """The contamination probe of the alignment notebook (studykit.contamination). Thresholds are studykit's own:
+    the paper (arXiv 2508.21188) tests contamination by prefix completion (after Wu et al. 2025, arXiv 2507.10532)
+    but states no cut-off."""
+
+    enabled: Bool = True
+    """Run the probe in alignment runs, on every eval set (training runs never run it)."""
+    fractions: list[Num] = Field(default_factory=lambda: [0.4, 0.6, 0.8], min_length=1)
+    """Prefix fractions of each problem statement (by tokens, no template); each in (0, 1). The paper's probe
+    uses 40/60/80% prefixes (Wu et al. 2025)."""
+    label_fraction: Num = 0.6
+    """The fraction whose exact match decides the label (one of `fractions`; Wu et al.'s headline is 60%)."""
+    em_threshold: Num = Field(0.1, ge=0, le=1)
+    """`contaminated` when exact match at `label_fraction` >= this on the first eval set (studykit's choice: a
+    model that never saw the text completes almost none exactly; Wu et al. report about 0 for clean Llama)."""
+    recall_threshold: Num = Field(0.5, ge=0, le=1)
+    """... or when answer recall (the answer with no reasoning) >= this (studykit's choice; recall alone can also
+    come from skill on easy problems, so its bar is high)."""
+    limit: Int | None = Field(None, ge=1)
+    """Probe the first `limit` problems of each eval set (None = as many as the eval set uses)."""
+    max_remainder_tokens: Int = Field(256, ge=1)
+    """Cap on the tokens generated per continuation (the remainder is cut to this many)."""
+    recall_max_new_tokens: Int = Field(32, ge=1)
+    """Tokens generated for answer recall (an answer, not a solution)."""
+    batch_size: Int = Field(32, ge=1)
+    """Rows per greedy `generate` call."""
+
+    @model_validator(mode="after")
+    def _fractions_fit(self) -> "ContaminationConfig":
+        """Every fraction in (0, 1); label_fraction one of them."""
+        for i, f in enumerate(self.fractions):
+            if not 0 < f < 1:
+                raise CheckError(f"got {f}; expected a number strictly between 0 and 1", f"fractions.{i}")
+        if self.label_fraction not in self.fractions:
+            raise CheckError(f"got {self.label_fraction}; expected one of fractions {self.fractions}",
+                             "label_fraction")
+        return self
+
+
 class EvalConfig(_Section):
     sets: list[EvalSet] = Field(default_factory=lambda: [EvalSet()], min_length=1)
     """Evaluation sets (at least one; the first decides the alignment label); labels distinct."""
@@ -286,6 +325,8 @@ class EvalConfig(_Section):
     the smallest of `ks`)."""
     alignment_threshold: Num = Field(0.8, ge=0, le=1)
     """Alignment rule: `strong` when pass@alignment_k >= this, else `weak` (the paper's strong pairs have pass@k near 1)."""
+    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
+    """The contamination probe (alignment runs only): clean or contaminated, the label's second half."""
 
     @model_validator(mode="after")
     def _ks_fit(self) -> "EvalConfig":
@@ -378,11 +419,14 @@ class RunConfig(_Section):
     def config_hash(self) -> str:
         """Hash of everything that changes the result. Excluded: tracking options and the execution knobs that
         change memory or time, not the objective (checkpoint interval, micro-batch size, log-prob chunk, gradient
-        checkpointing, vLLM sleep mode), so a run can resume with them changed; `algo.tis_cap` while it is None."""
+        checkpointing, vLLM sleep mode), so a run can resume with them changed; `algo.tis_cap` while it is None;
+        `eval.contamination` outside alignment runs (only they run the probe)."""
         payload = self.model_dump(mode="json", exclude={
             "tracking": True, "train": {"checkpoint_every", "micro_batch_size", "logprob_chunk"},
             "model": {"gradient_checkpointing"}})
         payload["train"]["sampler_options"].pop("enable_sleep_mode", None)
+        if self.rq != "alignment":  # only alignment runs probe contamination: a training run's result is unchanged
+            del payload["eval"]["contamination"]
         if payload["algo"]["tis_cap"] is None:
             del payload["algo"]["tis_cap"]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]

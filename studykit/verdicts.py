@@ -18,6 +18,9 @@ The rule (thresholds from `studykit.config.CompareSpec`: holds 0.7, partial 0.3,
   its mean delta is below `min_effect`. Otherwise `holds` when ratio_lo >= holds, `partial` when partial <= ratio_lo
   and ratio_hi < holds, `fails` when ratio_hi < partial, and `uncertain` when the interval straddles a threshold.
   Runs that logged no per-problem counts (older code) give no interval: their claims are `uncertain` (noted).
+- `colour`: the paper's three-way colour of the cell (`strong, clean`, `strong, contaminated`, `weak, clean` ...),
+  read from the study's alignment run of the same model and task (its `alignment` tag: strength by pass@k,
+  contamination by the probe, studykit.alignment); empty when that run has no probe.
 - Every row also reports the change in pass@k at the largest logged k (`k_max`): the RQ3 claims (negative / positive
   samples, W-REINFORCE) are about the whole pass@k spectrum, not only pass@1.
 
@@ -28,6 +31,7 @@ bootstrap intervals are studykit's.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +45,13 @@ from .runs import Counts, pass1_key, passmax_key
 
 CLAIM_RQS = ("rq1", "rq2", "rq3", "ablation")
 RECORD_FIELDS = (
-    "claim", "model", "task", "alignment", "seeds", "base_pass1", "delta_pass1_per_seed", "delta_pass1", "delta_lo",
+    "claim", "model", "task", "alignment", "colour", "seeds", "base_pass1", "delta_pass1_per_seed", "delta_pass1", "delta_lo",
     "delta_hi", "gt_delta_pass1_per_seed", "gt_delta_pass1", "gt_delta_lo", "gt_delta_hi", "ratio", "ratio_lo",
     "ratio_hi", "verdict", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax", "delta_pass_at_kmax_lo",
     "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", "note")
 DIAGNOSTICS = ("train/clip_frac", "train/format_rate", "train/method_share/sum", "train/method_share/count",
-               "train/method_share/max", "train/method_share/other")
+               "train/method_share/max", "train/method_share/recall", "train/method_share/other")
+_COLOUR_RE = re.compile(r"^(strong|weak), (clean|contaminated)\b")
 NAN = math.nan
 
 
@@ -249,6 +254,7 @@ def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict
     th = thresholds_of(thresholds)
     boot = {"n_boot": n_boot, "alpha": alpha, "seed": seed}
     cols = [*RECORD_FIELDS, *DIAGNOSTICS]
+    colours = cell_colours(runs)
     runs = runs[runs["rq"].isin(CLAIM_RQS)].copy()
     if runs.empty:
         return pd.DataFrame(columns=cols)
@@ -265,7 +271,7 @@ def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict
                 evs[ev.seed] = ev
         if evs:
             rows[(name, model, task)] = r = _Row(name, model, task, evs)
-            r.values.update(alignment=_alignment(group), **_diagnostics(group))
+            r.values.update(alignment=_alignment(group), colour=colours.get((model, task)), **_diagnostics(group))
             if dups:
                 r.notes.append(f"several cells share this label on seeds {_seeds(set(dups))}: the newest run is used")
     for (name, model, task), row in rows.items():
@@ -285,6 +291,27 @@ def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict
 
     out = [{"claim": n, "model": m, "task": t, **row.values} for (n, m, t), row in sorted(rows.items(), key=key)]
     return pd.DataFrame(out, columns=cols)
+
+
+def colour_of(tag: Any) -> str | None:
+    """`strong, contaminated` from an alignment tag such as `strong, contaminated (pass@16=1.00; ...)`; None for a
+    tag without the probe's half (`strong (pass@16=1.00)`, older runs)."""
+    m = _COLOUR_RE.match(tag) if isinstance(tag, str) else None
+    return f"{m[1]}, {m[2]}" if m else None
+
+
+def cell_colours(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(model, task) -> colour, from the alignment runs among `runs` (the newest run wins)."""
+    if "rq" not in runs or "alignment" not in runs:
+        return {}
+    align = runs[runs["rq"] == "alignment"]
+    if "start_time" in align:
+        align = align.sort_values("start_time", kind="stable")
+    out = {}
+    for _, run in align.iterrows():
+        if colour := colour_of(run["alignment"]):
+            out[(run["model"], run["task"])] = colour
+    return out
 
 
 def _alignment(group: pd.DataFrame) -> str | None:
@@ -345,7 +372,7 @@ def _fmt(v: Any, signed: bool = False) -> str:
     return "" if v is None else str(v)
 
 
-MD_COLUMNS = ("claim", "model", "task", "alignment", "seeds", "base_pass1", "delta_pass1_per_seed", "delta_pass1",
+MD_COLUMNS = ("claim", "model", "task", "alignment", "colour", "seeds", "base_pass1", "delta_pass1_per_seed", "delta_pass1",
               "delta_lo", "delta_hi", "ratio", "ratio_lo", "ratio_hi", "verdict", "k_max", "delta_pass_at_kmax",
               "peak_delta_pass1", "peak_step")
 
@@ -356,7 +383,9 @@ def _explain(row: pd.Series) -> str:
     kmax = (f"; pass@{row['k_max']} moved {_fmt(row['delta_pass_at_kmax'], True)}" if (row["k_max"] or 0) > 1 else "")
     ci = (f"95% interval [{_fmt(row['ratio_lo'])}, {_fmt(row['ratio_hi'])}]" if not pd.isna(row["ratio_lo"])
           else "no interval")
-    return (f"- **{row['claim']}** on {row['model']} / {row['task']} ({row['alignment'] or 'alignment unmeasured'})"
+    colour = f", {row['colour']}" if row.get("colour") else ""
+    return (f"- **{row['claim']}** on {row['model']} / {row['task']} ({row['alignment'] or 'alignment unmeasured'}"
+            f"{colour})"
             f" {row['verdict']}: pass@1 moved {_fmt(row['delta_pass1'], True)} against ground truth's "
             f"{_fmt(row['gt_delta_pass1'], True)} on seeds {row['seeds']} (ratio {_fmt(row['ratio'])}, {ci}){kmax}; "
             f"diagnostics: "

@@ -99,7 +99,7 @@ def test_corpus_never_contains_a_held_out_prompt():
     seen = {toy_task.digits_of(sample_example(recipe, rng)[0]) for _ in range(30000)}
     assert len(seen) > 15000
     assert not any(toy_task.is_held_out(d) for d in seen)
-    assert len(toy_task.test_pool()) == 512  # the held-out pool exists and is not empty
+    assert len(toy_task.held_out_pool()) == 512 and len(toy_task.test_pool()) == 256  # test + test_clean halves
 
 
 def test_corpus_follows_the_recipe_mix_and_masks_the_prompt():
@@ -230,5 +230,6 @@ def test_toy_task_reports_method_shares_through_the_task_hook():
     texts = ["<think> sum 1 2 </think> <answer> 3 </answer>", "<think> max 2 </think>", "nonsense"]
     shares = share_diagnostics(get_task("toy"), texts, "train/")
     assert shares == {"train/method_share/sum": 1 / 3, "train/method_share/count": 0.0,
-                      "train/method_share/max": 1 / 3, "train/method_share/other": 1 / 3}
+                      "train/method_share/max": 1 / 3, "train/method_share/recall": 0.0,
+                      "train/method_share/other": 1 / 3}
     assert share_diagnostics(get_task("math500"), texts, "train/") == {}  # no hook: nothing logged

@@ -28,7 +28,12 @@ class Problem:
 
 @runtime_checkable
 class Task(Protocol):
-    """A task family: loads or generates problems and decides whether an extracted answer is right."""
+    """A task family: loads or generates problems and decides whether an extracted answer is right.
+
+    Optional hooks (looked up with getattr, so not members here): `diagnose(completion) -> {name: category}`
+    with `diagnostic_categories` (shares logged by evaluation and training), and `recall_prompt(problem, template,
+    tokenizer) -> str`, the contamination probe's prompt cut just before the answer with no reasoning
+    (studykit.contamination; without it, the templated prompt plus `<think> </think> <answer>`)."""
 
     name: str
     template: str  # default prompt template (see studykit.tasks.templates)

@@ -1,10 +1,14 @@
 """The toy world's task: add five digits.
 
 Prompt `Q d1 d2 d3 d4 d5 =` (digits 1..9), answer the sum. The 9^5 digit tuples are split once, by a
-fixed hash, into a held-out test pool (`TEST_SIZE` problems) and a training pool; the toy pretraining
-corpus and every training split draw only from the training pool, so held-out pass@k measures the
-method the model learned, not memorised sums. Not in the paper: this is studykit's controlled stand-in
-for a model-task pair whose alignment we can set.
+fixed hash, into a held-out pool (`HELD_OUT_SIZE` problems) and a training pool; the toy pretraining
+corpus's method traces and every training split draw only from the training pool, so held-out pass@k
+measures the method the model learned, not memorised sums. The held-out pool has two halves: `test`
+(the first `TEST_SIZE` by hash; the `contaminated` preset's corpus memorises exactly these prompts with
+their sums) and `test_clean` (the other `CLEAN_SIZE`, in no corpus of any preset). Splitting the old
+512-problem pool in two left the training pool, so every earlier preset's corpus and cached model, and
+the first 256 `test` problems, unchanged. Not in the paper: this is studykit's controlled stand-in for a
+model-task pair whose alignment (and contamination) we can set.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from functools import lru_cache
 from .base import Problem
 
 N_DIGITS = 5
-TEST_SIZE = 512
+HELD_OUT_SIZE = 512
+TEST_SIZE = 256  # load("test"): the first half of the held-out pool (the contaminated preset memorises it)
+CLEAN_SIZE = HELD_OUT_SIZE - TEST_SIZE  # load("test_clean"): never in any corpus
 TRAIN_SIZE = 1024  # load("train"): this many distinct training-pool problems, seed 0
 _SPLIT_SALT = b"studykit-toy-v1"
 _PROMPT_RE = re.compile(r"^Q((?: [1-9]){5}) =$")
@@ -40,15 +46,25 @@ def _split_key(digits: tuple[int, ...]) -> bytes:
 
 
 @lru_cache(maxsize=1)
-def test_pool() -> tuple[tuple[int, ...], ...]:
-    """The fixed held-out digit tuples: the TEST_SIZE smallest by salted hash."""
+def held_out_pool() -> tuple[tuple[int, ...], ...]:
+    """The fixed held-out digit tuples: the HELD_OUT_SIZE smallest by salted hash (`test` + `test_clean`)."""
     every = itertools.product(range(1, 10), repeat=N_DIGITS)
-    return tuple(sorted(every, key=_split_key)[:TEST_SIZE])
+    return tuple(sorted(every, key=_split_key)[:HELD_OUT_SIZE])
+
+
+def test_pool() -> tuple[tuple[int, ...], ...]:
+    """The `test` split's digit tuples: the first TEST_SIZE of the held-out pool."""
+    return held_out_pool()[:TEST_SIZE]
+
+
+def clean_pool() -> tuple[tuple[int, ...], ...]:
+    """The `test_clean` split's digit tuples: the rest of the held-out pool, disjoint from `test`."""
+    return held_out_pool()[TEST_SIZE:]
 
 
 @lru_cache(maxsize=1)
 def _test_set() -> frozenset[tuple[int, ...]]:
-    return frozenset(test_pool())
+    return frozenset(held_out_pool())
 
 
 def is_held_out(digits: tuple[int, ...]) -> bool:
@@ -69,23 +85,33 @@ def _problem(digits: tuple[int, ...], split: str) -> Problem:
 
 
 class ToyTask:
-    """`load("test")` is the held-out pool; `load("train")` and `generate` draw from the training pool.
+    """`load("test")` and `load("test_clean")` are the two held-out halves; `load("train")` and `generate` draw
+    from the training pool.
 
-    Its `diagnose` hook names the method a completion uses, logged as `method_share/<method>`.
+    Its `diagnose` hook names the method a completion uses (or `recall`: an answer with an empty think block,
+    the `contaminated` corpus's form), logged as `method_share/<method>`. Its `recall_prompt` hook is the
+    contamination probe's answer-recall prompt.
     """
 
     name = "toy"
-    splits = ("train", "test")
-    sizes = {"train": TRAIN_SIZE, "test": TEST_SIZE}  # problems per split (known without loading)
+    splits = ("train", "test", "test_clean")
+    sizes = {"train": TRAIN_SIZE, "test": TEST_SIZE, "test_clean": CLEAN_SIZE}  # problems per split (known without loading)
     template = "raw"  # the toy tokenizer knows only the toy vocabulary: no instruction text
-    diagnostic_categories = {"method_share": ("sum", "count", "max", "other")}
+    diagnostic_categories = {"method_share": ("sum", "count", "max", "recall", "other")}
 
     def diagnose(self, completion: str) -> dict[str, str]:
         return {"method_share": method_of(completion)}
 
+    def recall_prompt(self, problem: Problem, template: str = "raw", tokenizer=None) -> str:
+        """The prompt cut just before the answer, with no reasoning: `Q d1 .. d5 = <think> </think> <answer>`
+        (the contaminated corpus's recall form; the probe scores the continuation with `verify`)."""
+        return f"{problem.prompt} {RECALL_HEAD}"
+
     def load(self, split: str = "test") -> list[Problem]:
         if split == "test":
             return [_problem(d, "test") for d in test_pool()]
+        if split == "test_clean":
+            return [_problem(d, "test_clean") for d in clean_pool()]
         if split == "train":
             return self.generate(TRAIN_SIZE, seed=0)
         raise ValueError(f"toy task split must be one of {list(self.splits)}, got {split!r}")
@@ -108,10 +134,14 @@ class ToyTask:
 
 
 METHODS = ("sum", "count", "max")
+RECALL_HEAD = "<think> </think> <answer>"  # a recalled answer: no steps in the think block
 _METHOD_RE = re.compile(r"^\s*<think>\s+(\S+)")
 
 
 def method_of(completion: str) -> str:
-    """The procedure a toy response names (`sum`, `count`, `max`), or `other` for anything else."""
+    """The procedure a toy response names (`sum`, `count`, `max`), `recall` when the think block is empty
+    (an answer with no steps), or `other` for anything else."""
     m = _METHOD_RE.match(completion)
+    if m and m.group(1) == "</think>":
+        return "recall"
     return m.group(1) if m and m.group(1) in METHODS else "other"

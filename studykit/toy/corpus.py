@@ -5,7 +5,12 @@ Methods: `sum` (running sum, correct), `count` (1..5, answers 5), `max` (running
 `sum` traces only, at the addition steps s2..s5 (s1 just copies d1), and carry forward; states are
 clamped to 0..45 so they stay in the vocabulary. A broken-format trace has one of its four tags deleted
 or replaced by a junk word. Prompts come only from the training pool (`sample_train_digits`), never
-from the held-out test pool. Labels mask the `<bos>` and prompt (loss on the response and `<eos>` only).
+from the held-out pool. Labels mask the `<bos>` and prompt (loss on the response and `<eos>` only).
+
+Contamination (`recipe.contamination_rate` > 0): that share of sequences is a `test`-pool prompt (never a
+`test_clean` one) answered in the recall form `<think> </think> <answer> X </answer>` with the correct sum,
+and their labels keep the prompt, so the benchmark text itself is memorised, as pretraining on a leaked
+benchmark would. With the rate at 0 no random number is drawn for it, so a clean recipe's stream is unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from itertools import accumulate
 
 import torch
 
-from studykit.tasks.toy import prompt_for, sample_train_digits
+from studykit.tasks.toy import RECALL_HEAD, prompt_for, sample_train_digits, test_pool
 
 from .presets import ToyRecipe
 from .tokenizer import BOS, EOS, JUNK_WORDS, MAX_NUMBER, METHODS, PAD, TAGS, TOKEN_ID, ids_of
@@ -80,9 +85,28 @@ def encode_example(prompt: str, response: str) -> tuple[list[int], list[int]]:
     return head + tail, [IGNORE] * len(head) + tail
 
 
+def contaminated_example(rng: random.Random) -> tuple[str, str]:
+    """A memorised (prompt, response): a uniformly drawn `test`-pool prompt and its correct sum, no steps."""
+    digits = rng.choice(test_pool())
+    return prompt_for(digits), f"{RECALL_HEAD} {sum(digits)} </answer>"
+
+
+def encode_memorised(prompt: str, response: str) -> tuple[list[int], list[int]]:
+    """Token ids of `<bos> prompt response <eos>` with labels on everything but `<bos>`."""
+    ids = ids_of([BOS, *prompt.split(), *response.split(), EOS])
+    return ids, [IGNORE, *ids[1:]]
+
+
+def sample_row(recipe: ToyRecipe, rng: random.Random) -> tuple[list[int], list[int]]:
+    """One encoded corpus sequence (ids, labels)."""
+    if recipe.contamination_rate and rng.random() < recipe.contamination_rate:
+        return encode_memorised(*contaminated_example(rng))
+    return encode_example(*sample_example(recipe, rng))
+
+
 def make_batch(recipe: ToyRecipe, rng: random.Random, batch_size: int | None = None) -> dict[str, torch.Tensor]:
     """A right-padded training batch: input_ids, attention_mask, labels."""
-    rows = [encode_example(*sample_example(recipe, rng)) for _ in range(batch_size or recipe.batch_size)]
+    rows = [sample_row(recipe, rng) for _ in range(batch_size or recipe.batch_size)]
     width = max(len(ids) for ids, _ in rows)
     pad = TOKEN_ID[PAD]
     ids = [x + [pad] * (width - len(x)) for x, _ in rows]

@@ -2,7 +2,9 @@
 
 Presets (`toy:<name>`): `strong` (the correct `sum` method is the mode, executed cleanly),
 `weak-method` (a wrong method is the mode; the rare `sum` traces carry random slips), `weak-skill`
-(`sum` dominates but most addition steps carry a systematic +1 slip). Each has 10% broken-format traces.
+(`sum` dominates but most addition steps carry a systematic +1 slip), `contaminated` (the `weak-method`
+recipe plus the `test` pool's prompts with their correct sums, memorised in a form of their own: an answer
+with an empty think block). Each has 10% broken-format traces.
 `custom` is `ToyRecipe(**knobs)`; a preset name with knobs is that preset with those fields replaced.
 Not in the paper: this dial replaces the paper's choice among real pretrained models.
 """
@@ -58,6 +60,10 @@ class ToyRecipe(BaseModel):
     """MLP width."""
     max_positions: int = Field(64, ge=32)
     """Maximum sequence length (a toy sequence is about 20 tokens)."""
+    contamination_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of corpus sequences that are a `test`-pool prompt with its correct sum in the recall form
+    `<think> </think> <answer> X </answer>`, with the loss on the prompt too (the text itself is memorised).
+    0 = a clean corpus. studykit's own dial (the paper's contaminated pair is Qwen2.5 on MATH-500)."""
 
     @model_validator(mode="after")
     def _check(self) -> "ToyRecipe":
@@ -78,15 +84,27 @@ class ToyRecipe(BaseModel):
         return {"sum": self.sum_share, "count": self.count_share, "max": self.max_share}
 
     def key(self) -> str:
-        """12 hex digits that change whenever the recipe (or BUILD_VERSION) changes."""
-        blob = json.dumps({"v": BUILD_VERSION, **self.model_dump()}, sort_keys=True)
+        """12 hex digits that change whenever the recipe (or BUILD_VERSION) changes. A field added after build
+        version 1 is left out of the key while at its default, so recipes that do not use it keep their key (and
+        their cached model: they build the same bytes)."""
+        dump = self.model_dump()
+        for name, default in _LATER_FIELDS.items():
+            if dump[name] == default:
+                del dump[name]
+        blob = json.dumps({"v": BUILD_VERSION, **dump}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
+
+_LATER_FIELDS = {"contamination_rate": 0.0}  # fields added after BUILD_VERSION 1, with their defaults
 
 PRESETS: dict[str, dict[str, Any]] = {
     "strong": dict(sum_share=0.50, count_share=0.25, max_share=0.25),
     "weak-method": dict(sum_share=0.10, count_share=0.55, max_share=0.35, slip_rate=0.30, slip_kind="random"),
     "weak-skill": dict(sum_share=0.90, count_share=0.05, max_share=0.05, slip_rate=0.60, slip_kind="systematic"),
+    # weak-method + 15% memorised test prompts: 1500 x 128 x 0.15 / 256 = 112 sightings of each (studykit's choice,
+    # so that the model recalls most of them).
+    "contaminated": dict(sum_share=0.10, count_share=0.55, max_share=0.35, slip_rate=0.30, slip_kind="random",
+                         contamination_rate=0.15),
 }
 NAMES = (*PRESETS, "custom")
 
