@@ -82,6 +82,7 @@ class _Context:
     uri: str
     executor: Executor
     stop: threading.Event
+    builds: object | None = None  # the toy-build stage's BuildRunner while it exists (stopped with the executor)
 
     @classmethod
     def make(cls, out_dir: Path, uri: str, executor: str = "local") -> "_Context":
@@ -126,33 +127,58 @@ def _outcome(ctx: _Context, cell: Cell, rc: int, tail: str, run_id: str | None, 
     return CellOutcome(cell.name, "done", run_id, None, seconds)
 
 
-def _schedule(ctx: _Context, cells: list[Cell], workers: int, progress: bool) -> list[CellOutcome]:
-    from tqdm.auto import tqdm
+def _schedule(ctx: _Context, cells: list[Cell], workers: int, progress: bool, study: str = "",
+              skipped: int = 0) -> list[CellOutcome]:
+    """Run `cells` (and first the toy builds they need) `workers` at a time in dependency order."""
+    from .executors.builds import BuildRunner, toy_builds
+    from .study_progress import StudyProgress
 
+    builds = toy_builds(cells)
+    needs = {cell: label for label, b in builds.items() for cell in b.cells}
+    queued_builds = list(builds)
+    runner = ctx.builds = BuildRunner(ctx.out_dir)
     pending = {c.name: c for c in cells}
     finished: set[str] = set()
     outcomes: dict[str, CellOutcome] = {}
-    bar = tqdm(total=len(cells), desc="study", disable=not progress)
+    bar = StudyProgress(study, len(cells), workers, builds, enabled=progress, skipped=skipped)
     running: dict[Future, str] = {}
+
+    def launch(name: str, fn, *args) -> None:
+        running[pool.submit(fn, *args)] = name
+        bar.start(name)
+
+    def ready(c: Cell) -> bool:
+        return all(a in finished for a in c.after) and needs.get(c.name, "") not in builds.keys() - finished
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        while pending or running:
+        while pending or running or queued_builds:
             if not ctx.stop.is_set():
-                for name in [n for n, c in pending.items() if all(a in finished for a in c.after)]:
+                while queued_builds and len(running) < workers:  # builds first: cells wait for them
+                    label = queued_builds.pop(0)
+                    launch(label, runner.run, builds[label])
+                for name in [n for n, c in pending.items() if ready(c)]:
                     if len(running) >= workers:
                         break
-                    running[pool.submit(_run_cell, ctx, pending.pop(name))] = name
+                    launch(name, _run_cell, ctx, pending.pop(name))
             if ctx.stop.is_set() and not running:
                 break
             if not running:  # only cells whose predecessors are outside this run: release them
                 name = next(iter(pending))
-                running[pool.submit(_run_cell, ctx, pending.pop(name))] = name
+                launch(name, _run_cell, ctx, pending.pop(name))
             done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
             for fut in done:
                 name = running.pop(fut)
-                outcomes[name] = fut.result()
                 finished.add(name)
-                bar.update(1)
-                bar.set_postfix_str(f"{name}: {outcomes[name].status}")
+                if name in builds:
+                    fut.result()
+                    bar.finish(name)
+                    if builds[name].error:
+                        print(f"toy build {name} failed (its cells will try it again; log: "
+                              f"{ctx.out_dir / 'logs'}):\n{builds[name].error}", file=sys.stderr)
+                    continue
+                outcomes[name] = fut.result()
+                bar.finish(name, outcomes[name].status, outcomes[name].seconds)
+            bar.tick()
     bar.close()
     for name in pending:
         outcomes[name] = CellOutcome(name, "interrupted", error="not started: the study was interrupted")
@@ -211,7 +237,8 @@ def run_study(path: str | Path, workers: int = 2, only: str | None = None, dry_r
     result = {"verdicts": ("", None)}
 
     def body() -> None:
-        outcomes.update({o.name: o for o in _schedule(ctx, _drop_done(todo, outcomes), workers, progress)})
+        outcomes.update({o.name: o for o in _schedule(ctx, _drop_done(todo, outcomes), workers, progress,
+                                                      spec.name, len(outcomes))})
         _write_failures(ctx.out_dir, [outcomes[c.name] for c in cells])
         if compare and not ctx.stop.is_set():
             result["verdicts"] = _compare(ctx, spec, here)
@@ -240,6 +267,8 @@ def _with_signals(ctx: _Context, body) -> bool:
                   file=sys.stderr)
             ctx.stop.set()
             threading.Thread(target=ctx.executor.stop, daemon=True).start()
+            if ctx.builds is not None:
+                threading.Thread(target=ctx.builds.stop, daemon=True).start()
 
     old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
