@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import mlflow
 
-from . import metrics, tracking
+from . import metrics, timing, tracking
 from .config import RunConfig
 from .evaluation import evaluate_set, metric_key
 from .models import from_config
@@ -54,6 +54,7 @@ def measure(cfg: RunConfig, progress: bool = True) -> AlignmentResult:
         with mlflow.start_run(experiment_id=experiment) as run:
             mlflow.set_tags(tracking.run_tags(cfg) | {"rq": "alignment"} | tracking.owner_tags())
             mlflow.log_params(cfg.flat())
+            mlflow.log_metrics(timing.startup_metrics(), step=0)  # bench/study_time.py: time before any work
             for es in cfg.eval.sets:
                 task = get_task(es.task, **(cfg.data.task_options if es.task == cfg.data.task else {}))
                 problems = task.load(es.split)[: es.limit]

@@ -2,7 +2,7 @@
 
 One line, e.g.
 
-    study toy: 14/87 cells (done 12, skipped 2, failed 0) | now: build toy:weak-skill 640/1500 (2.1 steps/s),
+    [toy] 14/87 cells (done 12, skipped 2, failed 0) | now: build toy:weak-skill 640/1500 (2.1 steps/s),
     ground_truth-strong-toy-s1 31s | ETA 11m20s
 
 `StudyProgress` is fed by the scheduler (`start`, `finish`, and `tick` once a second) and holds the builds of
@@ -53,7 +53,7 @@ class StudyProgress:
         if enabled and getattr(self.stream, "isatty", lambda: False)():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.total, initial=skipped, desc=f"study {study}", file=self.stream,
+            self.bar = tqdm(total=self.total, initial=skipped, desc=f"[{study}]", file=self.stream,
                             bar_format="{desc}: {n_fmt}/{total_fmt} |{bar:12}| {postfix}", dynamic_ncols=True)
 
     # events from the scheduler ------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ class StudyProgress:
         with self.lock:
             finished = sum(self.counts.values())
             counts = ", ".join(f"{s} {self.counts[s]}" for s in STATUSES if s != "interrupted" or self.counts[s])
-            head = f"study {self.study}: {finished}/{self.total} cells ({counts})"
+            head = f"[{self.study}] {finished}/{self.total} cells ({counts})"  # not "study X:", the summary's start
             now = [self._describe(name, since) for name, since in self.running.items()]
             eta = self._eta(finished)
         return f"{head} | now: {', '.join(now) if now else 'nothing'} | {eta}"

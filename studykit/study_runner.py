@@ -235,17 +235,30 @@ def run_study(path: str | Path, workers: int = 2, only: str | None = None, dry_r
         else:
             todo.append(c)
     result = {"verdicts": ("", None)}
+    started = time.time()
 
     def body() -> None:
         outcomes.update({o.name: o for o in _schedule(ctx, _drop_done(todo, outcomes), workers, progress,
                                                       spec.name, len(outcomes))})
         _write_failures(ctx.out_dir, [outcomes[c.name] for c in cells])
         if compare and not ctx.stop.is_set():
+            t_compare = time.time()
             result["verdicts"] = _compare(ctx, spec, here)
+            result["compare_s"] = time.time() - t_compare
+        _write_timing(ctx, started, workers, result.get("compare_s"))
 
     interrupted = _with_signals(ctx, body)
     verdicts, error = result["verdicts"]
     return StudySummary(spec.name, [outcomes[c.name] for c in cells], verdicts, interrupted, error)
+
+
+def _write_timing(ctx: _Context, started: float, workers: int, compare_s: float | None) -> None:
+    """`outputs/<study>/timing.json`: this invocation's wall time, workers, toy builds and compare step (read by
+    bench/study_time.py with the cells' seconds from summary.json and their runs' time/ metrics)."""
+    builds = ctx.builds.records() if ctx.builds is not None else []
+    _write_json(ctx.out_dir / "timing.json", {"started": started, "wall_s": round(time.time() - started, 2),
+                                               "workers": workers, "builds": builds, "compare_s": compare_s,
+                                               "warm_kernels": getattr(ctx.executor, "zygote", None) is not None})
 
 
 def _drop_done(todo: list[Cell], done: dict[str, CellOutcome]) -> list[Cell]:
@@ -258,7 +271,11 @@ def _with_signals(ctx: _Context, body) -> bool:
     """Run body; on SIGINT, SIGTERM or SIGHUP stop launching and stop the children. Returns whether it was
     interrupted."""
     if threading.current_thread() is not threading.main_thread():
-        body()
+        try:
+            _warm(ctx)
+            body()
+        finally:
+            _close(ctx)
         return ctx.stop.is_set()
 
     def handler(signum, frame):
@@ -272,11 +289,22 @@ def _with_signals(ctx: _Context, body) -> bool:
 
     old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
+        _warm(ctx)
         body()
     finally:
         for sig, previous in old.items():
             signal.signal(sig, previous)
+        _close(ctx)
     return ctx.stop.is_set()
+
+
+def _warm(ctx: _Context) -> None:
+    """Let the executor start what makes cells start faster (the local executor's warm-kernel zygote)."""
+    getattr(ctx.executor, "warm", lambda: None)()
+
+
+def _close(ctx: _Context) -> None:
+    getattr(ctx.executor, "close", lambda: None)()
 
 
 def format_summary(summary: StudySummary) -> str:
@@ -319,5 +347,9 @@ def run_one(notebook: str | Path, params_file: str | Path, uri: str | None = Non
         return box[0]
     params = load_yaml(params_file)
     ctx = _Context.make(Path("outputs") / str(params.get("study", "adhoc")), resolve_uri(uri))
-    rc, tail = ctx.executor.run(notebook.stem, notebook.resolve(), params, ctx.out_dir / notebook.name)
+    try:
+        _warm(ctx)
+        rc, tail = ctx.executor.run(notebook.stem, notebook.resolve(), params, ctx.out_dir / notebook.name)
+    finally:
+        _close(ctx)
     return CellOutcome(notebook.stem, "done" if rc == 0 else "failed", None, tail if rc else None)

@@ -33,7 +33,7 @@ def test_line_names_running_cells_counts_and_eta():
     p.start("b")
     p.start("c")
     line = p.line()
-    assert line.startswith("study toy: 2/5 cells (done 1, skipped 1, failed 0)")
+    assert line.startswith("[toy] 2/5 cells (done 1, skipped 1, failed 0)")
     assert "now: b 0s, c 0s" in line
     # left: b and c (10 s each, just started) and one pending cell, over 2 workers -> 15 s
     assert "ETA 15s (mean cell 10s)" in line
@@ -107,4 +107,4 @@ def test_study_prints_build_stage_and_counts(tmp_path, monkeypatch, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert any("now: build toy:custom" in line for line in lines), lines
     assert any("now: alignment-custom-toy" in line for line in lines), lines
-    assert any(line.startswith("study smoke: 1/1 cells (done 1, skipped 0, failed 0)") for line in lines), lines
+    assert any(line.startswith("[smoke] 1/1 cells (done 1, skipped 0, failed 0)") for line in lines), lines

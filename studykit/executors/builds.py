@@ -79,6 +79,7 @@ class BuildRunner:
         self.out_dir = out_dir
         self.procs: dict[str, subprocess.Popen] = {}
         self.lock = threading.Lock()
+        self.finished: list[ToyBuild] = []
 
     def run(self, build: ToyBuild) -> bool:
         """Build `build` (blocking); True when the model is in the cache afterwards."""
@@ -103,7 +104,15 @@ class BuildRunner:
         build.seconds = time.time() - build.started
         if rc != 0:
             build.error = error_tail(log) or f"build exited with {rc}"
+        with self.lock:
+            self.finished.append(build)
         return rc == 0
+
+    def records(self) -> list[dict]:
+        """One record per finished build (for `outputs/<study>/timing.json`)."""
+        with self.lock:
+            return [{"model": b.model, "knobs": b.knobs, "label": b.label, "seconds": round(b.seconds, 2),
+                     "steps": b.total, "ok": b.error is None, "cells": len(b.cells)} for b in self.finished]
 
     def stop(self, grace: float = 10.0) -> None:
         with self.lock:
