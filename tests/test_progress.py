@@ -108,3 +108,19 @@ def test_study_prints_build_stage_and_counts(tmp_path, monkeypatch, capsys):
     assert any("now: build toy:custom" in line for line in lines), lines
     assert any("now: alignment-custom-toy" in line for line in lines), lines
     assert any(line.startswith("[smoke] 1/1 cells (done 1, skipped 0, failed 0)") for line in lines), lines
+    _bench_reads_the_study(tmp_path)
+
+
+def _bench_reads_the_study(work: Path) -> None:
+    """bench/study_time.py on the study just run: its build, its one cell, the cell's startup from the run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("study_time", ROOT / "bench/study_time.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rep = bench.report("smoke", f"sqlite:///{work / 'mlflow.db'}", work / "outputs/smoke")
+    assert rep["cells_run"] == 1 and rep["workers"] == 2
+    assert [(b["label"], b["ok"]) for b in rep["builds"]] == [("toy:custom", True)]
+    parts = rep["parts"]
+    assert parts["startup"]["n"] == 1 and 0 < parts["startup"]["mean"] < parts["cell_wall"]["mean"]
+    assert parts["outside"]["mean"] > 0 and parts["evaluation"]["sum"] >= 0
