@@ -167,7 +167,10 @@ def _execute(req: dict) -> int:
         print(err, file=sys.stderr)
         return 1
     finally:
+        t_end = time.time()
         km.end()
+        print(f"studykit: kernel {kernel} shut down in {time.time() - t_end:.1f} s (exit status {km.exit_status})",
+              flush=True)
 
 
 def _make_manager_class():
@@ -200,14 +203,14 @@ def _make_manager_class():
             raise RuntimeError(f"the warm kernel {self.kernel_pid} exited before the notebook ran "
                                f"(exit status {self.exit_status})")
 
-        async def is_alive(self) -> bool:  # type: ignore[override]
+        async def _async_is_alive(self) -> bool:  # type: ignore[override]  (clients call the private name)
             return self.alive()
 
-        async def interrupt_kernel(self) -> None:  # type: ignore[override]
+        async def _async_interrupt_kernel(self) -> None:  # type: ignore[override]
             if self.alive():
                 os.kill(self.kernel_pid, signal.SIGINT)
 
-        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
+        async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
             if not now and self.alive():
                 self._connect_control_socket()
                 self.session.send(self._control_socket, self.session.msg("shutdown_request", {"restart": False}))
@@ -220,23 +223,25 @@ def _make_manager_class():
                 self.exit_status = -signal.SIGKILL
             await self.cleanup_resources()
 
+        is_alive, interrupt_kernel, shutdown_kernel = _async_is_alive, _async_interrupt_kernel, _async_shutdown_kernel
+
         def end(self) -> None:
             """Shut the kernel down after the notebook (a shutdown request, as nbclient's graceful cleanup sends;
             SIGKILL after SHUTDOWN_WAIT seconds) and remove its connection file."""
             from jupyter_client import BlockingKernelClient
 
             if self.alive():
+                kc = BlockingKernelClient()
                 try:
-                    kc = BlockingKernelClient()
                     kc.load_connection_info(self.get_connection_info())
                     kc.start_channels()
                     kc.shutdown()
-                    kc.stop_channels()
                 except Exception:  # noqa: BLE001 - a kernel that cannot hear the request is killed below
                     traceback.print_exc()
                 deadline = time.time() + SHUTDOWN_WAIT
-                while self.alive() and time.time() < deadline:
+                while self.alive() and time.time() < deadline:  # channels open until it is gone: nothing lost
                     time.sleep(0.05)
+                kc.stop_channels()
             if self.alive():
                 os.kill(self.kernel_pid, signal.SIGKILL)
                 os.waitpid(self.kernel_pid, 0)
