@@ -14,6 +14,9 @@ Settling, under the claim (`settle`), before the cell runs:
   code), is marked KILLED with a `status_reason` naming the owner. An owner still alive on this host is waited for
   (`WAIT_OWNER_S`: a kernel whose study was killed dies within moments); if it lives on, or the run belongs to
   another host, the cell is `busy` (reported as failed, nothing touched).
+* a run another engine trains (tag `engine`: `studykit export verl`) is never reaped; while it is SCHEDULED, RUNNING
+  or FINISHED without its import (tag `verl_imported`) the cell is `busy`; imported and FINISHED, it is `done`
+  without a notebook.
 * a FINISHED run without its notebook (a kill after the run finished, before the notebook was logged): the executed
   notebook on disk is logged when papermill completed it and it names the run (tag `notebook_relogged`); otherwise
   the run is marked KILLED ("finished, but its notebook was lost") and the cell runs again: a training run then
@@ -68,11 +71,22 @@ def has_notebook(client: Any, run_id: str) -> bool:
     return any(a.path.endswith(".ipynb") for a in client.list_artifacts(run_id, "notebook"))
 
 
+def external(run: Any) -> bool:
+    """A run another engine trains (tag `engine`, e.g. `studykit export verl`): it has no notebook, and its
+    process is not this study's to reap; it counts as finished once imported (tag `verl_imported`)."""
+    return "engine" in run.data.tags
+
+
+def complete(client: Any, run: Any) -> bool:
+    """A FINISHED run that counts: its notebook is in the store, or it is an imported external run."""
+    return "verl_imported" in run.data.tags if external(run) else has_notebook(client, run.info.run_id)
+
+
 def finished_run(cfg: RunConfig, uri: str) -> str | None:
     """The newest FINISHED run of the cell that has its notebook in the store, else None."""
     client = tracking.client(uri)
     return next((r.info.run_id for r in tracking.find_runs(cfg, ("FINISHED",), uri=uri)
-                 if has_notebook(client, r.info.run_id)), None)
+                 if complete(client, r)), None)
 
 
 def mark(client: Any, run_id: str, status: str, reason: str) -> None:
@@ -98,7 +112,7 @@ def reap(client: Any, running: list[Any], reason: str, status: str = "KILLED", w
     for run in running:
         tags = run.data.tags
         state = _wait_gone(tags, wait_s)
-        if state == "alive" or (state == "unknown" and "owner_host" in tags):
+        if state == "alive" or (state == "unknown" and "owner_host" in tags) or external(run):
             return run
         mark(client, run.info.run_id, status, f"{reason} (owner {_owner(tags)} gone; marked by "
                                               f"{procs.hostname()}:{os.getpid()})")
@@ -137,8 +151,14 @@ def settle(cfg: RunConfig, uri: str, out_nb: Path, wait_s: float = WAIT_OWNER_S)
     if busy is not None:
         return Settled("busy", busy.info.run_id, f"run {busy.info.run_id} of this cell is RUNNING in live process "
                                                  f"{_owner(busy.data.tags)}, outside this study run")
+    waiting = next((r for r in runs if external(r) and r.info.status in ("SCHEDULED", "RUNNING", "FINISHED")
+                    and not complete(client, r)), None)
+    if waiting is not None:
+        return Settled("busy", waiting.info.run_id, f"run {waiting.info.run_id} of this cell is trained by "
+                                                    f"{waiting.data.tags['engine']} ({waiting.info.status}, not imported "
+                                                    "yet: `studykit import verl` ends it)")
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    done = next((r for r in finished if has_notebook(client, r.info.run_id)), None)
+    done = next((r for r in finished if complete(client, r)), None)
     if done is not None:
         return Settled("done", done.info.run_id)
     if finished:

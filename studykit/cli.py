@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _optional(sub, "studykit.score", "add_score_parser", "score", "score a JSONL of completions")
     _optional(sub, "studykit.toy.cli", "add_toy_parser", "toy", "the toy world: build tiny pretrained models")
+    _optional(sub, "studykit.integrations.cli", "add_export_parser", "export", "hand a run to verl")
+    _optional(sub, "studykit.integrations.cli", "add_import_parser", "import", "import a verl run's validation")
 
     p = sub.add_parser("study", help="run every cell of a study file with papermill")
     p.add_argument("file", help="study YAML (params/studies/*.yaml)")

@@ -70,14 +70,8 @@ def _task_class(name: str):
     """The constructor `studykit.tasks.get(name)` calls and how many leading arguments the registry fills itself."""
     from . import tasks
 
-    if name == "toy":
-        from .tasks.toy import ToyTask
-
-        return ToyTask, 0
-    if name in tasks.names() and name.startswith("logic"):
-        from .tasks.logic import LogicTask
-
-        return LogicTask, 1
+    if name in tasks.names():
+        return tasks.task_class(name)
     from .tasks.math import MathTask
 
     return MathTask, 1

@@ -2,7 +2,9 @@
 
 Names: `toy`; `math500`, `aime24`, `amc23` (shipped), `math` (any JSONL/JSON/parquet file: `path=`),
 `deepscaler` (a local file via `path=`, or the hub when `hub=True` and online); `logic` (every puzzle
-type mixed) and `logic:<type>` for one type (see `studykit.tasks.logic.PUZZLES`).
+type mixed) and `logic:<type>` for one type (see `studykit.tasks.logic.PUZZLES`); `korbench:<category>` for
+KOR-Bench's five categories (shipped; `studykit.tasks.korbench`); `rg:<name>` for the reasoning-gym generators
+studykit has checked (`studykit.tasks.reasoning_gym.ENABLED`).
 `splits(name)` and `pool_size(name, split)` answer from the registry, without building the task or reading data
 (config validation uses them).
 """
@@ -13,7 +15,7 @@ from typing import Any
 
 from .base import Problem, Task, share_diagnostics
 
-__all__ = ["Problem", "Task", "get", "names", "pool_size", "share_diagnostics", "splits", "verifier"]
+__all__ = ["Problem", "Task", "get", "names", "pool_size", "share_diagnostics", "splits", "task_class", "verifier"]
 
 _MATH_SHIPPED = ("math500", "aime24", "amc23")
 
@@ -24,8 +26,21 @@ def _logic_types() -> list[str]:
     return sorted(PUZZLES)
 
 
+def _korbench_names() -> list[str]:
+    from .korbench import CATEGORIES
+
+    return [f"korbench:{c}" for c in CATEGORIES]
+
+
+def _rg_names() -> list[str]:
+    from .reasoning_gym import ENABLED
+
+    return [f"rg:{n}" for n in ENABLED]
+
+
 def names() -> list[str]:
-    return ["toy", *_MATH_SHIPPED, "math", "deepscaler", "logic", *(f"logic:{t}" for t in _logic_types())]
+    return ["toy", *_MATH_SHIPPED, "math", "deepscaler", "logic", *(f"logic:{t}" for t in _logic_types()),
+            *_korbench_names(), *_rg_names()]
 
 
 def _family(name: str) -> str:
@@ -35,6 +50,10 @@ def _family(name: str) -> str:
         return "math"
     if name == "logic" or (name.startswith("logic:") and name in names()):
         return "logic"
+    if name in _korbench_names():
+        return "korbench"
+    if name in _rg_names():
+        return "rg"
     raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
 
 
@@ -49,9 +68,7 @@ def splits(name: str) -> tuple[str, ...]:
         from .math import splits_of
 
         return splits_of(name)
-    from .logic import LogicTask
-
-    return LogicTask.splits
+    return task_class(name)[0].splits
 
 
 def pool_size(name: str, split: str) -> int | None:
@@ -61,10 +78,8 @@ def pool_size(name: str, split: str) -> int | None:
         from .toy import ToyTask
 
         return ToyTask.sizes.get(split)
-    if family == "logic":
-        from .logic import LogicTask
-
-        return LogicTask.sizes.get(split)
+    if family in ("logic", "korbench", "rg"):
+        return task_class(name)[0].sizes.get(split)
     if name in _MATH_SHIPPED and split in splits(name):
         from .math import shipped_size
 
@@ -87,7 +102,35 @@ def get(name: str, **options: Any) -> Task:
 
         kind = name.partition(":")[2] or None
         return LogicTask(kind, **options)
+    if _family(name) in ("korbench", "rg"):
+        cls, _ = task_class(name)
+        return cls(name.partition(":")[2], **options)
     raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
+
+
+def task_class(name: str):
+    """The class `get(name)` builds and how many leading arguments the registry fills itself (config validation
+    checks a params file's `task_options` against the rest)."""
+    family = _family(name)
+    if family == "toy":
+        from .toy import ToyTask
+
+        return ToyTask, 0
+    if family == "logic":
+        from .logic import LogicTask
+
+        return LogicTask, 1
+    if family == "korbench":
+        from .korbench import KorBenchTask
+
+        return KorBenchTask, 1
+    if family == "rg":
+        from .reasoning_gym import ReasoningGymTask
+
+        return ReasoningGymTask, 1
+    from .math import MathTask
+
+    return MathTask, 1
 
 
 def verifier(name: str):

@@ -1,0 +1,162 @@
+"""`studykit export verl PARAMS --out DIR`: a run's problems as verl parquet, a launch script, and a pre-created run.
+
+DIR gets:
+- `train.parquet` (the training pool: `data.train_split` capped at `data.train_size`) and `val.parquet` (every eval
+  set, `limit` applied), in verl's RL dataset schema (studykit.integrations.verl_translate.row);
+- `launch.sh`: `python -m verl.trainer.main_ppo` with the translated Hydra overrides and the MLflow environment
+  (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME, MLFLOW_RUN_ID), then `studykit import verl` (its epilogue) with the
+  run's exit status, so the run ends FINISHED or FAILED with studykit's eval metrics in it;
+- `manifest.json`: the config, its hash, the run id, the eval sets and their data sources, the departures.
+
+The run is created in the study's experiment with studykit's tags (config_hash included), params and `config.json`,
+tagged `engine=verl`, and left SCHEDULED until verl's MLflow logger starts it. Nothing is written (no files, no run)
+when a setting cannot be translated: the error lists every such setting.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import RunConfig
+from ..tasks import get as get_task
+from . import verl_translate as tr
+
+LAUNCH = "launch.sh"
+MANIFEST = "manifest.json"
+VALIDATION_DIR = "validation"
+
+
+@dataclass
+class Export:
+    out_dir: Path
+    files: list[Path]
+    run_id: str | None
+    n_train: int
+    n_val: dict[str, int] = field(default_factory=dict)
+    departures: list[str] = field(default_factory=list)
+
+
+def problem_sets(cfg: RunConfig):
+    """(train problems, [(eval set, task name, problems)]), loaded as studykit's trainer loads them."""
+    task = get_task(cfg.data.task, **cfg.data.task_options)
+    train = task.load(cfg.data.train_split)[: cfg.data.train_size]
+    evals = []
+    for es in cfg.eval.sets:
+        t = task if es.task == cfg.data.task else get_task(es.task)
+        evals.append((es, t, t.load(es.split)[: es.limit]))
+    return task, train, evals
+
+
+def rows(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
+    """The train and val records of verl's schema."""
+    task, train, evals = problem_sets(cfg)
+    template = cfg.data.template or task.template
+    reward = tr.reward_info(cfg, evaluation=False)
+    timeout = tr.verify_timeout(cfg, cfg.data.task)
+    train_rows = [tr.row(p, i, task=cfg.data.task, template=template, source=tr.data_source(cfg.data.task),
+                         reward=reward, split="train", timeout_s=timeout) for i, p in enumerate(train)]
+    val_rows: list[dict] = []
+    for es, t, problems in evals:
+        tmpl = cfg.data.template if es.task == cfg.data.task and cfg.data.template else t.template
+        val_rows += [tr.row(p, i, task=es.task, template=tmpl, source=tr.data_source(es.task, es.label),
+                            reward=tr.reward_info(cfg, evaluation=True), split=es.label,
+                            timeout_s=tr.verify_timeout(cfg, es.task)) for i, p in enumerate(problems)]
+    if not train_rows:
+        raise ValueError(f"data: task {cfg.data.task!r} split {cfg.data.train_split!r} has no problems to export")
+    return train_rows, val_rows
+
+
+def write_parquet(records: list[dict], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(records), path)
+
+
+def launch_script(cfg: RunConfig, overrides: list[str], env: dict[str, str], departures: list[str]) -> str:
+    """The bash launch script: environment, verl's trainer with the overrides, then the import epilogue (only with
+    a pre-created run: `MLFLOW_RUN_ID` in `env`)."""
+    epilogue = [
+        'if [ "$status" -eq 0 ]; then end=FINISHED; else end=FAILED; fi',
+        '"$PYTHON" -m studykit.cli import verl "$MLFLOW_RUN_ID" --dir "$HERE" --status "$end"',
+    ] if "MLFLOW_RUN_ID" in env else ["# exported with --no-run: no MLflow run to import into (verl logs to the console)"]
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# Written by `studykit export verl` for run {cfg.run_name()} (config_hash {cfg.config_hash()}).",
+        "# Run it where verl 0.9.1 and studykit are installed (README, Scaling out / verl). Extra arguments are more",
+        "# Hydra overrides (e.g. trainer.n_gpus_per_node=4). Knobs: N_GPUS, NNODES, TP, MAX_PROMPT_LENGTH, PYTHON.",
+        "# verl departs from studykit's loop here:",
+        *(f"#   - {d}" for d in departures),
+        "set -euo pipefail",
+        'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
+        *(f"export {k}={shlex.quote(v)}" for k, v in env.items()),
+        'PYTHON="${PYTHON:-python3}"',
+        "status=0",
+        '"$PYTHON" -m verl.trainer.main_ppo \\',
+        '  data.train_files="$HERE/train.parquet" data.val_files="$HERE/val.parquet" \\',
+        '  data.max_prompt_length="${MAX_PROMPT_LENGTH:-1024}" trainer.n_gpus_per_node="${N_GPUS:-8}" \\',
+        '  trainer.nnodes="${NNODES:-1}" actor_rollout_ref.rollout.tensor_model_parallel_size="${TP:-1}" \\',
+        f'  trainer.validation_data_dir="$HERE/{VALIDATION_DIR}" \\',
+        *(f"  {shlex.quote(o)} \\" for o in overrides),
+        '  "$@" || status=$?',
+        *epilogue,
+        'exit "$status"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _create_run(cfg: RunConfig, uri: str | None, manifest: dict) -> tuple[str, str, str]:
+    """(run id, tracking uri, experiment name) of a SCHEDULED run carrying studykit's tags."""
+    from mlflow.entities import Param
+
+    from .. import tracking
+
+    resolved = tracking.tracking_uri(uri or cfg.tracking.uri)
+    experiment = cfg.tracking.experiment or cfg.study
+    mlc = tracking.client(resolved)
+    exp_id = tracking.experiment_id(experiment, resolved)
+    tags = tracking.run_tags(cfg) | {"engine": "verl", "policy_saved": "none (verl run: checkpoints under "
+                                     "trainer.default_local_dir)"}
+    run = mlc.create_run(exp_id, tags=tags, run_name=cfg.run_name())
+    rid = run.info.run_id
+    params = [Param(k, str(v)[:6000]) for k, v in cfg.flat().items()]
+    for i in range(0, len(params), 100):
+        mlc.log_batch(rid, params=params[i:i + 100])
+    mlc.log_text(rid, json.dumps(cfg.model_dump(mode="json"), indent=2), "config.json")
+    mlc.log_dict(rid, manifest, f"verl/{MANIFEST}")
+    mlc.update_run(rid, status="SCHEDULED")
+    return rid, resolved, experiment
+
+
+def export(cfg: RunConfig, out_dir: str | Path, uri: str | None = None, create_run: bool = True) -> Export:
+    """Write the verl hand-off of `cfg` into `out_dir` (see the module docstring); ValueError when untranslatable."""
+    out = Path(out_dir).resolve()
+    checkpoint_dir = str((Path(cfg.tracking.checkpoint_dir) / f"verl-{cfg.config_hash()}").resolve())
+    experiment = cfg.tracking.experiment or cfg.study
+    overrides = tr.overrides(cfg, experiment=experiment, checkpoint_dir=checkpoint_dir)  # refuses first
+    train_rows, val_rows = rows(cfg)
+    sources = {es.label: tr.data_source(es.task, es.label) for es in cfg.eval.sets}
+    manifest = {"config": cfg.model_dump(mode="json"), "config_hash": cfg.config_hash(), "run_name": cfg.run_name(),
+                "eval_sets": sources, "n_train": len(train_rows),
+                "n_val": {lab: sum(r["data_source"] == src for r in val_rows) for lab, src in sources.items()},
+                "departures": tr.departures(cfg), "overrides": overrides}
+    run_id, resolved, env = None, None, {}
+    if create_run:
+        run_id, resolved, experiment = _create_run(cfg, uri, manifest)
+        env = {"MLFLOW_TRACKING_URI": resolved, "MLFLOW_EXPERIMENT_NAME": experiment, "MLFLOW_RUN_ID": run_id}
+    else:  # no run to log into: verl would make an untagged one of its own
+        overrides = [o if not o.startswith("trainer.logger=") else "trainer.logger=[console]" for o in overrides]
+    if cfg.algo.estimator in tr.CUSTOM_ESTIMATORS:
+        env |= {"VERL_USE_EXTERNAL_MODULES": tr.ESTIMATORS_MODULE, tr.LAM_ENV: str(cfg.algo.lam)}
+    manifest |= {"run_id": run_id, "tracking_uri": resolved, "overrides": overrides}
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "train.parquet", out / "val.parquet", out / LAUNCH, out / MANIFEST]
+    write_parquet(train_rows, files[0])
+    write_parquet(val_rows, files[1])
+    files[2].write_text(launch_script(cfg, overrides, env, manifest["departures"]))
+    files[2].chmod(0o755)
+    files[3].write_text(json.dumps(manifest, indent=2))
+    return Export(out, files, run_id, len(train_rows), manifest["n_val"], manifest["departures"])

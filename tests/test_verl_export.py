@@ -1,0 +1,264 @@
+"""`studykit export verl` writes verl's RL dataset schema (read back with pyarrow and pandas), a launch script with the
+translated overrides, and a SCHEDULED MLflow run with studykit's tags; untranslatable settings are refused, each
+named, before anything is written; `studykit import verl` maps verl's validation names and rescores its dumps into
+studykit's eval metrics and per-problem counts. Uses a sqlite MLflow store in a temp folder (no verl import)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from studykit import tracking
+from studykit.config import validate
+from studykit.integrations import verl_translate as tr
+from studykit.integrations.verl_export import export
+from studykit.integrations.verl_import import import_run, map_val_metric
+from studykit.runs import load_counts
+
+BASE = {
+    "study": "verlt", "rq": "rq1", "claim": "ground_truth", "condition": "ground_truth",
+    "model": {"name": "Qwen/Qwen2.5-7B", "finetune": "lora", "dtype": "bfloat16", "lora_rank": 8, "lora_alpha": 16},
+    "data": {"task": "math500", "train_split": "test", "train_size": 10},
+    "algo": {"clip_low": 0.2, "clip_high": 0.28},
+    "train": {"steps": 3, "prompts_per_step": 8, "group_size": 4, "mini_batches": 2, "lr": 2e-6,
+              "max_new_tokens": 512},
+    "eval": {"sets": [{"task": "math500", "limit": 3}, {"task": "logic:dyck", "limit": 2, "name": "dyck"}],
+             "n_samples": 2, "ks": [1, 2], "every": 0},
+}
+
+
+def cfg_of(**sections):
+    data = json.loads(json.dumps(BASE))
+    for key, value in sections.items():
+        data[key] = data.get(key, {}) | value if isinstance(value, dict) else value
+    return validate(data)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("verl_store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    tracking.client(uri)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def exported(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("verl_export")
+    cfg = cfg_of(tracking={"checkpoint_dir": str(out / "ckpt")})
+    return cfg, export(cfg, out / "job", uri=store)
+
+
+def test_parquet_has_verls_columns_and_types(exported):
+    cfg, result = exported
+    table = pq.read_table(result.out_dir / "train.parquet")
+    assert table.column_names == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
+    schema = table.schema
+    assert schema.field("data_source").type == pa.string() and schema.field("ability").type == pa.string()
+    assert schema.field("prompt").type == pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    assert schema.field("reward_model").type.field("ground_truth").type == pa.string()
+    extra = schema.field("extra_info").type
+    assert extra.field("problem_id").type == pa.string() and extra.field("index").type == pa.int64()
+    assert extra.field("reward").type.field("name").type == pa.string()
+    df = pd.read_parquet(result.out_dir / "train.parquet")
+    assert len(df) == 10 and set(df["data_source"]) == {"studykit/math500"} and set(df["ability"]) == {"math"}
+    first = df.iloc[0]
+    assert first["prompt"][0]["role"] == "user" and "<answer> </answer>" in first["prompt"][0]["content"]
+    assert first["extra_info"]["question"] in first["prompt"][0]["content"]
+    assert first["extra_info"]["reward"]["name"] == "ground_truth" and first["extra_info"]["reward"]["format_gate"]
+    assert json.loads(first["extra_info"]["meta"])["task"] == "math500"
+    val = pd.read_parquet(result.out_dir / "val.parquet")
+    assert list(val["data_source"].value_counts().sort_index().items()) == [
+        ("studykit/logic:dyck/dyck", 2), ("studykit/math500/math500", 3)]
+    assert not any(r["reward"]["format_gate"] for r in val["extra_info"])  # evaluation scores correctness
+    assert result.n_val == {"math500": 3, "dyck": 2}
+
+
+def test_launch_script_carries_the_translated_run(exported):
+    cfg, result = exported
+    script = (result.out_dir / "launch.sh").read_text()
+    subprocess.run(["bash", "-n", str(result.out_dir / "launch.sh")], check=True)
+    for override in ("algorithm.adv_estimator=grpo", "algorithm.norm_adv_by_std_in_grpo=True",
+                     "actor_rollout_ref.actor.clip_ratio_low=0.2", "actor_rollout_ref.actor.clip_ratio_high=0.28",
+                     "actor_rollout_ref.actor.loss_agg_mode=token-mean", "actor_rollout_ref.actor.use_kl_loss=False",
+                     "algorithm.kl_ctrl.kl_coef=0.0", "algorithm.filter_groups.enable=True",
+                     "data.train_batch_size=8", "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+                     "actor_rollout_ref.actor.optim.lr=2e-06", "trainer.total_training_steps=3",
+                     "actor_rollout_ref.rollout.n=4", "actor_rollout_ref.rollout.temperature=1.0",
+                     "data.max_response_length=512", "actor_rollout_ref.model.lora_rank=8",
+                     "actor_rollout_ref.model.lora_alpha=16", "actor_rollout_ref.model.target_modules=all-linear",
+                     "reward.custom_reward_function.path=pkg://studykit.integrations.verl",
+                     "reward.custom_reward_function.name=compute_score", "'trainer.logger=[console,mlflow]'",
+                     "trainer.test_freq=3", "trainer.validation_data_dir="):
+        assert override in script, override
+    assert f"export MLFLOW_RUN_ID={result.run_id}" in script and "export MLFLOW_EXPERIMENT_NAME=verlt" in script
+    assert "studykit.cli import verl" in script
+
+
+def test_the_run_is_precreated_with_studykits_tags(exported, store):
+    cfg, result = exported
+    run = tracking.client(store).get_run(result.run_id)
+    assert run.info.status == "SCHEDULED"
+    tags = run.data.tags
+    assert tags["config_hash"] == cfg.config_hash() and tags["engine"] == "verl"
+    assert {k: tags[k] for k in ("study", "claim", "model", "task", "seed")} == {
+        "study": "verlt", "claim": "ground_truth", "model": "Qwen/Qwen2.5-7B", "task": "math500", "seed": "0"}
+    assert run.data.params["train.lr"] == "2e-06"
+
+
+@pytest.mark.parametrize("algo,expected", [
+    ({"estimator": "dr_grpo"}, ["algorithm.adv_estimator=grpo", "algorithm.norm_adv_by_std_in_grpo=False"]),
+    ({"estimator": "nsr"}, ["algorithm.adv_estimator=studykit_nsr",
+                            "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES="
+                            "studykit.integrations.verl_estimators"]),
+    ({"estimator": "w_reinforce", "lam": 0.3}, ["algorithm.adv_estimator=studykit_w_reinforce",
+                                                "algorithm.filter_groups.enable=False",
+                                                "+ray_kwargs.ray_init.runtime_env.env_vars.STUDYKIT_W_REINFORCE_LAM=0.3"]),
+    ({"kl_coef": 0.01, "agg": "seq-mean-token-sum"}, ["actor_rollout_ref.actor.use_kl_loss=True",
+                                                      "actor_rollout_ref.actor.kl_loss_coef=0.01",
+                                                      "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum"]),
+])
+def test_estimators_and_loss_settings_translate(algo, expected):
+    got = tr.overrides(cfg_of(algo=algo), experiment="e", checkpoint_dir="/c")
+    assert set(expected) <= set(got)
+
+
+def test_untranslatable_settings_are_refused_each_by_name(tmp_path, store):
+    cfg = cfg_of(model={"name": "toy:strong", "finetune": "qlora", "lora_dropout": 0.1},
+                 reward={"name": "majority_vote"}, algo={"clip": False, "tis_cap": 2.0},
+                 train={"mini_batches": 3}, eval={"max_new_tokens": 64})
+    with pytest.raises(ValueError) as err:
+        export(cfg, tmp_path / "job", uri=store)
+    for field in ("model.name", "model.finetune", "model.lora_dropout", "reward.name", "algo.clip", "algo.tis_cap",
+                  "train.mini_batches", "eval.max_new_tokens"):
+        assert field in str(err.value), field
+    assert not (tmp_path / "job").exists()
+    exp = tracking.client(store).get_experiment_by_name("verlt")
+    runs = tracking.client(store).search_runs([exp.experiment_id], "tags.model = 'toy:strong'")
+    assert not runs  # no run created for a refused export
+
+
+def test_verl_validation_names_map_to_studykits():
+    sources = {"math500": "studykit/math500/math500", "dyck": "studykit/logic:dyck/dyck"}
+    assert map_val_metric("val-core/studykit/math500/math500/acc/mean_at_16", sources) == "eval/math500/avg_at_16"
+    assert map_val_metric("val-core/studykit/math500/math500/acc/mean@16", sources) == "eval/math500/avg_at_16"
+    assert map_val_metric("val-aux/studykit/logic:dyck/dyck/acc/best_at_4/mean", sources) == "eval/dyck/verl_best_at_4"
+    assert map_val_metric("val-aux/studykit/math500/math500/format/mean_at_16", sources) == "eval/math500/format_rate"
+    for other in ("val-aux/studykit/math500/math500/acc/best_at_4/std", "val-aux/studykit/other/x/acc/mean_at_4",
+                  "val-aux/studykit/math500/math500/reward/mean_at_4", "actor/pg_loss", "val-aux/num_turns/min"):
+        assert map_val_metric(other, sources) is None, other
+
+
+def _dump(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_import_rescores_validation_dumps_into_eval_metrics_and_counts(exported, store):
+    from studykit.tasks import get as get_task
+
+    cfg, result = exported
+    val = pd.read_parquet(result.out_dir / "val.parquet")
+    mlc = tracking.client(store)
+    mlc.log_metric(result.run_id, "val-core/studykit/math500/math500/acc/mean_at_2", 0.5, step=0)  # verl's (wrong)
+    mlc.log_metric(result.run_id, "val-core/studykit/math500/math500/acc/best_at_2/mean", 0.0, step=0)
+    for step, right_first in ((0, False), (3, True)):  # step 0: nothing right; step 3: the first sample right
+        rows = []
+        for _, r in val.iterrows():
+            info = r["extra_info"]
+            answer = r["reward_model"]["ground_truth"]
+            for j in range(2):
+                text = f"<think>t</think> <answer>{answer if (right_first and j == 0) else 'zz'}</answer>"
+                rows.append({"input": "p", "output": text, "gts": None, "score": 0.0, "step": step,
+                             "studykit_set": info["split"], "studykit_problem_id": info["problem_id"], "uid": "u"})
+        _dump(result.out_dir / "validation" / f"{step}.jsonl", rows)
+    done = import_run(result.run_id, result.out_dir, uri=store, status="FINISHED")
+    assert done.steps == [0, 3] and done.renamed == {
+        "val-core/studykit/math500/math500/acc/best_at_2/mean": "eval/math500/verl_best_at_2"}
+    assert done.mismatches == ["eval/math500/avg_at_2 step 0: verl 0.5000, studykit 0.0000"]
+    run = mlc.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["alignment"].startswith("weak")
+    m = run.data.metrics
+    assert m["eval/math500/pass_at_1"] == 0.5 and m["eval/math500/pass_at_2"] == 1.0  # step 3 (latest)
+    assert m["eval/dyck/pass_at_1"] == 0.5 and m["eval/math500/format_rate"] == 1.0
+    hist = {x.step: x.value for x in mlc.get_metric_history(result.run_id, "eval/math500/pass_at_1")}
+    assert hist == {0: 0.0, 3: 0.5}
+    assert [(x.step, x.value) for x in mlc.get_metric_history(result.run_id, "eval/math500/avg_at_2")] == [
+        (0, 0.0), (3, 0.5)]  # each step once: the rescoring, not verl's copy
+    assert "avg_at_2 step 0" in run.data.tags["verl_import_mismatch"]
+    counts = load_counts(result.run_id, "math500", uri=store)
+    assert sorted(counts) == [0, 3] and counts[3].correct.tolist() == [1, 1, 1]
+    assert counts[3].problem_ids == [p.id for p in get_task("math500").load("test")[:3]]
+
+
+def test_import_refuses_a_dump_without_every_sample(exported, store, tmp_path):
+    import shutil
+
+    cfg, result = exported
+    job = tmp_path / "job"
+    shutil.copytree(result.out_dir, job, ignore=shutil.ignore_patterns("validation"))
+    _dump(job / "validation" / "0.jsonl", [{"output": "x", "studykit_set": "math500", "studykit_problem_id": "math500-0"}])
+    with pytest.raises(ValueError, match="without 2 completions"):
+        import_run(result.run_id, job, uri=store)
+
+
+def test_cli_export_and_its_refusal(tmp_path, capsys):
+    import yaml
+
+    from studykit.cli import main
+
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(BASE | {"tracking": {"checkpoint_dir": str(tmp_path / "ckpt")}}))
+    assert main(["export", "verl", str(good), "--out", str(tmp_path / "job"), "--no-run"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 10 training and 5 evaluation problems (math500: 3, dyck: 2)" in out and "launch: bash" in out
+    assert "MLFLOW_RUN_ID" not in (tmp_path / "job" / "launch.sh").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(BASE | {"reward": {"name": "self_certainty"}}))
+    assert main(["export", "verl", str(bad), "--out", str(tmp_path / "job2"), "--no-run"]) == 2
+    assert "reward.name: reward 'self_certainty' needs the completion's token log-probs" in capsys.readouterr().err
+    assert not (tmp_path / "job2").exists()
+
+
+def test_the_study_runner_leaves_an_exported_run_to_verl(store, tmp_path):
+    from studykit import claims
+
+    cfg = cfg_of(train={"seed": 5}, tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
+    run_id = export(cfg, tmp_path / "job", uri=store).run_id
+    mlc = tracking.client(store)
+
+    def settled():
+        return claims.settle(cfg, store, tmp_path / "none.ipynb", wait_s=0)
+
+    assert (settled().state, settled().run_id) == ("busy", run_id)  # SCHEDULED: verl has not started it
+    mlc.update_run(run_id, status="RUNNING")
+    assert settled().state == "busy" and mlc.get_run(run_id).info.status == "RUNNING"  # never reaped as stale
+    mlc.set_terminated(run_id, "FINISHED")
+    assert "not imported" in settled().note and mlc.get_run(run_id).info.status == "FINISHED"
+    mlc.set_tag(run_id, "verl_imported", "0")
+    assert (settled().state, settled().run_id) == ("done", run_id)  # no notebook needed
+    assert claims.finished_run(cfg, store) == run_id
+
+
+def test_a_study_cell_exports_with_the_studys_config_hash(tmp_path, capsys):
+    import yaml
+
+    from studykit.cli import main
+    from studykit.study import expand
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE | {"tracking": {"checkpoint_dir": str(tmp_path / "c")}}))
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"name": "verlt", "base": "base.yaml", "grid": {
+        "models": {"Qwen/Qwen2.5-7B": {}}, "tasks": ["math500"], "seeds": [0]}, "conditions": {
+        "ground_truth": {"rq": "rq1"}, "incorrect": {"rq": "rq1", "overrides": {"reward": {"name": "incorrect"}}}}}))
+    cell = next(c for c in expand(study) if c.config.claim == "incorrect")
+    assert main(["export", "verl", str(study), "--cell", cell.name, "--out", str(tmp_path / "job"), "--no-run"]) == 0
+    manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
+    assert manifest["config_hash"] == cell.config.config_hash() and manifest["config"]["reward"]["name"] == "incorrect"
+    assert main(["export", "verl", str(study), "--out", str(tmp_path / "job2"), "--no-run"]) == 2
+    assert "--cell NAME expected" in capsys.readouterr().err
