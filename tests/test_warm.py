@@ -95,3 +95,14 @@ def test_stop_ends_a_running_cell_and_its_kernel(executor, tmp_path):
     thread.join(60)
     assert not thread.is_alive() and box["rc"][0] != 0
     assert not psutil.pid_exists(kernel) or psutil.Process(kernel).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_zygote_that_died_before_its_first_cell_falls_back_to_plain_papermill(tmp_path):
+    ex = LocalExecutor(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ex.warm()
+    ex.zygote.proc.kill()
+    nb = _notebook(tmp_path / "t.ipynb", "print('plain')")
+    rc, tail = ex.run("t", nb, {}, tmp_path / "t-out.ipynb")
+    assert rc == 0, tail
+    assert not ex.zygote.usable and "warm kernel" not in (tmp_path / "logs" / "t.log").read_text()
+    ex.close()

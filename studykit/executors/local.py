@@ -84,9 +84,10 @@ class LocalExecutor:
             p.parent.mkdir(parents=True, exist_ok=True)
         pfile.write_text(yaml.safe_dump(params, sort_keys=False))
         if self.zygote is not None and self.zygote.usable:
+            # a zygote that died under this cell fails it (-9; its process died too); later cells run plain
             rc = self.zygote.run(key, notebook, out_nb, pfile, log)
-            if rc != -9 or self.zygote.usable:
-                return rc, error_tail(log)
+            if rc is not None:
+                return rc, error_tail(log) or ("" if rc != -9 else f"the warm-kernel zygote died (see {log.parent})")
         cmd = [sys.executable, "-m", "studykit.executors.child", "--parent", str(os.getpid()), "papermill",
                str(notebook), str(out_nb), "-f", str(pfile), "-k", KERNEL, "--cwd", str(Path.cwd()),
                "--no-progress-bar", "--log-output"]

@@ -63,15 +63,16 @@ class Zygote:
                 event.set()
         self.ready.set()
 
-    def run(self, key: str, notebook: Path, out_nb: Path, params_file: Path, log: Path) -> int:
-        """Execute one cell in a forked process; its exit code (-9 when the zygote died under it)."""
+    def run(self, key: str, notebook: Path, out_nb: Path, params_file: Path, log: Path) -> int | None:
+        """Execute one cell in a forked process; its exit code (-9 when the zygote died under it), or None when the
+        zygote never got ready (nothing was started: the caller runs the cell another way)."""
         if not self.ready.wait(READY_TIMEOUT) or not self.alive:
-            return -9
+            return None
         req = {"id": key, "notebook": str(notebook), "out": str(out_nb), "params": str(params_file),
                "cwd": str(Path.cwd()), "log": str(log.resolve())}
         with self.lock:
             if not self.alive:
-                return -9
+                return None
             event = self.events[key] = threading.Event()
             self.rcs.pop(key, None)
             self.proc.stdin.write((json.dumps(req) + "\n").encode())  # type: ignore[union-attr]
