@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import mlflow
 
-from . import metrics, plan, tracking
+from . import metrics, plan, timing, tracking
 from .config import RunConfig
 from .contamination import ContaminationResult, contamination  # noqa: F401  (contamination: public here too)
 from .evaluation import evaluate_set, metric_key
@@ -90,6 +90,7 @@ def measure(cfg: RunConfig, progress: bool = True) -> AlignmentResult:
         with mlflow.start_run(experiment_id=experiment) as run:
             mlflow.set_tags(tracking.run_tags(cfg) | {"rq": "alignment"} | tracking.owner_tags())
             mlflow.log_params(cfg.flat())
+            mlflow.log_metrics(timing.startup_metrics(), step=0)  # bench/study_time.py: time before any work
             for es in cfg.eval.sets:
                 task = get_task(es.task, **(cfg.data.task_options if es.task == cfg.data.task else {}))
                 problems = task.load(es.split)[: es.limit]

@@ -82,6 +82,7 @@ class _Context:
     uri: str
     executor: Executor
     stop: threading.Event
+    builds: object | None = None  # the toy-build stage's BuildRunner while it exists (stopped with the executor)
 
     @classmethod
     def make(cls, out_dir: Path, uri: str, executor: str = "local", **options) -> "_Context":
@@ -127,33 +128,58 @@ def _outcome(ctx: _Context, cell: Cell, rc: int, tail: str, run_id: str | None, 
     return CellOutcome(cell.name, "done", run_id, None, seconds)
 
 
-def _schedule(ctx: _Context, cells: list[Cell], workers: int, progress: bool) -> list[CellOutcome]:
-    from tqdm.auto import tqdm
+def _schedule(ctx: _Context, cells: list[Cell], workers: int, progress: bool, study: str = "",
+              skipped: int = 0) -> list[CellOutcome]:
+    """Run `cells` (and first the toy builds they need) `workers` at a time in dependency order."""
+    from .executors.builds import BuildRunner, toy_builds
+    from .study_progress import StudyProgress
 
+    builds = toy_builds(cells)
+    needs = {cell: label for label, b in builds.items() for cell in b.cells}
+    queued_builds = list(builds)
+    runner = ctx.builds = BuildRunner(ctx.out_dir)
     pending = {c.name: c for c in cells}
     finished: set[str] = set()
     outcomes: dict[str, CellOutcome] = {}
-    bar = tqdm(total=len(cells), desc="study", disable=not progress)
+    bar = StudyProgress(study, len(cells), workers, builds, enabled=progress, skipped=skipped)
     running: dict[Future, str] = {}
+
+    def launch(name: str, fn, *args) -> None:
+        running[pool.submit(fn, *args)] = name
+        bar.start(name)
+
+    def ready(c: Cell) -> bool:
+        return all(a in finished for a in c.after) and needs.get(c.name, "") not in builds.keys() - finished
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        while pending or running:
+        while pending or running or queued_builds:
             if not ctx.stop.is_set():
-                for name in [n for n, c in pending.items() if all(a in finished for a in c.after)]:
+                while queued_builds and len(running) < workers:  # builds first: cells wait for them
+                    label = queued_builds.pop(0)
+                    launch(label, runner.run, builds[label])
+                for name in [n for n, c in pending.items() if ready(c)]:
                     if len(running) >= workers:
                         break
-                    running[pool.submit(_run_cell, ctx, pending.pop(name))] = name
+                    launch(name, _run_cell, ctx, pending.pop(name))
             if ctx.stop.is_set() and not running:
                 break
             if not running:  # only cells whose predecessors are outside this run: release them
                 name = next(iter(pending))
-                running[pool.submit(_run_cell, ctx, pending.pop(name))] = name
+                launch(name, _run_cell, ctx, pending.pop(name))
             done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
             for fut in done:
                 name = running.pop(fut)
-                outcomes[name] = fut.result()
                 finished.add(name)
-                bar.update(1)
-                bar.set_postfix_str(f"{name}: {outcomes[name].status}")
+                if name in builds:
+                    fut.result()
+                    bar.finish(name)
+                    if builds[name].error:
+                        print(f"toy build {name} failed (its cells will try it again; log: "
+                              f"{ctx.out_dir / 'logs'}):\n{builds[name].error}", file=sys.stderr)
+                    continue
+                outcomes[name] = fut.result()
+                bar.finish(name, outcomes[name].status, outcomes[name].seconds)
+            bar.tick()
     bar.close()
     for name in pending:
         outcomes[name] = CellOutcome(name, "interrupted", error="not started: the study was interrupted")
@@ -215,12 +241,17 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
         else:
             todo.append(c)
     result = {"verdicts": ("", None)}
+    started = time.time()
 
     def body() -> None:
-        outcomes.update({o.name: o for o in _schedule(ctx, _drop_done(todo, outcomes), workers, progress)})
+        outcomes.update({o.name: o for o in _schedule(ctx, _drop_done(todo, outcomes), workers, progress,
+                                                      spec.name, len(outcomes))})
         _write_failures(ctx.out_dir, [outcomes[c.name] for c in cells])
         if compare and not ctx.stop.is_set():
+            t_compare = time.time()
             result["verdicts"] = _compare(ctx, spec, here)
+            result["compare_s"] = time.time() - t_compare
+        _write_timing(ctx, started, workers, result.get("compare_s"))
 
     interrupted = _with_signals(ctx, body)
     verdicts, error = result["verdicts"]
@@ -238,6 +269,15 @@ def _executor_options(executor: str, spec: StudySpec, address: str | None) -> di
     return {}
 
 
+def _write_timing(ctx: _Context, started: float, workers: int, compare_s: float | None) -> None:
+    """`outputs/<study>/timing.json`: this invocation's wall time, workers, toy builds and compare step (read by
+    bench/study_time.py with the cells' seconds from summary.json and their runs' time/ metrics)."""
+    builds = ctx.builds.records() if ctx.builds is not None else []
+    _write_json(ctx.out_dir / "timing.json", {"started": started, "wall_s": round(time.time() - started, 2),
+                                               "workers": workers, "builds": builds, "compare_s": compare_s,
+                                               "warm_kernels": getattr(ctx.executor, "zygote", None) is not None})
+
+
 def _drop_done(todo: list[Cell], done: dict[str, CellOutcome]) -> list[Cell]:
     for c in todo:
         c.after = [a for a in c.after if a not in done]
@@ -248,7 +288,11 @@ def _with_signals(ctx: _Context, body) -> bool:
     """Run body; on SIGINT, SIGTERM or SIGHUP stop launching and stop the children. Returns whether it was
     interrupted."""
     if threading.current_thread() is not threading.main_thread():
-        body()
+        try:
+            _warm(ctx)
+            body()
+        finally:
+            _close(ctx)
         return ctx.stop.is_set()
 
     def handler(signum, frame):
@@ -257,14 +301,27 @@ def _with_signals(ctx: _Context, body) -> bool:
                   file=sys.stderr)
             ctx.stop.set()
             threading.Thread(target=ctx.executor.stop, daemon=True).start()
+            if ctx.builds is not None:
+                threading.Thread(target=ctx.builds.stop, daemon=True).start()
 
     old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
+        _warm(ctx)
         body()
     finally:
         for sig, previous in old.items():
             signal.signal(sig, previous)
+        _close(ctx)
     return ctx.stop.is_set()
+
+
+def _warm(ctx: _Context) -> None:
+    """Let the executor start what makes cells start faster (the local executor's warm-kernel zygote)."""
+    getattr(ctx.executor, "warm", lambda: None)()
+
+
+def _close(ctx: _Context) -> None:
+    getattr(ctx.executor, "close", lambda: None)()
 
 
 def format_summary(summary: StudySummary) -> str:
@@ -307,5 +364,9 @@ def run_one(notebook: str | Path, params_file: str | Path, uri: str | None = Non
         return box[0]
     params = load_yaml(params_file)
     ctx = _Context.make(Path("outputs") / str(params.get("study", "adhoc")), resolve_uri(uri))
-    rc, tail = ctx.executor.run(notebook.stem, notebook.resolve(), params, ctx.out_dir / notebook.name)
+    try:
+        _warm(ctx)
+        rc, tail = ctx.executor.run(notebook.stem, notebook.resolve(), params, ctx.out_dir / notebook.name)
+    finally:
+        _close(ctx)
     return CellOutcome(notebook.stem, "done" if rc == 0 else "failed", None, tail if rc else None)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, grpo, plan, rewards, selection, tracking, update  # noqa: F401 (grpo: tests patch trainer.grpo)
+from . import checkpoint, grpo, plan, rewards, selection, timing, tracking, update  # noqa: F401 (grpo: tests patch trainer.grpo)
 from .alignment import label_for
 from .metric_buffer import MetricBuffer, replay
 from .config import RunConfig
@@ -176,6 +176,7 @@ def _log_start(run: _Run) -> None:
     mlflow.set_tags(tracking.run_tags(cfg))
     mlflow.log_params(cfg.flat())
     mlflow.log_text(json.dumps(cfg.model_dump(mode="json"), indent=2), "config.json")
+    run.metrics.add(timing.startup_metrics(), step=0)  # bench/study_time.py: the cell's time before any work
     if run.one_shot is not None:
         example, choice = run.one_shot
         mlflow.set_tags({"one_shot.example_id": example.id, "one_shot.rule": choice.rule,

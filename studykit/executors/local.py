@@ -9,6 +9,12 @@ on a SIGKILL of the study; its kernel runs from a `python3` kernelspec written t
 papermill. Both run in sessions of their own (a Ctrl-C in the terminal reaches only the study process, which then
 stops them in order). `stop` sends SIGINT to papermill's group and to each of its descendants (the kernel: the
 trainer then ends its run KILLED), then SIGTERM, then SIGKILL, `grace` seconds apart.
+
+Warm kernels (the default on Linux; `STUDYKIT_WARM_KERNELS=0` turns them off): each cell runs in a process forked
+from a zygote that imported the cells' libraries once (`studykit.executors.zygote`), with the same log, exit codes,
+sessions, parent-death chain (study -> zygote -> cell process -> kernel) and `stop` behaviour; a cell still gets a
+kernel of its own that ran nothing before. If the zygote cannot start or dies, cells fall back to the papermill
+subprocesses above.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ import yaml
 from ..procs import descendants, signal_tree
 
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-KERNEL = "python3"  # the name the notebooks' metadata already uses: executed notebooks open anywhere
+KERNEL = "python3"
+WARM_KERNELS = lambda: os.environ.get("STUDYKIT_WARM_KERNELS", "1") != "0"  # noqa: E731 - read at warm() time  # the name the notebooks' metadata already uses: executed notebooks open anywhere
 
 
 def write_kernelspec(root: Path) -> Path:
@@ -52,6 +59,16 @@ class LocalExecutor:
         self.procs: dict[str, subprocess.Popen] = {}
         self.lock = threading.Lock()
         self.jupyter = write_kernelspec(out_dir / ".jupyter")
+        self.zygote = None
+
+    def warm(self) -> None:
+        """Start the zygote now (it imports while the caller prepares). Call it from the thread that lives as long
+        as the executor is used: the zygote dies with that thread (parent-death signal). Cells run before it, or
+        without it, run as plain papermill subprocesses."""
+        if self.zygote is None and sys.platform.startswith("linux") and WARM_KERNELS():
+            from .warm import Zygote
+
+            self.zygote = Zygote(self.env(), self.out_dir / "logs" / "zygote.log")
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ, **CHILD_ENV, MLFLOW_TRACKING_URI=self.uri)
@@ -66,6 +83,11 @@ class LocalExecutor:
         for p in (pfile, log, out_nb):
             p.parent.mkdir(parents=True, exist_ok=True)
         pfile.write_text(yaml.safe_dump(params, sort_keys=False))
+        if self.zygote is not None and self.zygote.usable:
+            # a zygote that died under this cell fails it (-9; its process died too); later cells run plain
+            rc = self.zygote.run(key, notebook, out_nb, pfile, log)
+            if rc is not None:
+                return rc, error_tail(log) or ("" if rc != -9 else f"the warm-kernel zygote died (see {log.parent})")
         cmd = [sys.executable, "-m", "studykit.executors.child", "--parent", str(os.getpid()), "papermill",
                str(notebook), str(out_nb), "-f", str(pfile), "-k", KERNEL, "--cwd", str(Path.cwd()),
                "--no-progress-bar", "--log-output"]
@@ -79,16 +101,40 @@ class LocalExecutor:
         return rc, error_tail(log)
 
     def stop(self, grace: float = 10.0) -> None:
+        import psutil
+
         with self.lock:
             procs = list(self.procs.values())
+        for pid in self.zygote.running_pids() if self.zygote is not None else []:
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
         trees = {p.pid: descendants(p.pid) for p in procs}
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            live = [p for p in procs if p.poll() is None]
+            live = [p for p in procs if _running(p)]
             for p in live:
                 signal_tree(p.pid, trees[p.pid], sig)
             deadline = time.time() + grace
-            while any(p.poll() is None for p in live) and time.time() < deadline:
+            while any(_running(p) for p in live) and time.time() < deadline:
                 time.sleep(0.2)
+
+    def close(self) -> None:
+        """End the zygote (cells that still run die with it); nothing else outlives the executor anyway."""
+        if self.zygote is not None:
+            self.zygote.close()
+
+
+def _running(proc) -> bool:
+    """A Popen or psutil.Process that has not exited (a zombie has exited)."""
+    if isinstance(proc, subprocess.Popen):
+        return proc.poll() is None
+    import psutil
+
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def error_tail(log: Path, lines: int = 15) -> str:

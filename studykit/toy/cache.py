@@ -61,13 +61,13 @@ def is_valid(folder: Path) -> bool:
     return True
 
 
-def _write_entry(tmp: Path, name: str, recipe: ToyRecipe, progress: bool) -> None:
+def _write_entry(tmp: Path, name: str, recipe: ToyRecipe, progress: bool, on_step=None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .pretrain import train
     from .tokenizer import build_tokenizer
 
-    model = train(recipe, progress=progress, desc=f"toy:{name}")
+    model = train(recipe, progress=progress, desc=f"toy:{name}", on_step=on_step)
     model.save_pretrained(tmp)
     build_tokenizer().save_pretrained(tmp)
     info = {"name": name, "key": recipe.key(), "recipe": recipe.model_dump()}
@@ -85,9 +85,16 @@ def _clear(path: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def ensure_built(name: str, *, progress: bool = True, **knobs: Any) -> Path:
+def is_built(name: str, **knobs: Any) -> bool:
+    """Whether toy model `name` with `knobs` has a valid cache entry (cheap: no torch import)."""
+    name = name.removeprefix("toy:")
+    return is_valid(entry_dir(name, recipe_for(name, **knobs)))
+
+
+def ensure_built(name: str, *, progress: bool = True, on_step=None, **knobs: Any) -> Path:
     """The cache folder of toy model `name` (`strong`, `weak-method`, `weak-skill`, `custom`, with or
-    without the `toy:` prefix) with `knobs` replacing recipe fields, built first if missing or corrupt."""
+    without the `toy:` prefix) with `knobs` replacing recipe fields, built first if missing or corrupt.
+    `on_step(done, total)` is passed to the pretraining loop (progress reporting)."""
     name = name.removeprefix("toy:")
     recipe = recipe_for(name, **knobs)
     final = entry_dir(name, recipe)
@@ -102,7 +109,7 @@ def ensure_built(name: str, *, progress: bool = True, **knobs: Any) -> Path:
         tmp.mkdir(parents=True)
         print(f"studykit: building toy:{name} into {final}", file=sys.stderr)
         try:
-            _write_entry(tmp, name, recipe, progress)
+            _write_entry(tmp, name, recipe, progress, on_step)
             _clear(final)
             os.rename(tmp, final)
         finally:

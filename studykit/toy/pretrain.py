@@ -10,6 +10,7 @@ is the alignment dial itself.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -51,8 +52,10 @@ def train(
     model: LlamaForCausalLM | None = None,
     progress: bool = True,
     desc: str = "toy pretrain",
+    on_step: Callable[[int, int], None] | None = None,
 ) -> LlamaForCausalLM:
-    """Pretrain (a fresh model, or continue `model`) for `recipe.steps` steps; returns it in eval mode."""
+    """Pretrain (a fresh model, or continue `model`) for `recipe.steps` steps; returns it in eval mode.
+    `on_step(done, total)`, when given, is called after every optimizer step (a study's progress line)."""
     torch.set_num_threads(1)
     model = model if model is not None else init_model(recipe)
     rng = random.Random(recipe.seed)
@@ -69,4 +72,6 @@ def train(
         opt.zero_grad(set_to_none=True)
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if on_step is not None:
+            on_step(step + 1, recipe.steps)
     return model.eval()
