@@ -97,7 +97,7 @@ def cmd_ui(args) -> int:
     from .tracking import tracking_uri
     from .ui import serve
 
-    return serve(tracking_uri(args.uri), args.host, args.port)
+    return serve(tracking_uri(args.uri), args.host, args.port, args.workers, args.jobs)
 
 
 def _check_one(path: str) -> str:
@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others get a warning)")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--uri")
+    p.add_argument("--workers", type=int, default=1, help="web workers (default 1: one local user)")
+    p.add_argument("--jobs", action="store_true", help="also start MLflow's job runner (server-side jobs)")
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("params", help="parameter files")

@@ -171,3 +171,45 @@ def test_a_failed_run_and_a_failed_compare_fail_the_study(tmp_path, monkeypatch)
     assert [f["name"] for f in failed] == ["random-custom-toy-s0"]
     again = run_study(path, workers=1, progress=False, compare=False)
     assert [o.status for o in again.outcomes] == ["skipped", "failed"] and again.exit_code == 1
+
+
+def test_the_study_is_a_tree_of_named_runs_with_sources_and_datasets(smoke):
+    from studykit import tracking
+
+    client = _client(smoke["uri"])
+    exp = client.get_experiment_by_name("smoke")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = _runs(smoke["uri"])
+    (parent,) = [r for r in runs if r.data.tags.get("rq") == "study"]
+    assert "report/verdicts.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    cells = {c.config.config_hash(): c for c in expand(SMOKE)}
+    children = [r for r in runs if r.data.tags.get("config_hash")]
+    assert {r.data.tags["config_hash"] for r in children} == set(cells)
+    for run in children:
+        cell = cells[run.data.tags["config_hash"]]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["mlflow.runName"] == tracking.display_name(cell.config)
+        assert run.data.tags["mlflow.source.name"].endswith(cell.notebook.name)
+        contexts = {t.value for d in run.inputs.dataset_inputs for t in d.tags if t.key == "mlflow.data.context"}
+        assert contexts == ({"eval/toy"} if cell.config.rq == "alignment" else {"training", "eval/toy"})
+    evals = {d.dataset.digest for r in children if r.data.tags["rq"] == "rq1" for d in r.inputs.dataset_inputs
+             if d.dataset.name.startswith("toy ")}
+    assert len(evals) == 1  # both cells were evaluated on the same problems: one dataset
+
+
+def test_the_ui_in_a_real_browser_lists_the_cells_under_the_study_run(smoke):
+    from studykit import uicheck
+
+    if uicheck.chromium_path() is None:
+        pytest.skip("no chromium on PATH (.ci/run installs Debian's chromium; locally: apt-get install chromium)")
+    pytest.importorskip("playwright", reason="the dev extra's playwright drives chromium")
+    runs = _runs(smoke["uri"])
+    (parent,) = [r for r in runs if r.data.tags.get("rq") == "study"]
+    names = sorted(r.data.tags["mlflow.runName"] for r in runs if r.data.tags.get("config_hash"))
+    exp_id = _client(smoke["uri"]).get_experiment_by_name("smoke").experiment_id
+    with uicheck.serving(smoke["uri"]) as base, uicheck.page() as pg:
+        uicheck.open_runs(pg, base, exp_id, "study smoke")
+        collapsed = uicheck.run_rows(pg)
+        assert [r.splitlines()[-1] for r in collapsed] == ["study smoke"]  # the cells are nested, not top level
+        shown = [r.splitlines()[-1] for r in uicheck.expand(pg, "study smoke", names[0])]
+    assert shown[0] == "study smoke" and sorted(shown[1:]) == names, shown
