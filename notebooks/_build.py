@@ -136,7 +136,7 @@ display(Markdown(report.out_dir.joinpath("verdicts.md").read_text()))""",
     display(Markdown(f"**{png.stem.replace('_', ' ')}** (`{png}`)"))
     display(Image(filename=str(png)))""",
     """from studykit.claim_notes import explain_claims
-display(Markdown("## Per claim\n\n" + explain_claims(report.table)))
+display(Markdown("## Per claim\\n\\n" + explain_claims(report.table)))
 print(f"MLflow: the study's parent run {report.run_id} holds this report; `studykit ui`, then open experiment "
       f"{spec.name!r} (its cells are the parent's children; group by the tag `group` to pool seeds)")""",
 ]

@@ -284,3 +284,5 @@ def test_notebooks_have_one_current_parameters_cell_and_no_outputs(nb_path):
         assert values["train"]["steps"] <= 20 and values["model"]["name"].startswith("toy:")  # a laptop demo
     nb = nbformat.read(nb_path, as_version=4)
     assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        compile(cell.source, f"{nb_path.name} code cell {i}", "exec")  # a builder quoting slip fails here, not in a study
