@@ -40,6 +40,19 @@ def answers(port: int) -> bool:
         return False
 
 
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process and its live descendants (including their reaped children)."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
 def measure(cmd: list[str], port: int, env: dict[str, str], timeout: float = 600) -> dict:
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -49,9 +62,10 @@ def measure(cmd: list[str], port: int, env: dict[str, str], timeout: float = 600
                 raise RuntimeError(f"{cmd[:4]} did not answer (exit {proc.poll()})")
             time.sleep(0.2)
         seconds = time.monotonic() - t0
+        cpu = _cpu_seconds(proc.pid)  # load-independent: the CPU time the tree spent getting there
         time.sleep(3)  # let late children (job runner workers) appear before counting
         tree = psutil.Process(proc.pid).children(recursive=True)
-        return {"seconds": round(seconds, 1), "processes": 1 + len(tree)}
+        return {"seconds": round(seconds, 1), "cpu_s": round(cpu, 1), "processes": 1 + len(tree)}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -87,8 +101,9 @@ def main() -> None:
                 env.pop("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", None)
                 cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", str(port)]
             results[name].append(measure(cmd, port, env))
-            print(f"{name:22s} run {i}: answers after {results[name][-1]['seconds']:6.1f} s, "
-                  f"{results[name][-1]['processes']} processes", flush=True)
+            r = results[name][-1]
+            print(f"{name:22s} run {i}: answers after {r['seconds']:6.1f} s wall, {r['cpu_s']:5.1f} CPU s, "
+                  f"{r['processes']} processes", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({"cpus": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2), **results}))
 
