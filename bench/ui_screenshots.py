@@ -23,7 +23,7 @@ def small_copy(src: Path, dst: Path, width: int) -> Path:
     img = Image.open(src)
     if img.width > width:
         img = img.resize((width, round(img.height * width / img.width)), Image.LANCZOS)
-    img.convert("RGB").save(dst, optimize=True)
+    img.convert("RGB").quantize(colors=128).save(dst, optimize=True)  # a palette keeps figures small
     return dst
 
 

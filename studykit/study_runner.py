@@ -226,12 +226,13 @@ def run_study(path: str | Path, workers: int = 2, only: str | None = None, dry_r
 
     try:
         interrupted = _with_signals(ctx, body)
-    except BaseException:
-        _close_parent(ctx, parent, "FAILED")
+    except BaseException as err:
+        _close_parent(ctx, parent, "FAILED", f"the study process failed: {type(err).__name__}: {err}")
         raise
     verdicts, error = result["verdicts"]
     summary = StudySummary(spec.name, [outcomes[c.name] for c in cells], verdicts, interrupted, error)
-    _close_parent(ctx, parent, {0: "FINISHED", 130: "KILLED"}.get(summary.exit_code, "FAILED"))
+    _close_parent(ctx, parent, {0: "FINISHED", 130: "KILLED"}.get(summary.exit_code, "FAILED"),
+                  format_summary(summary).splitlines()[0])
     return summary
 
 
@@ -258,10 +259,13 @@ def _adopt(ctx: _Context, parent: str, run_ids: list[str]) -> None:
             mlc.set_tag(run_id, "mlflow.parentRunId", parent)
 
 
-def _close_parent(ctx: _Context, run_id: str, status: str) -> None:
+def _close_parent(ctx: _Context, run_id: str, status: str, reason: str) -> None:
+    """The study's outcome on its run: the status and, as `status_reason`, the summary line ("study toy: done 3")."""
     from .tracking import client
 
-    client(ctx.uri).set_terminated(run_id, status)
+    mlc = client(ctx.uri)
+    mlc.set_tag(run_id, "status_reason", reason[:500])
+    mlc.set_terminated(run_id, status)
 
 
 def _source_name(notebook: Path) -> str:
