@@ -1,11 +1,15 @@
 """Build the study notebooks with nbformat, so they are reviewed as code: `python notebooks/_build.py`.
 
 Each run notebook has one cell tagged `parameters` with one variable per top-level field of
-`studykit.config.RunConfig` (defaults = `RunConfig().model_dump()`), then a few short cells that call studykit.
-`10_compare.ipynb` takes `study_file`, `uri` and `thresholds` and reports on the study's current cells. The notebooks are written without outputs.
-A run notebook raises when its run did not end FINISHED, and prints its run id (the study runner checks that an
-executed notebook on disk belongs to the run before it logs it).
-Rerun this script whenever RunConfig changes (tests/test_params.py checks the parameters cells are current).
+`studykit.config.RunConfig`; its defaults are the laptop demo of `params/toy/demo.yaml` with the notebook's own
+question set (`OWN`), validated and dumped in full, so a notebook run top to bottom by hand takes a minute or two on
+a CPU. The study runner and `studykit run` inject a whole validated config, so a study cell never sees these
+defaults. `10_compare.ipynb` takes `study_file`, `uri` and `thresholds` and reports on the study's current cells,
+inline: the verdict table, the figures and one explanation per claim. The notebooks are written without outputs.
+Opened by hand from `notebooks/`, a notebook works from the repository root (so `mlruns/`, `params/`, `reports/`
+are the repository's). A run notebook raises when its run did not end FINISHED, and prints its run id (the study
+runner checks that an executed notebook on disk belongs to the run before it logs it).
+Rerun this script whenever RunConfig or the demo changes (tests/test_params.py checks the parameters cells are current).
 """
 
 from __future__ import annotations
@@ -19,14 +23,19 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 
 THREADS = """import os
+from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")"""
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if Path.cwd().name == "notebooks" and (Path.cwd().parent / "params").is_dir():  # opened by hand in JupyterLab:
+    os.chdir(Path.cwd().parent)  # work from the repository root, beside its mlruns/, params/ and reports/"""
 
 SETUP = """import torch
 torch.set_num_threads(train.get("threads", 1))
 os.environ["OMP_NUM_THREADS"] = str(train.get("threads", 1))
 from studykit.config import validate
+if not tracking.get("source_name"):  # the MLflow run names this notebook as its source
+    tracking = dict(tracking, source_name="notebooks/{name}")
 cfg = validate(dict(study=study, rq=rq, claim=claim, condition=condition, model=model, data=data, reward=reward,
                     algo=algo, train=train, eval=eval, tracking=tracking), source="notebook parameters")
 print(cfg.run_name(), cfg.config_hash())"""
@@ -62,20 +71,46 @@ rows = [{"set": s, "stat": stat, "fraction": f, "mean": v[0], "lo": v[1], "hi": 
 pd.DataFrame(rows).round(3) if rows else 'probe off (eval.contamination.enabled = false)'"""
 
 
-def parameters_source() -> str:
-    from studykit.config import RunConfig
+DEMO = HERE.parent / "params" / "toy" / "demo.yaml"
+# Each run notebook's own question on the demo (deep-merged into params/toy/demo.yaml).
+OWN = {
+    "00_alignment.ipynb": {"rq": "alignment", "claim": "alignment", "condition": "alignment", "train": {"steps": 0},
+                           "eval": {"n_samples": 16, "ks": [1, 2, 4, 8, 16]}},
+    "01_reward_signal.ipynb": {},
+    "02_one_shot.ipynb": {"rq": "rq2", "claim": "one_shot", "condition": "one_shot",
+                          # base_variance needs no earlier run (historical_variance reads the full-data run's history)
+                          "data": {"selection": "one_shot", "one_shot": {"rule": "base_variance", "pool": 32,
+                                                                         "n_samples": 8}}},
+    "03_negative_samples.ipynb": {"rq": "rq3", "claim": "nsr", "condition": "nsr", "algo": {"estimator": "nsr"}},
+}
+EXAMPLES = {"00_alignment.ipynb": "alignment.yaml", "01_reward_signal.ipynb": "rq1_random.yaml",
+            "02_one_shot.ipynb": "rq2_one_shot.yaml", "03_negative_samples.ipynb": "rq3_nsr.yaml"}
+RECIPES = ("These defaults are a laptop demo (`params/toy/demo.yaml`: a small toy model, 20 steps; a minute or two on "
+           "a CPU, the first time plus the toy model's build). The study's recipes come in through params files: "
+           "`studykit run notebooks/{name} -f params/toy/{example}` (toy), `params/paper/base.yaml` (the paper's "
+           "GPU recipe), or edit the cell below. `studykit run` and `studykit study` pass a whole validated config; "
+           "plain `papermill -f` replaces only the sections the file names.")
 
-    dump = RunConfig().model_dump(mode="python")
-    lines = ["# Parameters: one variable per RunConfig field (papermill overrides them)."]
-    for key, value in dump.items():
+
+def defaults(name: str) -> dict:
+    """The validated, complete defaults of run notebook `name` (what its parameters cell holds)."""
+    from studykit.config import deep_merge, load_yaml, validate
+
+    return validate(deep_merge(load_yaml(DEMO), OWN[name]), source=f"{DEMO} + {name}").model_dump(mode="python")
+
+
+def parameters_source(name: str) -> str:
+    lines = ["# Parameters: one variable per RunConfig field (papermill overrides them); the demo defaults."]
+    for key, value in defaults(name).items():
         text = pprint.pformat(value, width=110, sort_dicts=False)
         lines.append(f"{key} = {text}")
     return "\n".join(lines)
 
 
-def run_notebook(title: str, intro: str, body: list[str]) -> nbformat.NotebookNode:
-    params = new_code_cell(parameters_source(), metadata={"tags": ["parameters"]})
-    cells = [new_markdown_cell(f"# {title}\n\n{intro}"), new_code_cell(THREADS), params, new_code_cell(SETUP)]
+def run_notebook(name: str, title: str, intro: str, body: list[str]) -> nbformat.NotebookNode:
+    params = new_code_cell(parameters_source(name), metadata={"tags": ["parameters"]})
+    cells = [new_markdown_cell(f"# {title}\n\n{intro}\n\n{RECIPES.format(name=name, example=EXAMPLES[name])}"), new_code_cell(THREADS),
+             params, new_code_cell(SETUP.replace("{name}", name))]
     cells += [new_code_cell(src) for src in body]
     return _notebook(cells)
 
@@ -104,32 +139,39 @@ report = analysis.write_report(spec.name, [c.config for c in cells], uri=uri,
 print(f"{report.n_cells} cells, {len(report.missing)} without a FINISHED run")
 print("wrote", *[str(p) for p in report.files], sep="\\n  ")""",
     """from IPython.display import Markdown, Image, display
-display(Markdown(report.out_dir.joinpath("verdicts.md").read_text()))
-for png in sorted(report.out_dir.glob("*.png")):
+display(Markdown(report.out_dir.joinpath("verdicts.md").read_text()))""",
+    """for png in sorted(report.out_dir.glob("*.png")):  # alignment pass@k, training curves, ratio heatmap, RQ3 pass@k
+    display(Markdown(f"**{png.stem.replace('_', ' ')}** (`{png}`)"))
     display(Image(filename=str(png)))""",
+    """from studykit.claim_notes import explain_claims
+display(Markdown("## Per claim\\n\\n" + explain_claims(report.table)))
+print(f"MLflow: the study's parent run {report.run_id} holds this report; `studykit ui`, then open experiment "
+      f"{spec.name!r} (its cells are the parent's children; group by the tag `group` to pool seeds)")""",
 ]
 
 
 def build() -> list[Path]:
     books = {
         "00_alignment.ipynb": run_notebook(
-            "Model-task alignment", "pass@k curves of the base model (k = 1..K) with bootstrap bands, the strong/weak "
-            "label and the rule that gave it, and the contamination probe (clean or contaminated). Logs one MLflow run "
-            "(rq=alignment).", [ALIGN, CONTAMINATION]),
+            "00_alignment.ipynb", "Model-task alignment", "pass@k curves of the base model (k = 1..K) with bootstrap "
+            "bands, the strong/weak label and the rule that gave it, and the contamination probe (clean or "
+            "contaminated). Logs one MLflow run (rq=alignment).", [ALIGN, CONTAMINATION]),
         "01_reward_signal.ipynb": run_notebook(
-            "RQ1: does the reward signal matter?", "One model x task x reward x seed per execution "
+            "01_reward_signal.ipynb", "RQ1: does the reward signal matter?", "One model x task x reward x seed per execution "
             "(`reward.name`: ground_truth, random, incorrect, format, majority_vote, self_certainty).",
             [TRAIN, PLOT_RUN]),
         "02_one_shot.ipynb": run_notebook(
-            "RQ2: one-shot RL", "`data.selection`: full or one_shot (`data.one_shot.rule`); shows which example was "
+            "02_one_shot.ipynb", "RQ2: one-shot RL", "`data.selection`: full or one_shot (`data.one_shot.rule`); shows which example was "
             "chosen.", [TRAIN, ONE_SHOT, PLOT_RUN]),
         "03_negative_samples.ipynb": run_notebook(
-            "RQ3: negative samples", "`algo.estimator`: grpo, nsr, psr, w_reinforce.", [TRAIN, PLOT_RUN]),
+            "03_negative_samples.ipynb", "RQ3: negative samples", "`algo.estimator`: grpo, nsr, psr, w_reinforce.", [TRAIN, PLOT_RUN]),
         "10_compare.ipynb": _notebook([
             new_markdown_cell("# Compare: verdict table\n\nExpands the study file, reads the runs of its current "
                               "cells from MLflow (a run of an edited or dropped cell does not count), writes "
-                              "reports/<study>/ (verdicts with bootstrap intervals, figures) and logs it as a run "
-                              "with rq=report."),
+                              "reports/<study>/ (verdicts with bootstrap intervals, figures), logs it into the "
+                              "study's parent run (rq=study), and shows the table, the figures and one explanation "
+                              "per claim below. Open it on a finished study (`studykit study params/studies/toy.yaml`"
+                              " first; set `study_file` for another study)."),
             new_code_cell(THREADS),
             new_code_cell(COMPARE_PARAMS, metadata={"tags": ["parameters"]}),
             *[new_code_cell(src) for src in COMPARE]]),

@@ -94,6 +94,7 @@ def measure(cfg: RunConfig, progress: bool = True) -> AlignmentResult:
             for es in cfg.eval.sets:
                 task = get_task(es.task, **(cfg.data.task_options if es.task == cfg.data.task else {}))
                 problems = task.load(es.split)[: es.limit]
+                tracking.log_problem_sets(None, [(tracking.set_name(es.label, es.task, es.split, es.limit), problems)])
                 res = evaluate_set(sampler, problems, es.label, task=task, template=task.template,
                                    tokenizer=policy.tokenizer, n=n,
                                    ks=ks, temperature=cfg.eval.temperature,

@@ -13,7 +13,9 @@ rule, the seed pairing, the bootstrap intervals and the departures from the pape
 - figures (`studykit.figures.report_figures`): alignment pass@k, training accuracy, the ratio heatmap with its
   intervals, and pass@k before and after training of the RQ3 claims and ground truth;
 
-and logs the folder to MLflow as a run tagged `rq=report` (metrics `report/<verdict>` counts, `report/missing`).
+and logs the folder into the study's parent run (`tracking.study_run`, tag `rq=study`; the cells are its children)
+as `report/` artifacts with metrics `report/<verdict>` counts and `report/missing`. A parent run that no live
+process owns (made here, or left by a killed study) is marked FINISHED; a running study's stays its own.
 This module reads MLflow; it never imports the study layer (studykit.study, study_runner, cli): the caller expands
 the study file and passes the cells.
 """
@@ -112,21 +114,22 @@ def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None,
 
 def _log_report(study: str, experiments: list[str], uri: str | None, folder: Path, table: pd.DataFrame,
                 missing: int) -> str:
-    """Log the report folder as a FINISHED `rq=report` run in the first of `experiments` that exists."""
+    """Log the report folder into the study's parent run, in the first of `experiments` that exists."""
+    from .tracking import owner_state, study_run
+
     mlc = client(uri)
     exp = next(e for e in map(mlc.get_experiment_by_name, experiments) if e is not None)
-    from .tracking import owner_tags  # who writes its status: a run left RUNNING by a killed compare is found stale
-
-    run = mlc.create_run(exp.experiment_id, run_name=f"report-{study}",
-                         tags={"study": study, "rq": "report", **owner_tags()})
+    run_id = study_run(study, exp.name, uri)
     counts = table["verdict"].value_counts()
-    for verdict in ("holds", "partial", "fails", "uncertain"):
-        mlc.log_metric(run.info.run_id, f"report/{verdict}", float(counts.get(verdict, 0)))
-    mlc.log_metric(run.info.run_id, "report/n_a", float(table["verdict"].str.startswith("n/a").sum()))
-    mlc.log_metric(run.info.run_id, "report/missing", float(missing))
-    mlc.log_artifacts(run.info.run_id, str(folder), artifact_path="report")
-    mlc.set_terminated(run.info.run_id, "FINISHED")
-    return run.info.run_id
+    values = {f"report/{v}": float(counts.get(v, 0)) for v in ("holds", "partial", "fails", "uncertain")}
+    values |= {"report/n_a": float(table["verdict"].str.startswith("n/a").sum()), "report/missing": float(missing)}
+    for key, value in values.items():
+        mlc.log_metric(run_id, key, value)
+    mlc.log_artifacts(run_id, str(folder), artifact_path="report")
+    run = mlc.get_run(run_id)
+    if run.info.status != "FINISHED" and owner_state(run.data.tags) != "alive":
+        mlc.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 def run_summary(run_id: str, uri: str | None = None) -> dict[str, Any]:

@@ -105,7 +105,7 @@ def cmd_ui(args) -> int:
     if uri.startswith(("http://", "https://")):  # a tracking server serves the UI itself
         print(f"{uri} is a tracking server: open it in a browser (it serves the MLflow UI)")
         return 0
-    return serve(uri, args.host, args.port)
+    return serve(uri, args.host, args.port, args.workers, args.jobs)
 
 
 def _check_one(path: str) -> str:
@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others get a warning)")
     p.add_argument("--port", type=int, default=5000)
     _uri_option(p)
+    p.add_argument("--workers", type=int, default=1, help="web workers (default 1: one local user)")
+    p.add_argument("--jobs", action="store_true", help="also start MLflow's job runner (server-side jobs)")
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("params", help="parameter files")

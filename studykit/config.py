@@ -352,6 +352,13 @@ class TrackingConfig(_Section):
     `full` weights + tokenizer (for lora: the adapter merged in; not qlora), `none`; `auto` = the adapter for
     lora/qlora, full weights for full fine-tuning up to 200M parameters, else nothing (tag `policy_saved` says why)."""
 
+    parent_run: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+    """MLflow run id of the study's parent run (tag `mlflow.parentRunId`), so the UI shows the study as a tree; set
+    by `studykit study` for every cell, None for a single run (`studykit run`, a notebook opened by hand)."""
+    source_name: str | None = None
+    """What the run's `mlflow.source.name` tag names: the notebook it executes (the study runner and `studykit run`
+    set the notebook's path, each notebook its own name); None = MLflow's guess (the kernel process)."""
+
     _uri = field_validator("uri")(checks.check_tracking_uri)
     _folder = field_validator("checkpoint_dir")(checks.check_folder)
 

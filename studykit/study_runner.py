@@ -20,6 +20,10 @@ Guarantees (`studykit.claims` has the details):
   notebook raised, or its run ended FAILED, or it produced no run) or the compare step failed, 130 when
   interrupted; a study that expands to no cells is a ConfigError (exit 2 from the CLI). Failures are written to
   `outputs/<study>/failed.json` (and every outcome to `summary.json`), replaced atomically.
+* The study has one parent run in MLflow (`tracking.study_run`, tag `rq=study`, found again by every rerun): each
+  cell's run is its child (`tracking.parent_run` in the cell's parameters becomes `mlflow.parentRunId`), the compare
+  step logs the report into it, and its status is the study's last outcome (RUNNING while a study process runs it,
+  then FINISHED, FAILED or KILLED by the exit code). `run_one` (`studykit run`) makes no parent.
 * The compare step runs under the study's `compare` claim (one at a time per store); report runs left RUNNING by a
   killed compare are marked KILLED first.
 """
@@ -242,6 +246,10 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
             todo.append(c)
     result = {"verdicts": ("", None)}
     started = time.time()
+    parent = _open_parent(ctx, spec, cells)
+    _adopt(ctx, parent, [o.run_id for o in outcomes.values() if o.run_id])
+    for c in todo:
+        c.params = _cell_params(c, parent)
 
     def body() -> None:
         outcomes.update({o.name: o for o in _schedule(ctx, _drop_done(todo, outcomes), workers, progress,
@@ -253,9 +261,64 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
             result["compare_s"] = time.time() - t_compare
         _write_timing(ctx, started, workers, result.get("compare_s"))
 
-    interrupted = _with_signals(ctx, body)
+    try:
+        interrupted = _with_signals(ctx, body)
+    except BaseException as err:
+        _close_parent(ctx, parent, "FAILED", f"the study process failed: {type(err).__name__}: {err}")
+        raise
     verdicts, error = result["verdicts"]
-    return StudySummary(spec.name, [outcomes[c.name] for c in cells], verdicts, interrupted, error)
+    summary = StudySummary(spec.name, [outcomes[c.name] for c in cells], verdicts, interrupted, error)
+    _close_parent(ctx, parent, {0: "FINISHED", 130: "KILLED"}.get(summary.exit_code, "FAILED"),
+                  format_summary(summary).splitlines()[0])
+    return summary
+
+
+def _open_parent(ctx: _Context, spec: StudySpec, cells: list[Cell]) -> str:
+    """The study's parent run (made once, reused by every rerun), RUNNING and owned by this process."""
+    from .runs import experiments_of
+    from .tracking import client, owner_tags, study_run
+
+    run_id = study_run(spec.name, experiments_of([c.config for c in cells], spec.name)[0], ctx.uri)
+    mlc = client(ctx.uri)
+    mlc.update_run(run_id, status="RUNNING")
+    for key, value in owner_tags().items():
+        mlc.set_tag(run_id, key, value)
+    return run_id
+
+
+def _adopt(ctx: _Context, parent: str, run_ids: list[str]) -> None:
+    """Finished cell runs made before the study had a parent run (older code, `studykit run`) become its children."""
+    from .tracking import client
+
+    mlc = client(ctx.uri)
+    for run_id in run_ids:
+        if "mlflow.parentRunId" not in mlc.get_run(run_id).data.tags:
+            mlc.set_tag(run_id, "mlflow.parentRunId", parent)
+
+
+def _close_parent(ctx: _Context, run_id: str, status: str, reason: str) -> None:
+    """The study's outcome on its run: the status and, as `status_reason`, the summary line ("study toy: done 3")."""
+    from .tracking import client
+
+    mlc = client(ctx.uri)
+    mlc.set_tag(run_id, "status_reason", reason[:500])
+    mlc.set_terminated(run_id, status)
+
+
+def _source_name(notebook: Path) -> str:
+    """The notebook as a user finds it: relative to the working directory when under it."""
+    try:
+        return str(Path(notebook).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(notebook)
+
+
+def _cell_params(cell: Cell, parent: str | None) -> dict:
+    """The cell's papermill parameters with its MLflow lineage: its notebook as source, the study's run as parent."""
+    params = dict(cell.params)
+    if "tracking" in params:  # run notebooks (their parameters mirror RunConfig)
+        params["tracking"] = dict(params["tracking"], parent_run=parent, source_name=_source_name(cell.notebook))
+    return params
 
 
 def _executor_options(executor: str, spec: StudySpec, address: str | None) -> dict:
@@ -358,6 +421,7 @@ def run_one(notebook: str | Path, params_file: str | Path, uri: str | None = Non
     if _is_run_notebook(notebook):
         cfg = load(params_file)
         cell = Cell(cfg.run_name(), notebook.resolve(), cfg, cfg.model_dump(mode="json"))
+        cell.params = _cell_params(cell, cfg.tracking.parent_run)  # no study: no parent unless the file names one
         ctx = _Context.make(Path("outputs") / cfg.study, resolve_uri(uri or cfg.tracking.uri))
         box: list[CellOutcome] = []
         _with_signals(ctx, lambda: box.append(_run_cell(ctx, cell)))

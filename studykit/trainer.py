@@ -96,7 +96,7 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
     state = checkpoint.load(ckpt, run.policy, run.optimizer, run.scheduler) if run_id else None
     with mlflow.start_run(run_id=run_id, experiment_id=experiment) as active:
         run.run_id = active.info.run_id
-        mlflow.set_tags(tracking.owner_tags())  # this process writes the run's status from here on
+        mlflow.set_tags(tracking.owner_tags() | tracking.context_tags(cfg))  # this process writes its status now
         if state is None:
             _log_start(run)
         else:
@@ -177,6 +177,7 @@ def _log_start(run: _Run) -> None:
     mlflow.log_params(cfg.flat())
     mlflow.log_text(json.dumps(cfg.model_dump(mode="json"), indent=2), "config.json")
     run.metrics.add(timing.startup_metrics(), step=0)  # bench/study_time.py: the cell's time before any work
+    _log_datasets(run)
     if run.one_shot is not None:
         example, choice = run.one_shot
         mlflow.set_tags({"one_shot.example_id": example.id, "one_shot.rule": choice.rule,
@@ -184,6 +185,17 @@ def _log_start(run: _Run) -> None:
         run.metrics.add({"one_shot/index": choice.index, "one_shot/score": choice.score}, step=0)
     _evaluate(run, 0)
     run.metrics.flush(run.run_id)  # step 0 is there before the first checkpoint: a rerun without one starts anew
+
+
+def _log_datasets(run: _Run) -> None:
+    """The training set (the one example of a one-shot run, else the pool) and the eval sets as dataset inputs."""
+    cfg, d = run.cfg, run.cfg.data
+    if run.one_shot is not None:
+        train = (f"train ({d.task}/{d.train_split} one-shot #{run.one_shot[0].id})", [run.one_shot[0]])
+    else:
+        train = (tracking.set_name("train", d.task, d.train_split, d.train_size), run.data.pool)
+    tracking.log_problem_sets(train, [(tracking.set_name(es.label, es.task, es.split, es.limit), problems)
+                                      for es, _, problems in run.eval_sets])
 
 
 def _restore(run: _Run, state: dict) -> None:

@@ -1,8 +1,10 @@
 """`studykit ui`: the MLflow UI on the study store, for one local user, that stops completely.
 
-`serve(uri, host, port)` opens the store first (its tables are created or upgraded under the store lock, as every
-studykit process does), then runs `mlflow ui --workers 1` in a process group of its own, with MLflow's job runner
-off (`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false` unless set: it is for server-side jobs, not for browsing runs). On
+`serve(uri, host, port, workers=1, jobs=False)` opens the store first (its tables are created or upgraded under the
+store lock, as every studykit process does), then runs `mlflow ui --workers 1` in a process group of its own, with
+MLflow's job runner (a huey consumer and its worker processes, for server-side jobs, not for browsing runs) off:
+`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false` unless `jobs` (`studykit ui --jobs`) or the variable is set. One web
+worker for one local user starts in seconds where MLflow's defaults start several (`bench/ui_start.py`). On
 SIGINT, SIGTERM or SIGHUP the whole tree stops: SIGTERM to the group and to every descendant found before it (a
 process that left the group included), then SIGKILL after `GRACE_S`. The server also dies if this process is
 SIGKILLed (parent-death signal; its own workers then get no signal from us). The default host is 127.0.0.1; any
@@ -33,9 +35,31 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def command(uri: str, host: str, port: int) -> list[str]:
+def command(uri: str, host: str, port: int, workers: int = 1) -> list[str]:
     return [sys.executable, "-m", "studykit.executors.child", "--parent", str(os.getpid()), "mlflow", "ui",
-            "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
+            "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", str(workers)]
+
+
+def server_env(jobs: bool = False) -> dict[str, str]:
+    """The server's environment: MLflow's job runner off unless asked for (`jobs`, or the variable already set)."""
+    env = dict(os.environ)
+    if jobs:
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true"
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    return env
+
+
+def links(uri: str, host: str, port: int, limit: int = 8) -> str:
+    """Where each study's runs are: MLflow 3.17 opens an experiment on its GenAI overview unless the browser's
+    "Model training" switch is on; `workflowType=machine_learning` in the link turns it on (studykit.uicheck)."""
+    from .tracking import client
+    from .uicheck import runs_url
+
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    exps = [e for e in client(uri).search_experiments(max_results=limit + 1) if e.name != "Default"]
+    lines = [f"  {e.name}: {runs_url(f'http://{shown}:{port}', e.experiment_id)}" for e in exps[:limit]]
+    return "\n".join(["the studies' runs (each study's cells nested under its `study <name>` run):", *lines]
+                     if lines else ["no study in this store yet"])
 
 
 def stop(proc: subprocess.Popen, grace: float = GRACE_S) -> None:
@@ -53,7 +77,7 @@ def stop(proc: subprocess.Popen, grace: float = GRACE_S) -> None:
     proc.wait()
 
 
-def serve(uri: str, host: str = "127.0.0.1", port: int = 5000) -> int:
+def serve(uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1, jobs: bool = False) -> int:
     """Run the UI until it exits or a stop signal arrives; returns its exit code (0 when stopped by a signal)."""
     from .tracking import client
 
@@ -61,11 +85,10 @@ def serve(uri: str, host: str = "127.0.0.1", port: int = 5000) -> int:
     if not is_loopback(host):
         print(f"warning: serving the MLflow UI on {host}: anyone who can reach this address can read and change "
               "the store (no login); prefer 127.0.0.1 and an SSH tunnel", file=sys.stderr)
-    cmd = command(uri, host, port)
+    cmd = command(uri, host, port, workers)
     print("running:", " ".join(cmd[5:]))
-    env = dict(os.environ)
-    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    print(links(uri, host, port), flush=True)
+    proc = subprocess.Popen(cmd, env=server_env(jobs), start_new_session=True)
     asked = threading.Event()
     old = {sig: signal.signal(sig, lambda signum, frame: asked.set()) for sig in STOP_SIGNALS}
     try:

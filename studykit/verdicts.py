@@ -392,6 +392,11 @@ def _explain(row: pd.Series) -> str:
             f"{diag or 'none logged'}.")
 
 
+def explain(row: pd.Series) -> str:
+    """One markdown line on a verdict row: the verdict, pass@1 against ground truth, the interval, diagnostics."""
+    return _explain(row)
+
+
 def markdown(table: pd.DataFrame, thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -> str:
     """The verdict table in markdown, the rule, the claims that did not clearly reproduce, and the notes."""
     lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]

@@ -134,5 +134,8 @@ def check_invariants(world: World, study: Path = SMOKE) -> dict[str, list]:
         if r.info.status == "FINISHED":
             assert r.data.tags.get("owner_pid") and r.data.tags.get("owner_host"), r.data.tags
     assert (world.work / "reports" / name / "verdicts.json").is_file()
-    assert any(r.data.tags.get("rq") == "report" and r.info.status == "FINISHED" for r in runs)
+    parents = [r for r in runs if r.data.tags.get("rq") == "study"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED", "one parent run per study, FINISHED"
+    cell_runs = [r for r in runs if r.data.tags.get("config_hash")]
+    assert all(r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for r in cell_runs), "orphan cell run"
     return by_cell

@@ -302,7 +302,7 @@ def test_write_report_files_and_report_run(store, report, tmp_path):
     from mlflow.tracking import MlflowClient
 
     run = MlflowClient(tracking_uri=uri).get_run(report.run_id)
-    assert run.data.tags["rq"] == "report" and run.info.status == "FINISHED"
+    assert run.data.tags["rq"] == "study" and run.info.status == "FINISHED"  # the study's parent run, made here
     assert run.data.metrics["report/missing"] == 3 and run.data.metrics["report/uncertain"] == 2
     again = analysis.write_report(STUDY, cells, uri=uri, out_dir=tmp_path, figures=False, log_to_mlflow=False)
     assert again.table.drop(columns="note").equals(report.table.drop(columns="note"))  # the report run is no cell

@@ -78,7 +78,7 @@ def test_cells_ran_then_resumed_without_duplicates(smoke):
         assert status["alignment-custom-toy"] == "done", second.outcomes
         assert second.exit_code == 0
     assert all(o.status == "skipped" for o in third.outcomes if o.name != "alignment-custom-toy" or HAVE_ALIGNMENT)
-    hashes = [r.data.tags.get("config_hash") for r in _runs(smoke["uri"]) if r.data.tags.get("rq") != "report"]
+    hashes = [r.data.tags.get("config_hash") for r in _runs(smoke["uri"]) if r.data.tags.get("config_hash")]
     assert len(hashes) == len(set(hashes)), "a resumed study created a duplicate run"
 
 
@@ -124,8 +124,8 @@ def test_compare_wrote_the_verdict_table(any_smoke):
     if HAVE_ALIGNMENT:
         assert (folder / "pass_at_k.png").is_file()
         assert all(r["alignment"].startswith(("strong", "weak")) for r in records)
-    reports = [r for r in _runs(smoke["uri"]) if r.data.tags.get("rq") == "report"]
-    assert len(reports) == 1 and reports[0].info.status == "FINISHED"
+    parents = [r for r in _runs(smoke["uri"]) if r.data.tags.get("rq") == "study"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # three study runs, one parent
 
 
 def test_a_failing_cell_is_recorded_and_the_study_fails(tmp_path, monkeypatch):
@@ -225,7 +225,7 @@ def test_each_cell_has_one_finished_run_all_through_the_server(ray_smoke):
     exp = client.get_experiment_by_name("smoke")
     assert exp.artifact_location.startswith("mlflow-artifacts:")  # proxied: no client-side path
     runs = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'")
-    cells = [r for r in runs if r.data.tags.get("rq") != "report"]
+    cells = [r for r in runs if r.data.tags.get("config_hash")]
     hashes = [r.data.tags["config_hash"] for r in cells]
     assert len(cells) == 3 and len(set(hashes)) == 3, "a cell ran twice"
     served = ray_smoke["work"] / "mlruns/server-artifacts" / exp.experiment_id
@@ -233,8 +233,9 @@ def test_each_cell_has_one_finished_run_all_through_the_server(ray_smoke):
         assert r.info.artifact_uri.startswith("mlflow-artifacts:")
         assert r.data.tags["owner_host"] and r.data.tags["owner_pid"].isdigit()
         assert list((served / r.info.run_id / "artifacts/notebook").glob("*.ipynb")), "notebook not on the server"
-    reports = [r for r in runs if r.data.tags.get("rq") == "report"]
-    assert len(reports) == 1 and (served / reports[0].info.run_id / "artifacts").is_dir()
+    (parent,) = [r for r in runs if r.data.tags.get("rq") == "study"]  # the report lives in the study's run
+    assert (served / parent.info.run_id / "artifacts/report").is_dir()
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in cells)
 
 
 def test_the_owner_probe_asks_the_runs_own_node(ray_smoke, tmp_path):
@@ -301,6 +302,51 @@ def test_ctrl_c_cancels_running_and_pending_ray_tasks(ray_smoke, tmp_path, monke
     assert summary.interrupted and summary.exit_code == 130
     assert {o.status for o in summary.outcomes} == {"interrupted"}
     runs = client.search_runs([client.get_experiment_by_name("stopping").experiment_id], "")
+    (study_run,) = [r for r in runs if r.data.tags.get("rq") == "study"]
+    assert study_run.info.status == "KILLED"
+    runs = [r for r in runs if r.data.tags.get("config_hash")]
     assert len(runs) == 1 and runs[0].info.status == "KILLED", [(r.info.status, r.data.tags) for r in runs]
     kernel = int(runs[0].data.tags["owner_pid"])
     assert not psutil.pid_exists(kernel) or psutil.Process(kernel).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_study_is_a_tree_of_named_runs_with_sources_and_datasets(smoke):
+    from studykit import tracking
+
+    client = _client(smoke["uri"])
+    exp = client.get_experiment_by_name("smoke")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = _runs(smoke["uri"])
+    (parent,) = [r for r in runs if r.data.tags.get("rq") == "study"]
+    assert "report/verdicts.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    cells = {c.config.config_hash(): c for c in expand(SMOKE)}
+    children = [r for r in runs if r.data.tags.get("config_hash")]
+    assert {r.data.tags["config_hash"] for r in children} == set(cells)
+    for run in children:
+        cell = cells[run.data.tags["config_hash"]]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["mlflow.runName"] == tracking.display_name(cell.config)
+        assert run.data.tags["mlflow.source.name"].endswith(cell.notebook.name)
+        contexts = {t.value for d in run.inputs.dataset_inputs for t in d.tags if t.key == "mlflow.data.context"}
+        assert contexts == ({"eval/toy"} if cell.config.rq == "alignment" else {"training", "eval/toy"})
+    evals = {d.dataset.digest for r in children if r.data.tags["rq"] == "rq1" for d in r.inputs.dataset_inputs
+             if d.dataset.name.startswith("toy ")}
+    assert len(evals) == 1  # both cells were evaluated on the same problems: one dataset
+
+
+def test_the_ui_in_a_real_browser_lists_the_cells_under_the_study_run(smoke):
+    from studykit import uicheck
+
+    if uicheck.chromium_path() is None:
+        pytest.skip("no chromium on PATH (.ci/run installs Debian's chromium; locally: apt-get install chromium)")
+    pytest.importorskip("playwright", reason="the dev extra's playwright drives chromium")
+    runs = _runs(smoke["uri"])
+    (parent,) = [r for r in runs if r.data.tags.get("rq") == "study"]
+    names = sorted(r.data.tags["mlflow.runName"] for r in runs if r.data.tags.get("config_hash"))
+    exp_id = _client(smoke["uri"]).get_experiment_by_name("smoke").experiment_id
+    with uicheck.serving(smoke["uri"]) as base, uicheck.page() as pg:
+        uicheck.open_runs(pg, base, exp_id, "study smoke")
+        collapsed = uicheck.run_rows(pg)
+        assert [r.splitlines()[-1] for r in collapsed] == ["study smoke"]  # the cells are nested, not top level
+        shown = [r.splitlines()[-1] for r in uicheck.expand(pg, "study smoke", names[0])]
+    assert shown[0] == "study smoke" and sorted(shown[1:]) == names, shown
