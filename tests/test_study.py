@@ -291,7 +291,8 @@ def test_ctrl_c_cancels_running_and_pending_ray_tasks(ray_smoke, tmp_path, monke
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             exp = client.get_experiment_by_name("stopping")
-            if exp and client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'"):
+            # a cell's run (the study's own run is RUNNING from the start)
+            if exp and client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING' and tags.rq = 'rq1'"):
                 time.sleep(1.0)  # both cells submitted: one runs, one is pending
                 os.kill(os.getpid(), signal.SIGINT)
                 return

@@ -62,7 +62,7 @@ RUN_ROWS = [
     ("split-default", {"data": {"task": "math500"}}, "data.train_split", "splits test"),
     ("eval-split", {"eval": {"sets": [{"task": "aime24", "split": "train"}]}}, "eval.sets.0.split", "splits test"),
     ("template", {"data": {"template": "chat"}}, "data.template", "think, boxed, raw"),
-    ("toy-preset", {"model": {"name": "toy:medium"}}, "model.name", "strong, weak-method, weak-skill, custom"),
+    ("toy-preset", {"model": {"name": "toy:medium"}}, "model.name", "strong, weak-method, weak-skill, contaminated, custom"),
     ("toy-knob-name", {"model": {"name": "toy:custom", "toy": {"hiden": 3}}}, "model.toy.hiden", "sum_share"),
     ("toy-knob-preset", {"model": {"name": "toy:strong", "toy": {"steps": 3}}}, "model.toy", "toy:custom"),
     ("toy-knob-value", {"model": {"name": "toy:custom", "toy": {"num_heads": 3}}}, "model.toy", "must divide"),

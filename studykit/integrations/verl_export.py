@@ -120,7 +120,7 @@ def _create_run(cfg: RunConfig, uri: str | None, manifest: dict) -> tuple[str, s
     exp_id = tracking.experiment_id(experiment, resolved)
     tags = tracking.run_tags(cfg) | {"engine": "verl", "policy_saved": "none (verl run: checkpoints under "
                                      "trainer.default_local_dir)"}
-    run = mlc.create_run(exp_id, tags=tags, run_name=cfg.run_name())
+    run = mlc.create_run(exp_id, tags=tags)  # its name: the `mlflow.runName` tag of run_tags, as for every cell
     rid = run.info.run_id
     params = [Param(k, str(v)[:6000]) for k, v in cfg.flat().items()]
     for i in range(0, len(params), 100):
