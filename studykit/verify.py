@@ -259,20 +259,25 @@ def _check_here(pred: str, gold: str, timeout_s: float) -> bool | None:
         return False
 
 
-class _Worker:
-    """One `python -m studykit.verify` process answering JSON-line requests on its stdin/stdout."""
+class JsonLineWorker:
+    """A `python -m <module> --serve` child answering one JSON line per request line on stdin/stdout; a reply
+    that does not come in time is None (the caller then kills the child). Shared by the verifier's workers and
+    reasoning-gym's scorer process (studykit.tasks.reasoning_gym)."""
 
-    def __init__(self) -> None:
+    module = "studykit.verify"
+    start_s = _WORKER_START_S
+
+    def __init__(self, **env_extra: str) -> None:
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ, OMP_NUM_THREADS="1")
+        env = dict(os.environ, OMP_NUM_THREADS="1", **env_extra)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
-        cmd = [sys.executable, "-m", "studykit.verify", "--serve"]
+        cmd = [sys.executable, "-m", self.module, "--serve"]
         pipe = subprocess.PIPE
         self.proc = subprocess.Popen(cmd, stdin=pipe, stdout=pipe, stderr=subprocess.DEVNULL, env=env)
         self._buf = b""
-        if self._read_line(_WORKER_START_S) != {"ready": True}:
+        if self._read_line(self.start_s) != {"ready": True}:
             self.kill()
-            raise RuntimeError("studykit.verify worker process did not start")
+            raise RuntimeError(f"{self.module} worker process did not start")
 
     def _read_line(self, timeout: float) -> dict | None:
         deadline = time.monotonic() + timeout
@@ -288,21 +293,29 @@ class _Worker:
         line, _, self._buf = self._buf.partition(b"\n")
         return json.loads(line)
 
-    def ask(self, pred: str, gold: str, timeout_s: float) -> bool | None | str:
-        """The worker's verdict (None: its own deadline hit), or "silent" if it did not answer in time (the
-        caller then kills it)."""
+    def request(self, req: dict, timeout: float) -> dict | None:
+        """Send `req`; the reply, or None when none came within `timeout` (or the pipe broke)."""
         try:
-            self.proc.stdin.write(json.dumps({"p": pred, "g": gold, "t": timeout_s}).encode() + b"\n")
+            self.proc.stdin.write(json.dumps(req).encode() + b"\n")
             self.proc.stdin.flush()
-            reply = self._read_line(timeout_s + _GRACE_S)
+            return self._read_line(timeout)
         except (OSError, ValueError):
-            return "silent"
-        return "silent" if reply is None else reply.get("r")
+            return None
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+class _Worker(JsonLineWorker):
+    """One `python -m studykit.verify` process answering math_equal requests."""
+
+    def ask(self, pred: str, gold: str, timeout_s: float) -> bool | None | str:
+        """The worker's verdict (None: its own deadline hit), or "silent" if it did not answer in time (the
+        caller then kills it)."""
+        reply = self.request({"p": pred, "g": gold, "t": timeout_s}, timeout_s + _GRACE_S)
+        return "silent" if reply is None else reply.get("r")
 
 
 class _Pool:

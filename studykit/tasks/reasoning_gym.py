@@ -34,16 +34,13 @@ from __future__ import annotations
 
 import atexit
 import json
-import os
 import re
-import select
-import subprocess
 import sys
 import threading
-import time
 from functools import lru_cache
 from typing import Any
 
+from ..verify import JsonLineWorker
 from .base import Problem
 
 __all__ = ["ENABLED", "ReasoningGymTask", "score", "SIZES", "SPLITS"]
@@ -110,47 +107,18 @@ def _score_here(req: dict[str, Any]) -> float:
     return float(ds.score_answer(req["answer"], req["entry"]))
 
 
-class _Worker:
+class _Worker(JsonLineWorker):
     """The scorer process; `ask` gives the score, or None when it did not answer in time (it is then killed)."""
 
-    def __init__(self) -> None:
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
-        cmd = [sys.executable, "-m", "studykit.tasks.reasoning_gym", "--serve"]
-        pipe = subprocess.PIPE
-        self.proc = subprocess.Popen(cmd, stdin=pipe, stdout=pipe, stderr=subprocess.DEVNULL, env=env)
-        self.buf = b""
-        if self._line(_WORKER_START_S) != {"ready": True}:
-            self.kill()
-            raise RuntimeError("studykit.tasks.reasoning_gym: the scorer worker did not start")
+    module = "studykit.tasks.reasoning_gym"
+    start_s = _WORKER_START_S
 
-    def _line(self, timeout: float) -> dict | None:
-        deadline, fd = time.monotonic() + timeout, self.proc.stdout.fileno()
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return json.loads(line)
+    def __init__(self) -> None:
+        super().__init__(PYTHONWARNINGS="ignore")
 
     def ask(self, req: dict[str, Any], timeout_s: float) -> float | None:
-        try:
-            self.proc.stdin.write(json.dumps(req).encode() + b"\n")
-            self.proc.stdin.flush()
-            reply = self._line(timeout_s)
-        except (OSError, ValueError):
-            return None
+        reply = self.request(req, timeout_s)
         return None if reply is None else float(reply.get("score", 0.0))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 _LOCK = threading.Lock()
