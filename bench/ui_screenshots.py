@@ -3,7 +3,8 @@
     .venv/bin/python bench/ui_screenshots.py --study toy [--uri sqlite:///mlruns/mlflow.db] [--out docs]
 
 writes `docs/ui_runs.png` (the study's runs view: its parent run expanded, the cells beneath),
-`docs/ui_chart.png` (the runs view's chart of `--metric`, default the first `eval/<set>/pass_at_1` of the study)
+`docs/ui_chart.png` (the runs view's chart of `--metric`, default the first `eval/<set>/pass_at_1` of the study, over the
+runs `--filter` keeps)
 and `docs/report_<figure>.png` (`--report-dir`, default reports/<study>/*.png, scaled to at most `--width` pixels). Starts `studykit ui`
 on a free loopback port and drives Debian's chromium headless (studykit.uicheck); needs the dev extra.
 """
@@ -47,6 +48,9 @@ def main() -> None:
     ap.add_argument("--out", default="docs")
     ap.add_argument("--report-dir", default=None, help="the figures to copy (default: reports/<study>)")
     ap.add_argument("--metric", default=None)
+    ap.add_argument("--filter", default=None, help="MLflow search filter of the runs the chart compares, e.g. "
+                    "\"tags.rq = 'rq1' and tags.model = 'toy:strong' and tags.seed = '0'\" (default: the first runs "
+                    "under the expanded parent)")
     ap.add_argument("--width", type=int, default=900)
     args = ap.parse_args()
     uri, out = tracking.tracking_uri(args.uri), Path(args.out)
@@ -60,7 +64,14 @@ def main() -> None:
         uicheck.widen_names(pg)
         pg.wait_for_timeout(1000)
         wrote.append(uicheck.save(pg, out / "ui_runs.png"))
-        card = uicheck.chart_view(pg, metric)
+        if args.filter:  # the chart compares the runs the filter keeps (shown flat, without their parent)
+            shown = [c for c in children if c.info.run_id in {r.info.run_id for r in
+                                                               tracking.client(uri).search_runs([exp_id], args.filter)}]
+            if not shown:
+                sys.exit(f"--filter {args.filter!r} keeps none of the study's runs")
+            uicheck.filter_runs(pg, args.filter)
+            child = shown[0].data.tags["mlflow.runName"]
+        card = uicheck.chart_view(pg, metric, child)
         pg.wait_for_timeout(2000)  # the chart draws after its card appears
         wrote.append(uicheck.save(card, out / "ui_chart.png"))
     for png in sorted(Path(args.report_dir or f"reports/{args.study}").glob("*.png")):

@@ -12,32 +12,21 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 
+from studykit.procs import answers, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def answers(port: int) -> bool:
-    url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=1"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+def api_answers(port: int) -> bool:
+    return answers(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=1")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -57,7 +46,7 @@ def measure(cmd: list[str], port: int, env: dict[str, str], timeout: float = 600
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        while not answers(port):
+        while not api_answers(port):
             if proc.poll() is not None or time.monotonic() - t0 > timeout:
                 raise RuntimeError(f"{cmd[:4]} did not answer (exit {proc.poll()})")
             time.sleep(0.2)

@@ -84,7 +84,8 @@ def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None,
     sel = load_runs(study, cells, uri)
     if sel.runs.empty:
         raise ValueError(f"study {study!r}: none of its {sel.n_cells} cells has a FINISHED run in experiment(s) "
-                         f"{experiments_of(cells, study)} at {uri or 'the default store'}")
+                         f"{experiments_of(cells, study)} at {uri or 'the default store'}: run the study first "
+                         f"(`studykit study <its study file>`), or point `uri` at the store it ran in")
     runs = sel.runs
     claim_runs = runs[runs["rq"].isin(CLAIM_RQS)]
     hist = histories(claim_runs, uri)

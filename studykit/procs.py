@@ -5,7 +5,8 @@ Guarantees: `alive(pid, start)` is False for a pid that is gone, a zombie, or re
 at another time (the start time is the kernel's, in clock ticks since boot, from /proc); on a system without
 /proc only the pid is checked. `die_with_parent()` makes the calling process receive SIGKILL when the thread
 that forked it ends (Linux `prctl(PR_SET_PDEATHSIG)`; a no-op elsewhere) and exits at once when that parent is
-already gone. `descendants` and `signal_tree` reach a process tree across sessions (psutil). No studykit imports:
+already gone. `descendants` and `signal_tree` reach a process tree across sessions (psutil). `free_port` and
+`answers` start and wait for a local server (the UI, the tracking server, their tests). No studykit imports:
 everything above may use it.
 """
 
@@ -96,3 +97,21 @@ def signal_tree(pid: int, children: list, sig: int) -> None:
             child.send_signal(sig)
         except psutil.Error:
             pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now (the OS picks it; another process may still take it before it is bound)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def answers(url: str, timeout_s: float = 5.0) -> bool:
+    """Whether a GET of `url` returns HTTP 200 (False on any connection error or timeout)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return resp.status == 200
+    except OSError:
+        return False

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .procs import answers, free_port
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 EXPANDER = 'button[data-component-id*="runnamecellrenderer"]'  # the [+] before a parent run's name
 LOAD_S = 120.0  # a cold UI on a loaded 2-core machine takes this long to render its first table
@@ -77,9 +79,26 @@ def widen_names(pg, pixels: int = 260) -> None:
         pg.mouse.up()
 
 
-def chart_view(pg, metric: str, timeout_s: float = 60.0):
-    """Switch the runs view to its charts and return the chart card of `metric` (a locator)."""
+def filter_runs(pg, search: str) -> None:
+    """Type an MLflow search filter into the runs view's search box (MLflow keeps a matching run's parent, and
+    shows the matches under it when it is expanded)."""
+    box = pg.get_by_placeholder('metrics.rmse < 1 and params.model = "tree"')
+    box.fill(search)
+    box.press("Enter")
+
+
+def chart_view(pg, metric: str, child: str | None = None, timeout_s: float = 60.0):
+    """Switch the runs view to its charts and return the chart card of `metric` (a locator). The charts plot the
+    runs the side table shows, which starts with the parent collapsed: with `child`, expand the parent until that
+    child shows. The metric is typed into the chart search, since only cards scrolled into view are drawn."""
     pg.locator('label:has(input[value="CHART"])').first.click()
+    if child is not None:
+        expander = pg.locator(EXPANDER).first
+        expander.wait_for(timeout=timeout_s * 1000)
+        if not pg.get_by_text(child, exact=True).count():
+            expander.click()
+        pg.get_by_text(child, exact=True).first.wait_for(timeout=timeout_s * 1000)
+    pg.get_by_placeholder("Search metric charts").fill(metric)
     card = pg.locator('[data-testid="experiment-view-compare-runs-card"]').filter(has_text=metric).first
     card.wait_for(timeout=timeout_s * 1000)
     return card
@@ -92,22 +111,8 @@ def save(shot_of, path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _answers(base: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{base}/ajax-api/2.0/mlflow/experiments/search?max_results=1", timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
+    return answers(f"{base}/ajax-api/2.0/mlflow/experiments/search?max_results=1")
 
 
 @contextmanager
@@ -119,7 +124,7 @@ def serving(uri: str, timeout_s: float = 300.0) -> Iterator[str]:
     import sys
     import time
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "studykit.cli", "ui", "--uri", uri, "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -14,34 +14,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 
+from studykit.procs import answers, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params/studies/smoke.yaml"
 START_S = 300  # a loaded 2-core CI machine takes tens of seconds to import and start mlflow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def start_server(work: Path, *extra: str) -> tuple[subprocess.Popen, str]:

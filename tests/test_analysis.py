@@ -175,6 +175,13 @@ def test_missing_cells_are_reported(report):
     assert f"missing: 3 of {report.n_cells} cells" in md and "nsr-nsr-strong-toy-s1" in md
 
 
+
+def test_a_study_with_no_finished_run_says_to_run_it_first(tmp_path):
+    cells = [_cfg(*list(GAINS)[0])]
+    with pytest.raises(ValueError, match=r"none of its 1 cells has a FINISHED run.*run the study first"):
+        analysis.write_report(STUDY, cells, uri=f"sqlite:///{tmp_path / 'empty.db'}", out_dir=tmp_path / "out")
+
+
 # ------------------------------------------------------------------------------------- items 2-3: paired intervals
 
 

@@ -350,4 +350,9 @@ def test_the_ui_in_a_real_browser_lists_the_cells_under_the_study_run(smoke):
         collapsed = uicheck.run_rows(pg)
         assert [r.splitlines()[-1] for r in collapsed] == ["study smoke"]  # the cells are nested, not top level
         shown = [r.splitlines()[-1] for r in uicheck.expand(pg, "study smoke", names[0])]
-    assert shown[0] == "study smoke" and sorted(shown[1:]) == names, shown
+        assert shown[0] == "study smoke" and sorted(shown[1:]) == names, shown
+        # The screenshot bench's chart: the runs a filter keeps, one metric's card (its text names the runs drawn).
+        (random,) = [r for r in runs if r.data.tags.get("claim") == "random"]
+        uicheck.filter_runs(pg, "tags.claim = 'random'")
+        card = uicheck.chart_view(pg, "eval/toy/pass_at_1", random.data.tags["mlflow.runName"])
+        assert "eval/toy/pass_at_1" in card.inner_text()

@@ -4,16 +4,15 @@ then SIGTERM (or SIGINT) stops it with every child process (the MLflow server an
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import psutil
 import pytest
 
 from studykit import cli, ui
+from studykit.procs import answers, free_port
 
 
 def test_host_defaults_to_loopback_and_others_are_flagged():
@@ -26,24 +25,14 @@ def test_host_defaults_to_loopback_and_others_are_flagged():
     assert cmd[cmd.index("--workers") + 1] == "1" and cmd[cmd.index("--host") + 1] == "127.0.0.1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+    return answers(f"http://127.0.0.1:{port}/")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_ui_serves_then_stops_with_all_its_children(tmp_path, sig):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "studykit.cli", "ui", "--port", str(port), "--uri",
                              f"sqlite:///{tmp_path}/mlflow.db"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
