@@ -77,8 +77,12 @@ def test_kills_at_every_moment_then_the_same_command_repairs_the_store(tmp_path)
     gt = next(r for r in by_claim["ground_truth"] if r.info.status == "FINISHED")
     steps = [m.step for m in world.client().get_metric_history(gt.info.run_id, "train/reward_mean")]
     assert sorted(steps) == [1, 2, 3], f"ground_truth history steps {steps}: each step once"
-    # resumed twice: after the kill mid training, then (from its final checkpoint) after its notebook was lost
-    assert len(gt.data.tags["resumed_from_step"].split(",")) == 2 and "status_reason" not in gt.data.tags
+    # Resumed after the kill mid training; then the CLI died after the run FINISHED, before its notebook was logged.
+    # Either papermill had not written the executed notebook yet (the rerun resumes the run from its final
+    # checkpoint: a second resume) or it had (the rerun logs the notebook from disk): which one is a race.
+    resumes = gt.data.tags["resumed_from_step"].split(",")
+    assert len(resumes) == 2 or (len(resumes) == 1 and gt.data.tags.get("notebook_relogged") == "true"), gt.data.tags
+    assert "status_reason" not in gt.data.tags
     rnd = next(r for r in by_claim["random"] if r.info.status == "FINISHED")  # stopped by SIGTERM: KILLED, resumed
     assert rnd.data.tags.get("previous_status_reason") and "resumed_from_step" in rnd.data.tags
     steps = [m.step for m in world.client().get_metric_history(rnd.info.run_id, "train/reward_mean")]
