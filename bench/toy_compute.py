@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("STUDYKIT_SKIP_PLAN", "1")
@@ -30,7 +31,6 @@ from studykit.rollout import collect  # noqa: E402
 from studykit.sampling.hf import HFSampler  # noqa: E402
 from studykit.tasks import get as get_task  # noqa: E402
 from studykit.tasks.templates import render  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -64,9 +64,9 @@ def main() -> None:
         uicheck.widen_names(pg)
         pg.wait_for_timeout(1000)
         wrote.append(uicheck.save(pg, out / "ui_runs.png"))
-        if args.filter:  # the chart compares the runs the filter keeps (shown flat, without their parent)
-            shown = [c for c in children if c.info.run_id in {r.info.run_id for r in
-                                                               tracking.client(uri).search_runs([exp_id], args.filter)}]
+        if args.filter:  # the chart compares the runs the filter keeps (MLflow lists them under their parent)
+            kept = {r.info.run_id for r in tracking.client(uri).search_runs([exp_id], args.filter)}
+            shown = [c for c in children if c.info.run_id in kept]
             if not shown:
                 sys.exit(f"--filter {args.filter!r} keeps none of the study's runs")
             uicheck.filter_runs(pg, args.filter)

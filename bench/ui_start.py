@@ -20,13 +20,10 @@ from pathlib import Path
 
 import psutil
 
-from studykit.procs import answers, free_port
+from studykit import uicheck
+from studykit.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def api_answers(port: int) -> bool:
-    return answers(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=1")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -46,7 +43,7 @@ def measure(cmd: list[str], port: int, env: dict[str, str], timeout: float = 600
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        while not api_answers(port):
+        while not uicheck.api_answers(f"http://127.0.0.1:{port}"):
             if proc.poll() is not None or time.monotonic() - t0 > timeout:
                 raise RuntimeError(f"{cmd[:4]} did not answer (exit {proc.poll()})")
             time.sleep(0.2)

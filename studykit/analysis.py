@@ -128,7 +128,9 @@ def _log_report(study: str, experiments: list[str], uri: str | None, folder: Pat
         mlc.log_metric(run_id, key, value)
     mlc.log_artifacts(run_id, str(folder), artifact_path="report")
     run = mlc.get_run(run_id)
-    if run.info.status != "FINISHED" and owner_state(run.data.tags) != "alive":
+    # Close only a parent left RUNNING (made by this report, or by a study process that is gone): a FAILED or
+    # KILLED study stays what its runner marked it, however often it is reported.
+    if run.info.status == "RUNNING" and owner_state(run.data.tags) != "alive":
         mlc.set_terminated(run_id, "FINISHED")
     return run_id
 

@@ -111,7 +111,8 @@ def save(shot_of, path: Path) -> Path:
     return path
 
 
-def _answers(base: str) -> bool:
+def api_answers(base: str) -> bool:
+    """Whether the MLflow UI at `base` answers its REST API (it then serves the runs view too)."""
     return answers(f"{base}/ajax-api/2.0/mlflow/experiments/search?max_results=1")
 
 
@@ -130,7 +131,7 @@ def serving(uri: str, timeout_s: float = 300.0) -> Iterator[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + timeout_s
-        while not _answers(base):
+        while not api_answers(base):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"studykit ui did not answer on {base}: {proc.poll()=}")
             time.sleep(0.5)

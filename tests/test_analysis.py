@@ -182,6 +182,23 @@ def test_a_study_with_no_finished_run_says_to_run_it_first(tmp_path):
         analysis.write_report(STUDY, cells, uri=f"sqlite:///{tmp_path / 'empty.db'}", out_dir=tmp_path / "out")
 
 
+
+@pytest.mark.parametrize("status", ["FAILED", "KILLED"])
+def test_reporting_a_failed_study_leaves_its_parent_run_failed(tmp_path, status):
+    from mlflow.tracking import MlflowClient
+
+    from studykit.tracking import study_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment(STUDY, artifact_location=(tmp_path / "artifacts").as_uri())
+    cells = _build(client, exp)
+    parent = study_run(STUDY, uri=uri)
+    client.set_terminated(parent, status)  # what the study runner does when a cell failed or it was interrupted
+    report = analysis.write_report(STUDY, cells, uri=uri, out_dir=tmp_path / "out", log_to_mlflow=True)
+    assert report.run_id == parent and client.get_run(parent).info.status == status
+
+
 # ------------------------------------------------------------------------------------- items 2-3: paired intervals
 
 
