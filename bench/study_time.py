@@ -26,7 +26,6 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("cell_wall", "outside", "startup", "startup_cpu", "training", "evaluation", "run_other")
 
 

@@ -18,10 +18,7 @@ process supervision and the loopback check of `ui.py`.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from . import ui
@@ -64,22 +61,6 @@ def client_uri(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def supervise(cmd: list[str], env: dict[str, str]) -> int:
-    """Run `cmd` in a session of its own until it exits or a stop signal arrives; stop its whole tree either way.
-    Returns its exit code, 0 when a signal stopped it."""
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    asked = threading.Event()
-    old = {sig: signal.signal(sig, lambda signum, frame: asked.set()) for sig in ui.STOP_SIGNALS}
-    try:
-        while proc.poll() is None and not asked.wait(0.5):
-            pass
-    finally:
-        ui.stop(proc)
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
-    return 0 if asked.is_set() else proc.returncode
-
-
 def serve(backend_store_uri: str | None = None, artifacts_destination: str | None = None, host: str = "127.0.0.1",
           port: int = 5000, workers: int = DEFAULT_WORKERS) -> int:
     """Run the tracking server until stopped (module docstring); returns its exit code."""
@@ -98,10 +79,9 @@ def serve(backend_store_uri: str | None = None, artifacts_destination: str | Non
     print("running:", " ".join(cmd[5:]), flush=True)
     print(f"tracking URI: {client_uri(host, port)}  (pass it as --tracking-uri, or export MLFLOW_TRACKING_URI)",
           flush=True)
-    env = dict(os.environ)
-    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    env = ui.server_env()
     env.pop("MLFLOW_TRACKING_URI", None)  # the server's own store is --backend-store-uri, never a client setting
-    return supervise(cmd, env)
+    return ui.supervise(cmd, env)
 
 
 def cmd_server(args) -> int:

@@ -25,7 +25,9 @@ from typing import Any
 import pandas as pd
 
 from .config import RunConfig
-from .runs import experiments_of, finished_runs, histories, pass_columns, select_cells
+from .analysis import load_runs
+from .runs import histories, pass_columns
+from .verdicts import CLAIM_RQS
 
 _PROBE_RE = re.compile(r"^metrics\.contamination/(?P<set>[^/]+)/(?P<stat>em_[\d.]+|rougeL_[\d.]+|answer_recall)$")
 
@@ -52,7 +54,7 @@ def probe_rows(runs: pd.DataFrame) -> list[dict[str, Any]]:
 def claim_rows(runs: pd.DataFrame, hist: pd.DataFrame) -> list[dict[str, Any]]:
     """One row per claim run x eval set: pass@1 at the first and last evaluated step, and the recall share."""
     out = []
-    for _, run in runs[runs["rq"].isin(("rq1", "rq2", "rq3", "ablation"))].iterrows():
+    for _, run in runs[runs["rq"].isin(CLAIM_RQS)].iterrows():
         for (s, k), key in sorted(pass_columns(run).items()):
             if k != 1:
                 continue
@@ -127,7 +129,7 @@ def plot_curves(claims: list[dict[str, Any]], path: Path) -> Path | None:
 
 def write(study: str, cells: Sequence[RunConfig], uri: str | None = None, out_dir: str | Path = "reports") -> list[Path]:
     """Write reports/<study>/sets.{json,md} and sets_curves.png for the study's current cells."""
-    sel = select_cells(finished_runs(experiments_of(cells, study), uri), cells)
+    sel = load_runs(study, cells, uri)
     runs = sel.runs
     if runs.empty:
         raise ValueError(f"study {study!r}: no FINISHED run of its cells")

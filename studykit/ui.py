@@ -88,7 +88,13 @@ def serve(uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
     cmd = command(uri, host, port, workers)
     print("running:", " ".join(cmd[5:]))
     print(links(uri, host, port), flush=True)
-    proc = subprocess.Popen(cmd, env=server_env(jobs), start_new_session=True)
+    return supervise(cmd, server_env(jobs))
+
+
+def supervise(cmd: list[str], env: dict[str, str]) -> int:
+    """Run `cmd` in a session of its own until it exits or a stop signal arrives; stop its whole tree either way.
+    Returns its exit code, 0 when a signal stopped it (the UI and `studykit server`)."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     asked = threading.Event()
     old = {sig: signal.signal(sig, lambda signum, frame: asked.set()) for sig in STOP_SIGNALS}
     try:

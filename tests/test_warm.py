@@ -106,3 +106,19 @@ def test_a_zygote_that_died_before_its_first_cell_falls_back_to_plain_papermill(
     assert rc == 0, tail
     assert not ex.zygote.usable and "warm kernel" not in (tmp_path / "logs" / "t.log").read_text()
     ex.close()
+
+
+def test_stray_stdout_lines_do_not_stop_the_zygote_reader_and_its_end_releases_every_waiting_cell(tmp_path):
+    import subprocess
+
+    from studykit.executors.warm import Zygote
+
+    zyg = Zygote.__new__(Zygote)  # the reader alone, over a process that prints what a zygote might
+    zyg.lock, zyg.ready, zyg.alive = threading.Lock(), threading.Event(), True
+    zyg.pids, zyg.rcs, zyg.missing = {}, {}, []
+    zyg.events = {"a": threading.Event(), "b": threading.Event()}
+    lines = ['a library banner', '{"ready": []}', '[1, 2]', '{"id": "a", "pid": 7}', '{"id": "a", "rc": 0}']
+    zyg.proc = subprocess.Popen([sys.executable, "-c", f"print({chr(10).join(lines)!r})"], stdout=subprocess.PIPE)
+    zyg._read()
+    assert zyg.ready.is_set() and zyg.rcs == {"a": 0, "b": -9} and not zyg.alive  # b: its zygote is gone
+    assert all(e.is_set() for e in zyg.events.values())

@@ -83,7 +83,8 @@ class BuildRunner:
 
     def run(self, build: ToyBuild) -> bool:
         """Build `build` (blocking); True when the model is in the cache afterwards."""
-        log = self.out_dir / "logs" / f"build-{build.model.removeprefix('toy:')}.log"
+        # by label, not model: two knob sets of one model (`toy:custom`, `toy:custom#2`) build at once
+        log = self.out_dir / "logs" / f"build-{build.label.removeprefix('toy:').replace('#', '-')}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "studykit.executors.child", "--parent", str(os.getpid()),
                "studykit.toy.build_child", build.model, json.dumps(build.knobs)]

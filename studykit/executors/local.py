@@ -34,8 +34,8 @@ import yaml
 from ..procs import descendants, signal_tree
 
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-KERNEL = "python3"
-WARM_KERNELS = lambda: os.environ.get("STUDYKIT_WARM_KERNELS", "1") != "0"  # noqa: E731 - read at warm() time  # the name the notebooks' metadata already uses: executed notebooks open anywhere
+KERNEL = "python3"  # the name the notebooks' metadata already uses: executed notebooks open anywhere
+WARM_KERNELS = lambda: os.environ.get("STUDYKIT_WARM_KERNELS", "1") != "0"  # noqa: E731 - read at warm() time
 
 
 def write_kernelspec(root: Path) -> Path:

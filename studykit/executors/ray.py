@@ -37,11 +37,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .local import LocalExecutor
+from .local import CHILD_ENV, LocalExecutor
 from .resources import ResourcesSpec, cell_resources
 
 PASS_ENV_PREFIXES = ("STUDYKIT_", "MLFLOW_")
-THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 PROBE_TIMEOUT_S = 60.0
 
 
@@ -68,7 +67,7 @@ def task_env(uri: str, environ: dict[str, str] | None = None) -> dict[str, str]:
     """The environment variables a cell's Ray task gets (module docstring)."""
     environ = os.environ if environ is None else environ
     env = {k: v for k, v in environ.items() if k.startswith(PASS_ENV_PREFIXES)}
-    return env | THREAD_ENV | {"MLFLOW_TRACKING_URI": uri}
+    return env | CHILD_ENV | {"MLFLOW_TRACKING_URI": uri}
 
 
 def run_cell(key: str, notebook_name: str, notebook_text: str, params: dict[str, Any], cwd: str,

@@ -43,30 +43,42 @@ class Zygote:
         return self.alive
 
     def _read(self) -> None:
-        for raw in self.proc.stdout:  # type: ignore[union-attr]
-            msg = json.loads(raw)
+        try:
+            for raw in self.proc.stdout:  # type: ignore[union-attr]
+                try:
+                    msg = json.loads(raw)
+                except ValueError:  # a preloaded library printed to stdout: not a protocol line
+                    continue
+                if isinstance(msg, dict):
+                    self._handle(msg)
+            self.proc.wait()
+        finally:  # however the reader ends, no cell waits for a zygote that can no longer answer
             with self.lock:
-                if "ready" in msg:
-                    self.missing = msg["ready"]
-                    self.ready.set()
-                elif "pid" in msg:
-                    self.pids[msg["id"]] = msg["pid"]
-                elif "rc" in msg:
-                    self.rcs[msg["id"]] = msg["rc"]
-                    self.pids.pop(msg["id"], None)
-                    self.events[msg["id"]].set()
-        self.proc.wait()
+                self.alive = False
+                for key, event in self.events.items():
+                    self.rcs.setdefault(key, -9)
+                    event.set()
+            self.ready.set()
+
+    def _handle(self, msg: dict) -> None:
         with self.lock:
-            self.alive = False
-            for key, event in self.events.items():
-                self.rcs.setdefault(key, -9)
-                event.set()
-        self.ready.set()
+            if "ready" in msg:
+                self.missing = msg["ready"]
+                self.ready.set()
+            elif "pid" in msg:
+                self.pids[msg["id"]] = msg["pid"]
+            elif "rc" in msg:
+                self.rcs[msg["id"]] = msg["rc"]
+                self.pids.pop(msg["id"], None)
+                self.events[msg["id"]].set()
 
     def run(self, key: str, notebook: Path, out_nb: Path, params_file: Path, log: Path) -> int | None:
         """Execute one cell in a forked process; its exit code (-9 when the zygote died under it), or None when the
         zygote never got ready (nothing was started: the caller runs the cell another way)."""
-        if not self.ready.wait(READY_TIMEOUT) or not self.alive:
+        if not self.ready.wait(READY_TIMEOUT):
+            self.alive = False  # never ready: later cells go the plain way at once instead of waiting again
+            return None
+        if not self.alive:
             return None
         req = {"id": key, "notebook": str(notebook), "out": str(out_nb), "params": str(params_file),
                "cwd": str(Path.cwd()), "log": str(log.resolve())}
