@@ -1,6 +1,6 @@
 """One command for a CUDA machine: a randomly initialised model with Qwen2.5-7B's architecture in bf16, LoRA r=64 on
 every linear, three GRPO steps at the paper grid's batch shape with the HF sampler, each phase's CUDA peak memory and
-seconds printed beside studykit.plan's prediction.
+seconds printed beside studykit.planning.plan's prediction.
 
     .venv/bin/python bench/gpu_check.py                  # CUDA: Qwen2.5-7B shape, 32 prompts x 8, micro-batch 4
     .venv/bin/python bench/gpu_check.py --response 2048  # the paper params' full response length (slower)
@@ -9,7 +9,7 @@ seconds printed beside studykit.plan's prediction.
 Needs torch, transformers and peft (vLLM and bitsandbytes are not used). No weights and no tokenizer are downloaded:
 the architecture comes from studykit's shipped config, the weights are random (every completion runs to
 --response tokens, the worst case for time and memory), and prompts are random token ids through a word-level
-tokenizer over the model's whole vocabulary. Rewards are random (no verifier); the update is studykit.update's.
+tokenizer over the model's whole vocabulary. Rewards are random (no verifier); the update is studykit.engine.update's.
 Response length defaults to 512 so three steps fit in about 8 minutes on one H100-class GPU (estimated; not run
 yet); the batch shape (prompts, group, mini-batches, micro-batch) is the paper params'.
 """
@@ -36,7 +36,7 @@ def tokenizer_over(vocab: int):
 
 
 def build_config(tiny: bool):
-    from studykit import arch
+    from studykit.planning import arch
 
     if tiny:
         from transformers import Qwen2Config
@@ -52,7 +52,7 @@ def make_policy(config, device: str, dtype, rank: int):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from studykit.models import Policy, _add_lora
+    from studykit.policy.models import Policy, _add_lora
 
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -66,8 +66,8 @@ def make_policy(config, device: str, dtype, rank: int):
 def rollouts_from(groups, rng):
     import torch
 
-    from studykit import grpo
-    from studykit.rollout import Rollouts
+    from studykit.engine import grpo
+    from studykit.engine.rollout import Rollouts
     from studykit.tasks import Problem
 
     rewards = torch.tensor(rng.integers(0, 2, (len(groups), len(groups[0].token_ids))), dtype=torch.float32)
@@ -119,8 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import torch
 
-    from studykit import arch as arch_mod, config as config_mod, plan, update
-    from studykit.sampling.hf import HFSampler
+    from studykit.planning import arch as arch_mod, plan
+    from studykit.config import schema as config_mod
+    from studykit.engine import update
+    from studykit.policy.sampling.hf import HFSampler
 
     tiny = args.tiny
     prompts, group = args.prompts or (2 if tiny else 32), args.group or (2 if tiny else 8)

@@ -23,7 +23,7 @@ studykit s/step = median over steps of the logged `time/sample_s + time/update_s
 `wall_s_per_step` is the median spacing of the per-step MLflow metric timestamps (includes logging). TRL s/step =
 median wall time per generation batch (its two optimiser steps included), from callback timestamps.
 "train s" is the `train()` call without studykit's two evals; "total s" is the whole subprocess (imports, model
-load, MLflow setup, final eval). Final accuracy is measured the same way for both: `studykit.evaluation.
+load, MLflow setup, final eval). Final accuracy is measured the same way for both: `studykit.engine.evaluation.
 evaluate_set` with the HF sampler on 128 held-out toy problems x 8 samples at T=1 and the seed the trainer uses
 for its final eval (common random numbers: nearly equal models can score exactly the same), TRL's model saved
 and reloaded with `load_policy`. At the end it runs bench/sampler_speed.py (HF sampler vs raw `model.generate`).
@@ -50,13 +50,18 @@ from statistics import median
 LEARNER_KNOBS = {"steps": 400, "batch_size": 64, "sum_share": 0.25, "count_share": 0.5, "max_share": 0.25,
                  "warmup_steps": 40, "broken_format_rate": 0.05}
 HERE = Path(__file__).resolve().parent
-EVAL_SEED_BASE = 10_007  # studykit.trainer._evaluate seeds its eval with 10_007 + step
+EVAL_SEED_BASE = 10_007  # studykit.engine.trainer._evaluate seeds its eval with 10_007 + step
 
 
 def _settings(args) -> dict:
     return {"steps": args.steps, "prompts": args.prompts, "group": args.group, "updates": args.updates, "lr": args.lr,
             "max_new": args.max_new_tokens, "eval_problems": args.eval_problems, "eval_n": args.eval_n,
-            "seed": args.seed, "studykit_override": _override(args.studykit_override)}
+            "seed": args.seed, "studykit_override": _override(args.studykit_override), "toy_knobs": _knobs(args)}
+
+
+def _knobs(args) -> dict:
+    """The learnable toy model; `--tiny` pretrains it for 20 steps only (a smoke run of the bench, not a figure)."""
+    return dict(LEARNER_KNOBS, steps=20, warmup_steps=2) if args.tiny else dict(LEARNER_KNOBS)
 
 
 def _override(text: str) -> dict:
@@ -73,11 +78,11 @@ def _override(text: str) -> dict:
 
 
 def studykit_config(s: dict, tmp: Path):
-    from studykit.config import deep_merge, validate
+    from studykit.config.schema import deep_merge, validate
 
     return validate(deep_merge({
         "study": "bench_grpo_vs_trl", "claim": "ground_truth",
-        "model": {"name": "toy:custom", "toy": LEARNER_KNOBS, "finetune": "full"},
+        "model": {"name": "toy:custom", "toy": s["toy_knobs"], "finetune": "full"},
         "algo": {"estimator": "grpo", "clip_low": 0.2, "clip_high": 0.28, "agg": "token-mean", "kl_coef": 0.0,
                  "dynamic_sampling": False, "old_logprobs": "recompute"},
         "train": {"steps": s["steps"], "prompts_per_step": s["prompts"], "group_size": s["group"],
@@ -93,7 +98,7 @@ def studykit_config(s: dict, tmp: Path):
 def run_studykit(s: dict) -> dict:
     import mlflow
 
-    from studykit import trainer
+    from studykit.engine import trainer
 
     with tempfile.TemporaryDirectory(prefix="bench_sk_") as d:
         cfg = studykit_config(s, Path(d))
@@ -168,15 +173,15 @@ def run_trl(s: dict) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOTrainer
 
-    from studykit import rewards
-    from studykit.models import load_policy
+    from studykit.scoring import rewards
+    from studykit.policy.models import load_policy
     from studykit.tasks import get as get_task
     from studykit.tasks.templates import render
 
     torch.set_num_threads(1)
     torch.manual_seed(s["seed"])
     t_start = time.perf_counter()
-    policy = load_policy("toy:custom", toy_knobs=LEARNER_KNOBS)
+    policy = load_policy("toy:custom", toy_knobs=s["toy_knobs"])
     pool = get_task("toy").load("train")
     data = Dataset.from_list([{"prompt": render(p, "raw"), "pid": p.id} for p in pool])
     reward = make_trl_reward({p.id: p for p in pool}, rewards.get("ground_truth", format_gate=True))
@@ -208,14 +213,15 @@ def run_trl(s: dict) -> dict:
 
 def evaluate_folder(folder: str, s: dict) -> float:
     """pass@1 of a saved model on the held-out toy pool, exactly as studykit's trainer evaluates at the end."""
-    from studykit.evaluation import evaluate_set
-    from studykit.models import load_policy
-    from studykit.sampling import make_sampler
+    from studykit.engine.evaluation import evaluate_set
+    from studykit.policy.models import load_policy
+    from studykit.policy.sampling import make_sampler
     from studykit.tasks import get as get_task
 
     policy = load_policy(folder)
-    problems = get_task("toy").load("test")[: s["eval_problems"]]
-    res = evaluate_set(make_sampler("hf", policy), problems, "toy", template="raw", tokenizer=policy.tokenizer,
+    task = get_task("toy")
+    problems = task.load("test")[: s["eval_problems"]]
+    res = evaluate_set(make_sampler("hf", policy), problems, "toy", task=task, template="raw", tokenizer=policy.tokenizer,
                        n=s["eval_n"], ks=[1], temperature=1.0, max_new_tokens=s["max_new"],
                        seed=EVAL_SEED_BASE + s["steps"])
     return res.metrics["eval/toy/pass_at_1"]
@@ -235,7 +241,7 @@ def _spawn(which: str, args) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         out = fh.name
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--result", out,
-           *[f"--{k}={v}" for k, v in _cli_settings(args).items()]]
+           *[f"--{k}={v}" if v != "" else f"--{k}" for k, v in _cli_settings(args).items()]]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, check=False, env=env, cwd=HERE.parent, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -250,7 +256,8 @@ def _spawn(which: str, args) -> dict:
 def _cli_settings(args) -> dict:
     return {"steps": args.steps, "prompts": args.prompts, "group": args.group, "updates": args.updates,
             "lr": args.lr, "max-new-tokens": args.max_new_tokens, "eval-problems": args.eval_problems,
-            "eval-n": args.eval_n, "seed": args.seed, "studykit-override": args.studykit_override or "{}"}
+            "eval-n": args.eval_n, "seed": args.seed, "studykit-override": args.studykit_override or "{}",
+            **({"tiny": ""} if args.tiny else {})}
 
 
 def table(results: list[dict]) -> str:
@@ -278,6 +285,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeats", type=int, default=2, help="runs per trainer (alternating); the fastest is reported")
     ap.add_argument("--only", choices=("studykit", "trl"), help="run one trainer only")
     ap.add_argument("--no-sampler-speed", action="store_true", help="skip bench/sampler_speed.py at the end")
+    ap.add_argument("--tiny", action="store_true", help="a smoke run in about a minute: a 20-step toy model, two "
+                    "steps of 2 prompts x 2, one repeat, no sampler bench (checks the bench still runs; its numbers mean nothing)")
     ap.add_argument("--worker", choices=("studykit", "trl"), help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     return ap
@@ -285,6 +294,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = _parser().parse_args()
+    if args.tiny:
+        args.steps, args.prompts, args.group, args.updates, args.repeats = 2, 2, 2, 1, 1
+        args.eval_problems, args.eval_n, args.max_new_tokens, args.no_sampler_speed = 4, 1, 4, True
     if (args.prompts * args.group) % args.updates:
         raise SystemExit(f"--updates={args.updates} must divide prompts x group = {args.prompts * args.group}")
     s = _settings(args)
@@ -299,7 +311,7 @@ def main() -> None:
     if args.only != "studykit" and find_spec("trl") is None:
         raise SystemExit("TRL is not installed: uv pip install --python .venv/bin/python \"trl\" \"transformers==5.19.0\" "
                          "(or run with --only studykit)")
-    ensure_built("custom", progress=False, **LEARNER_KNOBS)  # build once, outside the timed workers
+    ensure_built("custom", progress=False, **s["toy_knobs"])  # build once, outside the timed workers
     print(f"settings: {json.dumps(s)}  (one thread per trainer, CPU)", flush=True)
     which = [w for w in ("studykit", "trl") if args.only in (None, w)]
     runs: dict[str, list[dict]] = {w: [] for w in which}

@@ -1,7 +1,7 @@
 """KOR-Bench verifiers against the reference answers, per category.
 
 Prints, for each category: how many of the 250 reference answers verify when written as a model would (inside
-`<answer>` tags, through `studykit.verify.extract_answer`), and again with a space after each part separator
+`<answer>` tags, through `studykit.scoring.verify.extract_answer`), and again with a space after each part separator
 (`[[a]; [b]]`) and around a formula's connectives; how many logic parts are decided by truth table; and the false
 accepts: pairs of questions of the SAME rule with different reference answers where one's reference is accepted
 for the other (a verifier too loose to tell two answers apart). Operation's pairs go through math-verify (about
@@ -20,7 +20,7 @@ from collections import defaultdict
 from studykit.tasks.korbench import CATEGORIES, KorBenchTask, logic
 from studykit.tasks.korbench import propositional as prop
 from studykit.tasks.korbench.answers import block, parts
-from studykit.verify import extract_answer
+from studykit.scoring.verify import extract_answer
 
 
 def _spaced(answer: str, category: str) -> str:

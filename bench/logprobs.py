@@ -1,5 +1,5 @@
 """Peak memory and time of the trainer's log-prob computation: the pre-issue-10 full-vocabulary log-softmax against
-studykit.grpo's chunked one, forward + backward through an lm_head, each in a fresh process (peak RSS on CPU,
+studykit.engine.grpo's chunked one, forward + backward through an lm_head, each in a fresh process (peak RSS on CPU,
 torch.cuda.max_memory_allocated on a GPU).
 
     .venv/bin/python bench/logprobs.py [--batch 4 --positions 1024 --vocab 16384 --hidden 256 --dtype float32]
@@ -17,7 +17,7 @@ import sys
 
 CHILD = r"""
 import json, resource, sys, time, torch
-from studykit import grpo
+from studykit.engine import grpo
 a = json.loads(sys.argv[1])
 torch.manual_seed(0)
 dev = "cuda" if torch.cuda.is_available() else "cpu"

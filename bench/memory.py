@@ -1,12 +1,12 @@
 """Peak memory of one GRPO update on CPU against micro-batch size, response length and mini-batch size, beside the
-planner's estimate (studykit.plan).
+planner's estimate (studykit.planning.plan).
 
     .venv/bin/python bench/memory.py [--layers 4 --hidden 512]
 
 The model is Qwen2.5's shape scaled down: its real 152,064-token vocabulary, GQA (8 heads, 2 KV heads), SiLU MLP,
 untied lm_head, a few layers and a small hidden size, randomly initialised in fp32, with LoRA r=16 on all linears
-(studykit.models' own wrapping), gradient checkpointing on unless a row says off. Each setting runs in its own process
-and measures one call of `studykit.update.update` (one mini-batch = one optimiser step, so every micro-batch is a
+(studykit.policy.models' own wrapping), gradient checkpointing on unless a row says off. Each setting runs in its own process
+and measures one call of `studykit.engine.update.update` (one mini-batch = one optimiser step, so every micro-batch is a
 training forward/backward) on synthetic rollouts with one padded row per micro-batch, as real batches have.
 
 Why peak RSS, and how: torch's CPU tensors come from malloc, which tracemalloc does not see; the kernel's own
@@ -59,7 +59,7 @@ def status_kib(field: str) -> int:
 def rollouts(n: int, prompt: int, response: int, micro: int, vocab: int, seed: int = 0):
     import numpy as np
 
-    from studykit.rollout import Rollouts
+    from studykit.engine.rollout import Rollouts
     from studykit.tasks import Problem
 
     rng = np.random.default_rng(seed)
@@ -81,8 +81,10 @@ def child(a: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from studykit import arch as arch_mod, config, plan, update
-    from studykit.models import Policy, _add_lora
+    from studykit.planning import arch as arch_mod, plan
+    from studykit.config import schema as config
+    from studykit.engine import update
+    from studykit.policy.models import Policy, _add_lora
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from studykit.sampling.hf import HFSampler
+from studykit.policy.sampling.hf import HFSampler
 from studykit.toy.tokenizer import build_tokenizer
 
 

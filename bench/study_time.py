@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outputs", type=Path, default=None, help="the study's outputs folder (default outputs/<study>)")
     ap.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = ap.parse_args(argv)
-    from studykit.tracking import tracking_uri
+    from studykit.tracking.experiment import tracking_uri
 
     uri = tracking_uri(args.uri or os.environ.get("MLFLOW_TRACKING_URI"))
     rep = report(args.study, uri, args.outputs or Path("outputs") / args.study)

@@ -42,7 +42,7 @@ def build_and_measure(name: str, cache: str, n_problems: int, n_samples: int) ->
     import torch
 
     from studykit.toy import ensure_built, load
-    from studykit.toy.evaluate import alignment_report
+    from studykit.probes.toy_report import alignment_report
 
     torch.set_num_threads(1)
     start = time.perf_counter()

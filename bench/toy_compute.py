@@ -8,7 +8,7 @@ Prints, for the toy model `--model` (built into the toy cache first if missing):
     its matmuls (2 x non-embedding parameters per token; attention's own products left out, so this undercounts);
   * one decode step of 128 rows with a KV cache, and the HF sampler on a training-shaped call (16 prompts x 8 samples,
     16 new tokens) and an evaluation-shaped call (128 prompts x 16) at `max_batch` 128 and 2,048;
-  * one GRPO update (`studykit.update.update`) of one step's rollouts with the toy params (2 mini-batches).
+  * one GRPO update (`studykit.engine.update.update`) of one step's rollouts with the toy params (2 mini-batches).
 What the study's time is made of, not a pass/fail check; the study's own breakdown is `bench/study_time.py`.
 """
 
@@ -25,10 +25,12 @@ os.environ.setdefault("STUDYKIT_SKIP_PLAN", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from studykit import config, rewards, selection, update  # noqa: E402
-from studykit.models import from_config  # noqa: E402
-from studykit.rollout import collect  # noqa: E402
-from studykit.sampling.hf import HFSampler  # noqa: E402
+from studykit.config import schema as config  # noqa: E402
+from studykit.scoring import rewards
+from studykit.engine import selection, update
+from studykit.policy.models import from_config  # noqa: E402
+from studykit.engine.rollout import collect  # noqa: E402
+from studykit.policy.sampling.hf import HFSampler  # noqa: E402
 from studykit.tasks import get as get_task  # noqa: E402
 from studykit.tasks.templates import render  # noqa: E402
 

@@ -6,7 +6,7 @@ writes `docs/ui_runs.png` (the study's runs view: its parent run expanded, the c
 `docs/ui_chart.png` (the runs view's chart of `--metric`, default the first `eval/<set>/pass_at_1` of the study, over the
 runs `--filter` keeps)
 and `docs/report_<figure>.png` (`--report-dir`, default reports/<study>/*.png, scaled to at most `--width` pixels). Starts `studykit ui`
-on a free loopback port and drives Debian's chromium headless (studykit.uicheck); needs the dev extra.
+on a free loopback port and drives Debian's chromium headless (studykit.tracking.uicheck); needs the dev extra.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from studykit import tracking, uicheck
+from studykit.tracking import experiment as tracking, uicheck
 
 
 def small_copy(src: Path, dst: Path, width: int) -> Path:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import psutil
 
-from studykit import uicheck
-from studykit.procs import free_port
+from studykit.tracking import uicheck
+from studykit.infra.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,7 +82,7 @@ def main() -> None:
             uri, port = f"sqlite:///{db}", free_port()
             env = dict(os.environ)
             if name == "studykit ui":
-                cmd = [sys.executable, "-m", "studykit.cli", "ui", "--uri", uri, "--port", str(port)]
+                cmd = [sys.executable, "-m", "studykit.cli.commands", "ui", "--uri", uri, "--port", str(port)]
             else:
                 env.pop("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", None)
                 cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", str(port)]

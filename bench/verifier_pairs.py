@@ -1,4 +1,4 @@
-"""Print the accuracy of `studykit.verify.math_equal` on the shared pair table (tests/verifier_pairs.py).
+"""Print the accuracy of `studykit.scoring.verify.math_equal` on the shared pair table (tests/verifier_pairs.py).
 
 Run from the repository root: `.venv/bin/python bench/verifier_pairs.py [-v]` (-v lists every wrong row).
 """
@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from verifier_pairs import PAIRS  # noqa: E402
 
-from studykit.verify import math_equal  # noqa: E402
+from studykit.scoring.verify import math_equal  # noqa: E402
 
 
 def main(verbose: bool = False) -> int:

@@ -49,7 +49,7 @@ def step(title: str) -> None:
 def export(params: dict, out: Path, name: str) -> dict:
     path = SCRATCH / f"{name}.yaml"
     path.write_text(yaml.safe_dump(params))
-    print(sh("-m", "studykit.cli", "export", "verl", str(path), "--out", str(out)).strip())
+    print(sh("-m", "studykit.cli.commands", "export", "verl", str(path), "--out", str(out)).strip())
     return json.loads((out / "manifest.json").read_text())
 
 
@@ -92,7 +92,7 @@ print("train[0] rendered by the chat template:", repr(rendered[:160]), "...")
 step("3. the reward through verl.trainer.ppo.reward.get_custom_reward_fn")
 from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: E402
 
-from studykit import rewards  # noqa: E402
+from studykit.scoring import rewards  # noqa: E402
 from studykit.tasks import Problem, verifier  # noqa: E402
 
 fn = get_custom_reward_fn(OmegaConf.create({"reward": {"custom_reward_function": {
@@ -162,7 +162,7 @@ from verl import DataProto
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
 from verl.trainer.ppo.ray_trainer import compute_advantage
-from studykit.grpo import compute_advantages
+from studykit.engine.grpo import compute_advantages
 names = sorted(k for k in ADV_ESTIMATOR_REGISTRY if k.startswith('studykit_'))
 print('registered in verl:', names)
 scores = torch.tensor([1., 0, 0, 1, 0, 0, 0, 0, 1, 1, 1, 0])
@@ -175,7 +175,7 @@ for est in ('nsr', 'psr', 'nsr_reinforce', 'psr_reinforce', 'w_reinforce'):
     adv = compute_advantage(data, adv_estimator='studykit_' + est, config=AlgoConfig()).batch['advantages']
     want = compute_advantages(scores.view(3, 4), est, lam=float(os.environ['STUDYKIT_W_REINFORCE_LAM'])).view(12)
     assert torch.allclose(adv[:, 0], want) and torch.all(adv[:, 4] == 0), (est, adv[:, 0], want)
-    print(f'{est}: verl compute_advantage == studykit.grpo.compute_advantages', adv[:, 0].tolist())
+    print(f'{est}: verl compute_advantage == studykit.engine.grpo.compute_advantages', adv[:, 0].tolist())
 """, env={"VERL_USE_EXTERNAL_MODULES": "studykit.integrations.verl_estimators",
           "STUDYKIT_W_REINFORCE_LAM": "0.25"}).strip())
 
@@ -224,8 +224,9 @@ tracker.finish()
 print("verl's validation metric names:", sorted(val0)[:6], f"... ({len(val0)} in all)")
 
 step("7. studykit import verl (the launch script's epilogue) and what studykit's readers see")
-print(sh("-m", "studykit.cli", "import", "verl", run_id, "--dir", str(OUT), "--status", "FINISHED").strip())
-from studykit import runs, tracking  # noqa: E402
+print(sh("-m", "studykit.cli.commands", "import", "verl", run_id, "--dir", str(OUT), "--status", "FINISHED").strip())
+from studykit.analysis import runs  # noqa: E402
+from studykit.tracking import experiment as tracking
 
 run = tracking.client().get_run(run_id)
 m = run.data.metrics

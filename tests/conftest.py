@@ -4,7 +4,7 @@
 (hidden 64, 2 layers, 4 heads) over a WordLevel `PreTrainedTokenizerFast` whose vocabulary holds the
 special tokens, digits 0-9, the think/answer tags and a few words. Left padding, bos/eos/pad/unk set;
 encoding adds `<bos>` in front. Both are written with `save_pretrained`, so any code that loads a
-local folder (`studykit.models.load_policy`, the samplers) can use it.
+local folder (`studykit.policy.models.load_policy`, the samplers) can use it.
 """
 
 from __future__ import annotations

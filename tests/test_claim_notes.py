@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from studykit.claim_notes import CLAIMS, claim_text, explain_claims
-from studykit.study import load_spec
+from studykit.analysis.claim_notes import CLAIMS, claim_text, explain_claims
+from studykit.study.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from studykit import claims, tracking
-from studykit.config import validate
+from studykit.study import claims
+from studykit.tracking import experiment as tracking
+from studykit.config.schema import validate
 
 
 @pytest.fixture(scope="module")

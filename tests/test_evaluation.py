@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from studykit.evaluation import evaluate_set
-from studykit.sampling import Group
+from studykit.engine.evaluation import evaluate_set
+from studykit.policy.sampling import Group
 from studykit.tasks import get
 
 
@@ -42,7 +42,7 @@ def test_scores_fixed_completions():
 
 
 def test_maj_at_n_votes_by_math_equivalence_like_the_majority_vote_reward():
-    from studykit import rewards
+    from studykit.scoring import rewards
     from studykit.tasks import Problem
 
     half = Problem("half", "What is one half?", "\\frac{1}{2}", {"task": "math500"})

@@ -1,4 +1,4 @@
-"""Hand-computed checks of the pure GRPO functions in studykit.grpo."""
+"""Hand-computed checks of the pure GRPO functions in studykit.engine.grpo."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from studykit import grpo
+from studykit.engine import grpo
 
 R = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
 C = R > 0.5

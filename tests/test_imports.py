@@ -1,15 +1,16 @@
-"""The layers of DESIGN.md, checked on the source: parse each module's imports with `ast` (including the ones inside
-functions) and follow them through the package, so a lazy import cannot hide a cycle or an upward reach."""
+"""The layers of docs/ARCHITECTURE.md (`studykit.LAYERS`), checked on the source: parse each module's imports with
+`ast` (including the ones inside functions) and follow them through the package, so a lazy import cannot hide a cycle
+or an upward reach."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "studykit"
-FACE = {"studykit.study", "studykit.study_runner", "studykit.cli"}
 
 
 def _file(module: str) -> Path | None:
@@ -55,21 +56,9 @@ def closure(module: str) -> set[str]:
 
 
 def test_the_parser_sees_relative_and_lazy_imports():
-    assert "studykit.study" in direct_imports("studykit.study_runner")  # `from .study import ...` at top level
-    assert "studykit.tracking" in direct_imports("studykit.study_runner")  # `from .tracking import ...` in a function
-    assert "studykit.rewards" in direct_imports("studykit.evaluation")  # `from . import metrics, rewards`
-
-
-@pytest.mark.parametrize("module", ["studykit.analysis", "studykit.figures", "studykit.runs", "studykit.verdicts"])
-def test_analysis_layer_never_reaches_the_face(module):
-    assert not closure(module) & FACE, f"{module} imports {sorted(closure(module) & FACE)}"
-
-
-def test_figures_and_runs_do_not_import_analysis():
-    assert "studykit.analysis" not in closure("studykit.figures")
-    assert "studykit.analysis" not in closure("studykit.runs")
-    assert "studykit.figures" not in closure("studykit.runs")
-    assert not {"studykit.analysis", "studykit.figures"} & closure("studykit.verdicts")
+    assert "studykit.study.spec" in direct_imports("studykit.study.runner")  # `from .study import ...` at top level
+    assert "studykit.tracking.experiment" in direct_imports("studykit.study.runner")  # `from .tracking import ...` in a function
+    assert "studykit.scoring.rewards" in direct_imports("studykit.engine.evaluation")  # `from . import metrics, rewards`
 
 
 # ---- no import cycles anywhere in the package; the loop never names a task
@@ -134,11 +123,75 @@ def test_no_import_cycles():
 
 def test_the_loop_does_not_import_the_toy_task():
     edges = module_graph()
-    for loop in ("studykit.rollout", "studykit.trainer", "studykit.evaluation"):
+    for loop in ("studykit.engine.rollout", "studykit.engine.trainer", "studykit.engine.evaluation"):
         assert "studykit.tasks.toy" not in edges[loop], f"{loop} must reach toy diagnostics through the task hook"
 
 
 def test_stored_policy_metadata_name_agrees():
-    from studykit import models, policy_store
+    from studykit.policy import models, store as policy_store
 
     assert models.POLICY_METADATA == policy_store.POLICY_METADATA
+
+
+# ---- the house in layers: one folder per layer, imports only go down
+
+
+def _layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_every_folder_of_the_package_is_a_declared_layer():
+    from studykit import LAYERS
+
+    folders = {p.parent.name for p in PKG.glob("*/__init__.py")}
+    declared = [f for layer in LAYERS for f in layer]
+    assert len(declared) == len(set(declared)), "a folder is declared twice"
+    assert folders == set(declared), f"undeclared: {sorted(folders - set(declared))}, missing: {sorted(set(declared) - folders)}"
+    assert not [p.name for p in PKG.glob("*.py") if p.name != "__init__.py"], "modules belong in a layer folder"
+
+
+def test_a_layer_imports_only_from_its_own_layer_and_the_ones_below():
+    from studykit import LAYERS
+
+    rank = {folder: i for i, layer in enumerate(LAYERS) for folder in layer}
+    upward = sorted(
+        f"{module} -> {dep}"
+        for module, deps in module_graph().items()
+        for dep in deps
+        if _layer_of(module) and _layer_of(dep) and rank[_layer_of(dep)] > rank[_layer_of(module)]
+    )
+    assert not upward, "imports that reach up a layer:\n" + "\n".join(upward)
+
+
+def test_the_layer_check_sees_an_upward_reach(tmp_path, monkeypatch):
+    """The check above can fail: a lazy import of the study layer inside the engine is reported."""
+    from studykit import LAYERS
+
+    rank = {folder: i for i, layer in enumerate(LAYERS) for folder in layer}
+    bad = tmp_path / "studykit" / "engine" / "bad.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("def f():\n    from studykit.study.spec import expand\n")
+    modules = {"studykit.engine.bad", "studykit.study.spec"}
+    monkeypatch.setattr(sys.modules[__name__], "PKG", tmp_path / "studykit")
+    deps = _imports(bad, modules)
+    assert deps == {"studykit.study.spec"}
+    assert rank[_layer_of("studykit.study.spec")] > rank[_layer_of("studykit.engine.bad")]
+
+
+def test_the_engine_never_imports_a_task_s_own_code():
+    allowed = {"studykit.tasks", "studykit.tasks.base", "studykit.tasks.templates"}
+    reach = {m: {d for d in deps if d.startswith("studykit.tasks") and d not in allowed}
+             for m, deps in module_graph().items() if _layer_of(m) == "engine"}
+    assert not {m: d for m, d in reach.items() if d}, reach
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in PKG.glob("*/__init__.py")))
+def test_each_layer_says_what_it_may_import_and_its_exports_resolve(folder):
+    import importlib
+
+    package = importlib.import_module(f"studykit.{folder}")
+    assert package.__doc__ and len(package.__doc__) > 80, f"studykit.{folder} needs a docstring"
+    assert "May import" in package.__doc__
+    for name in getattr(package, "__all__", []):
+        assert getattr(package, name) is not None, f"studykit.{folder}.{name}"

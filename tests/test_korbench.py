@@ -10,7 +10,7 @@ import pytest
 from studykit import tasks
 from studykit.tasks.korbench import CATEGORIES, SIZES, KorBenchTask
 from studykit.tasks.korbench import propositional as prop
-from studykit.verify import extract_answer
+from studykit.scoring.verify import extract_answer
 
 HOSTILE = [
     "(" * 5000 + "p" + ")" * 5000,
@@ -146,7 +146,7 @@ def test_generate_is_seeded_and_has_no_difficulty_knob():
 def test_paper_grid_has_the_korbench_cells(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from studykit.study import expand
+    from studykit.study.spec import expand
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data/deepscaler.jsonl").write_text('{"problem": "1 + 1?", "answer": "2"}\n')

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from studykit import tasks, verify
+from studykit import tasks
+from studykit.scoring import verify
 from studykit.tasks.math import MathTask
 
 
@@ -152,7 +153,7 @@ def test_hub_offline_error_says_pass_path(monkeypatch):
 
 def test_problems_from_a_file_are_scored_without_the_file(tmp_path):
     """Rewards and evaluation find a verifier from meta['task'] alone, also for path-loaded math sets."""
-    from studykit import rewards
+    from studykit.scoring import rewards
     from studykit.tasks import get, verifier
 
     path = tmp_path / "train.jsonl"

@@ -10,9 +10,11 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from studykit import runs, tracking, trainer
-from studykit.config import validate
-from studykit.study import expand
+from studykit.analysis import runs
+from studykit.tracking import experiment as tracking
+from studykit.engine import trainer
+from studykit.config.schema import validate
+from studykit.study.spec import expand
 
 ROOT = Path(__file__).resolve().parent.parent
 KIND = "mlflow.experimentKind"

@@ -1,4 +1,4 @@
-"""studykit.models on the tiny Llama: full / lora / qlora (4-bit NF4 on CPU) load, train, save, restore."""
+"""studykit.policy.models on the tiny Llama: full / lora / qlora (4-bit NF4 on CPU) load, train, save, restore."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import types
 import pytest
 import torch
 
-from studykit import models
+from studykit.policy import models
 
 MODES = ("full", "lora", "qlora")
 PROMPT = "Q 1 + 2 ="
@@ -156,7 +156,7 @@ def test_toy_names_go_through_ensure_built(monkeypatch, tiny_model_dir):
 
 
 def test_from_config(monkeypatch, tiny_model_dir):
-    from studykit.config import ModelConfig
+    from studykit.config.schema import ModelConfig
 
     cfg = ModelConfig(name=str(tiny_model_dir), finetune="lora", lora_rank=2, lora_alpha=4)
     monkeypatch.setattr(models, "default_device", lambda: "cpu")
@@ -168,7 +168,7 @@ def test_from_config(monkeypatch, tiny_model_dir):
 @pytest.mark.parametrize("mode", ["lora", "qlora"])
 def test_grpo_loss_raises_rewarded_completion(tiny_model_dir, mode):
     """token_logprobs + policy_loss (advantage +1 on one completion, -1 on another) steer an adapter policy."""
-    from studykit import grpo
+    from studykit.engine import grpo
 
     pol = models.load_policy(str(tiny_model_dir), finetune=mode, lora_rank=4, lora_alpha=8, device="cpu")
     tok = pol.tokenizer
@@ -279,7 +279,7 @@ def test_gradient_checkpointing_recomputes_and_leaves_gradients_unchanged(tiny_m
 
 
 def test_gradient_checkpointing_auto_rule_and_config(monkeypatch, tiny_model_dir):
-    from studykit.config import ModelConfig
+    from studykit.config.schema import ModelConfig
 
     monkeypatch.setattr(models, "default_device", lambda: "cpu")
     tiny = models.from_config(ModelConfig(name=str(tiny_model_dir), finetune="lora", lora_rank=2))

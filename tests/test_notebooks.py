@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from studykit.executors.local import LocalExecutor
+from studykit.study.executors.local import LocalExecutor
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,11 @@ import mlflow
 import pytest
 import torch
 
-from studykit import models, policy_store, tracking, trainer
-from studykit.config import ConfigError, validate
-from studykit.sampling.hf import HFSampler
+from studykit.policy import models, store as policy_store
+from studykit.tracking import experiment as tracking
+from studykit.engine import trainer
+from studykit.config.schema import ConfigError, validate
+from studykit.policy.sampling.hf import HFSampler
 from studykit.tasks import get as get_task
 from studykit.tasks.templates import render
 

@@ -1,4 +1,4 @@
-"""The study's progress line (studykit.study_progress) and toy-build stage (studykit.executors.builds): what runs
+"""The study's progress line (studykit.study.progress) and toy-build stage (studykit.study.executors.builds): what runs
 now, the counts, the ETA from measured times; builds listed only when missing, built in a subprocess bit for bit
 as in-process, and a tiny study's printed lines name the build stage and the counts."""
 
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from studykit.executors.builds import BuildRunner, ToyBuild, toy_builds
-from studykit.study_progress import StudyProgress
+from studykit.study.executors.builds import BuildRunner, ToyBuild, toy_builds
+from studykit.study.progress import StudyProgress
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(steps=3, warmup_steps=1, batch_size=4, hidden_size=16, intermediate_size=16, num_heads=2,
@@ -97,7 +97,7 @@ def test_failed_build_reports_its_error(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_study_prints_build_stage_and_counts(tmp_path, monkeypatch, capsys):
-    from studykit.study_runner import run_study
+    from studykit.study.runner import run_study
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -1,11 +1,12 @@
-"""Tests for studykit.rewards: every condition, gating, seeding, hostile input, regressions."""
+"""Tests for studykit.scoring.rewards: every condition, gating, seeding, hostile input, regressions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from studykit import rewards, tasks
+from studykit.scoring import rewards
+from studykit import tasks
 from studykit.tasks import Problem
 
 PROBLEM = tasks.get("toy").load("test")[0]

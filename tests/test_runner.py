@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from studykit import cli
-from studykit.config import ConfigError
-from studykit.study_runner import CellOutcome, StudySummary, run_study
+from studykit.cli import commands as cli
+from studykit.config.schema import ConfigError
+from studykit.study.runner import CellOutcome, StudySummary, run_study
 
 from studyproc import SMOKE
 

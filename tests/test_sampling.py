@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from studykit.models import load_policy
-from studykit.sampling import Group, Sampler, make_sampler
-from studykit.sampling.hf import HFSampler
+from studykit.policy.models import load_policy
+from studykit.policy.sampling import Group, Sampler, make_sampler
+from studykit.policy.sampling.hf import HFSampler
 
 PROMPTS = ["Q 1 + 2 =", "Q 3 =", "<think> 4 5 6 7 8 9 sum"]  # different lengths: left padding is exercised
 

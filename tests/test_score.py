@@ -1,4 +1,4 @@
-"""Tests for studykit.score: the shipped examples, the accepted line shapes, bad files, CLI wiring."""
+"""Tests for studykit.cli.score: the shipped examples, the accepted line shapes, bad files, CLI wiring."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from studykit import score, tasks
+from studykit.cli import score
+from studykit import tasks
 
 TOY = tasks.get("toy").load("test")
 
@@ -149,7 +150,7 @@ def test_pathological_answers_are_bounded_by_the_file_budget_and_reported(tmp_pa
     # Regression: each power tower cost ~2.5 s with no overall bound (30 of them: 77 s), silently scored 0.
     import time
 
-    from studykit import verify
+    from studykit.scoring import verify
 
     verify.warm_up(verify.pool_size())  # worker start-up is not what this test measures
     path = _towers(tmp_path, 30)

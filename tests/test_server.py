@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from ray_smoke import start_server, stop_server
-from studykit import cli, server
-from studykit.config import ConfigError
-from studykit.executors import make
-from studykit.executors.ray import check_uri, local_artifacts, task_env
-from studykit.executors.resources import ResourcesSpec, cell_resources
-from studykit.study import expand, load_spec
-from studykit.study_runner import run_study
+from studykit.cli import commands as cli
+from studykit.tracking import server
+from studykit.config.schema import ConfigError
+from studykit.study.executors import make
+from studykit.study.executors.ray import check_uri, local_artifacts, task_env
+from studykit.study.executors.resources import ResourcesSpec, cell_resources
+from studykit.study.spec import expand, load_spec
+from studykit.study.runner import run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params/studies/smoke.yaml"

@@ -14,13 +14,13 @@ torch.set_num_threads(1)
 from studykit.tasks import toy as toy_task  # noqa: E402
 from studykit.toy import cache as toy_cache  # noqa: E402
 from studykit.toy import ensure_built, load, recipe_for  # noqa: E402
-from studykit.toy.cli import main as cli_main  # noqa: E402
+from studykit.cli.toy import main as cli_main  # noqa: E402
 from studykit.toy.corpus import (  # noqa: E402
     IGNORE, break_format, encode_example, make_batch, method_states, response_words, sample_example, slipped_sum,
 )
 from studykit.tasks.toy import method_of  # noqa: E402
-from studykit.toy.evaluate import alignment_report  # noqa: E402
-from studykit.verify import extract_answer as extract, format_ok  # noqa: E402
+from studykit.probes.toy_report import alignment_report  # noqa: E402
+from studykit.scoring.verify import extract_answer as extract, format_ok  # noqa: E402
 from studykit.toy.pretrain import init_model, train  # noqa: E402
 from studykit.toy.tokenizer import BOS, TOKEN_ID, UNK, build_tokenizer  # noqa: E402
 

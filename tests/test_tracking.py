@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from studykit import tracking
-from studykit.config import validate
+from studykit.tracking import experiment as tracking
+from studykit.config.schema import validate
 
 _WORKER = """
 import sys
@@ -21,7 +21,7 @@ print(tracking.experiment_id("race", sys.argv[1]))
 _READER = """
 import sys
 from studykit import tracking
-from studykit.config import validate
+from studykit.config.schema import validate
 cfg = validate({"study": "s", "rq": "rq1", "claim": "random", "tracking": {"uri": sys.argv[1]}})
 print(len(tracking.find_runs(cfg, None)))
 """

@@ -11,8 +11,9 @@ import time
 import psutil
 import pytest
 
-from studykit import cli, ui
-from studykit.procs import answers, free_port
+from studykit.cli import commands as cli
+from studykit.tracking import ui
+from studykit.infra.procs import answers, free_port
 
 
 def test_host_defaults_to_loopback_and_others_are_flagged():
@@ -33,7 +34,7 @@ def _answers(port: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_ui_serves_then_stops_with_all_its_children(tmp_path, sig):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "studykit.cli", "ui", "--port", str(port), "--uri",
+    proc = subprocess.Popen([sys.executable, "-m", "studykit.cli.commands", "ui", "--port", str(port), "--uri",
                              f"sqlite:///{tmp_path}/mlflow.db"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
     while not _answers(port):

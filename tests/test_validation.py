@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from studykit import cli
-from studykit.config import ConfigError, RunConfig, load, validate
-from studykit.study import expand
+from studykit.cli import commands as cli
+from studykit.config.schema import ConfigError, RunConfig, load, validate
+from studykit.study.spec import expand
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = str(ROOT / "params/toy/smoke_base.yaml")
@@ -222,7 +222,7 @@ def test_a_study_name_cannot_escape_the_repository(tmp_path, monkeypatch):
     work.mkdir(parents=True)
     monkeypatch.chdir(work)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store/mlflow.db'}")
-    from studykit.study_runner import run_one, run_study
+    from studykit.study.runner import run_one, run_study
 
     run_file = _write(work, "r.yaml", {"study": "../../escaped"})
     study_file = _write(work, "s.yaml", study(name="../../escaped"))
@@ -247,7 +247,7 @@ def test_duplicate_keys_name_the_file_and_the_line(tmp_path):
     with pytest.raises(ConfigError, match="line 1: duplicate key 'steps'"):
         load(flow)
     merged = _write(tmp_path, "merge.yaml", "common: &c {steps: 3}\n")  # anchors and merges are not duplicates
-    from studykit.config import load_yaml
+    from studykit.config.schema import load_yaml
 
     assert load_yaml(merged) == {"common": {"steps": 3}}
     merge = _write(tmp_path, "merge2.yaml", "a: &c {steps: 3, lr: 0.1}\nb: {<<: *c, steps: 4}\n")
@@ -268,8 +268,8 @@ def test_study_notebooks_resolve_against_the_study_folder(tmp_path):
 
 def test_the_vllm_backend_signature_is_read_without_vllm(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` now raises ImportError
-    monkeypatch.delitem(sys.modules, "studykit.sampling.vllm_backend", raising=False)
-    module = importlib.import_module("studykit.sampling.vllm_backend")
+    monkeypatch.delitem(sys.modules, "studykit.policy.sampling.vllm_backend", raising=False)
+    module = importlib.import_module("studykit.policy.sampling.vllm_backend")
     assert hasattr(module, "VLLMSampler")
     cfg = validate({"model": {"finetune": "lora"}, "train": {"sampler": "vllm", "sampler_options":
                                                             {"gpu_memory_utilization": 0.3, "max_model_len": 4096,
@@ -286,7 +286,7 @@ def test_valid_configs_keep_their_hash(tmp_path, monkeypatch):
 
 
 def test_studykit_config_imports_light():
-    code = ("import sys, studykit.config as c; c.validate({'model': {'name': 'toy:custom', 'toy': {'steps': 3, "
+    code = ("import sys, studykit.config.schema as c; c.validate({'model': {'name': 'toy:custom', 'toy': {'steps': 3, "
             "'warmup_steps': 1}}}); print(sorted(m for m in ('torch', 'transformers', 'mlflow', 'vllm') "
             "if m in sys.modules))")
     import subprocess

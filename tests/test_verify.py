@@ -1,4 +1,4 @@
-"""Tests for studykit.verify: extraction, the format check, math equivalence, deadlines, hostile input."""
+"""Tests for studykit.scoring.verify: extraction, the format check, math equivalence, deadlines, hostile input."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from studykit import verify
-from studykit.verify import extract_answer, format_ok, math_equal
+from studykit.scoring import verify
+from studykit.scoring.verify import extract_answer, format_ok, math_equal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from verifier_pairs import PAIRS  # noqa: E402  (shared with bench/verifier_pairs.py)

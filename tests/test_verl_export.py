@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from studykit import tracking
-from studykit.config import validate
+from studykit.tracking import experiment as tracking
+from studykit.config.schema import validate
 from studykit.integrations import verl_translate as tr
 from studykit.integrations.verl_export import export
 from studykit.integrations.verl_import import import_run, map_val_metric
-from studykit.runs import load_counts
+from studykit.analysis.runs import load_counts
 
 BASE = {
     "study": "verlt", "rq": "rq1", "claim": "ground_truth", "condition": "ground_truth",
@@ -97,7 +97,7 @@ def test_launch_script_carries_the_translated_run(exported):
                      "trainer.test_freq=3", "trainer.validation_data_dir="):
         assert override in script, override
     assert f"export MLFLOW_RUN_ID={result.run_id}" in script and "export MLFLOW_EXPERIMENT_NAME=verlt" in script
-    assert "studykit.cli import verl" in script
+    assert "studykit.cli.commands import verl" in script
 
 
 def test_the_run_is_precreated_with_studykits_tags(exported, store):
@@ -210,7 +210,7 @@ def test_import_refuses_a_dump_without_every_sample(exported, store, tmp_path):
 def test_cli_export_and_its_refusal(tmp_path, capsys):
     import yaml
 
-    from studykit.cli import main
+    from studykit.cli.commands import main
 
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(BASE | {"tracking": {"checkpoint_dir": str(tmp_path / "ckpt")}}))
@@ -226,7 +226,7 @@ def test_cli_export_and_its_refusal(tmp_path, capsys):
 
 
 def test_the_study_runner_leaves_an_exported_run_to_verl(store, tmp_path):
-    from studykit import claims
+    from studykit.study import claims
 
     cfg = cfg_of(train={"seed": 5}, tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
     run_id = export(cfg, tmp_path / "job", uri=store).run_id
@@ -248,8 +248,8 @@ def test_the_study_runner_leaves_an_exported_run_to_verl(store, tmp_path):
 def test_a_study_cell_exports_with_the_studys_config_hash(tmp_path, capsys):
     import yaml
 
-    from studykit.cli import main
-    from studykit.study import expand
+    from studykit.cli.commands import main
+    from studykit.study.spec import expand
 
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE | {"tracking": {"checkpoint_dir": str(tmp_path / "c")}}))
     study = tmp_path / "study.yaml"

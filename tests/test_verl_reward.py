@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from studykit import rewards
-from studykit.grpo import compute_advantages
+from studykit.scoring import rewards
+from studykit.engine.grpo import compute_advantages
 from studykit.integrations import verl_translate as tr
 from studykit.integrations.verl import compute_score
 from studykit.integrations.verl_estimators import group_advantages
@@ -52,7 +52,7 @@ def test_compute_score_agrees_with_studykit_reward(task, name, gate):
     problem = t.load("test")[3]
     row = _row(problem, {"name": name, "format_gate": gate, "p": 0.5, "seed": 0})
     own = rewards.get(name, format_gate=gate, verify=t.verify)
-    bound = 2.0 + 5.0  # math-verify's deadline (studykit.verify, 2 s) plus room for a worker start on a busy machine
+    bound = 2.0 + 5.0  # math-verify's deadline (studykit.scoring.verify, 2 s) plus room for a worker start on a busy machine
     for text in _completions(problem.answer):
         t0 = time.monotonic()
         got = _score(row, text)
@@ -114,7 +114,7 @@ def test_estimators_for_verl_are_studykits_per_group(estimator):
 
 
 def _cfg():
-    from studykit.config import validate
+    from studykit.config.schema import validate
 
     return validate({"model": {"name": "Qwen/Qwen2.5-7B", "finetune": "lora", "dtype": "bfloat16"},
                      "data": {"task": "math500", "train_split": "test"}})

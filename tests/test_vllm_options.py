@@ -8,8 +8,8 @@ import types
 import pytest
 import torch
 
-from studykit.models import load_policy
-from studykit.sampling import vllm_backend
+from studykit.policy.models import load_policy
+from studykit.policy.sampling import vllm_backend
 
 
 class FakeLLM:

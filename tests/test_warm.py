@@ -1,4 +1,4 @@
-"""Warm kernels (studykit.executors.zygote / warm): each cell runs in a fresh kernel forked from a zygote that did the
+"""Warm kernels (studykit.study.executors.zygote / warm): each cell runs in a fresh kernel forked from a zygote that did the
 imports; no state passes from one cell to the next; a failing notebook fails with its error; stop() ends a running
 cell and its kernel; papermill writes the executed notebook and the log as before."""
 
@@ -12,7 +12,7 @@ import nbformat
 import psutil
 import pytest
 
-from studykit.executors.local import LocalExecutor
+from studykit.study.executors.local import LocalExecutor
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="warm kernels are Linux-only")
 
@@ -111,7 +111,7 @@ def test_a_zygote_that_died_before_its_first_cell_falls_back_to_plain_papermill(
 def test_stray_stdout_lines_do_not_stop_the_zygote_reader_and_its_end_releases_every_waiting_cell(tmp_path):
     import subprocess
 
-    from studykit.executors.warm import Zygote
+    from studykit.study.executors.warm import Zygote
 
     zyg = Zygote.__new__(Zygote)  # the reader alone, over a process that prints what a zygote might
     zyg.lock, zyg.ready, zyg.alive = threading.Lock(), threading.Event(), True

@@ -70,7 +70,7 @@ def build_model_dir(work_dir: str) -> str:
 def head_dim_error(work_dir: str) -> str:
     """The message VLLMSampler's pre-check gives for a head_dim-16 model (conftest's tiny Llama)."""
     from conftest import build_tiny_model, build_tiny_tokenizer
-    from studykit.sampling.vllm_backend import check_cpu_head_dim
+    from studykit.policy.sampling.vllm_backend import check_cpu_head_dim
 
     path = os.path.join(work_dir, "head16")
     build_tiny_model(len(build_tiny_tokenizer())).save_pretrained(path)
@@ -86,8 +86,8 @@ def main(work_dir: str, out_path: str) -> None:
 
     torch.set_num_threads(1)
     model_dir = build_model_dir(work_dir)
-    from studykit.models import load_policy
-    from studykit.sampling import make_sampler
+    from studykit.policy.models import load_policy
+    from studykit.policy.sampling import make_sampler
 
     base = load_policy(model_dir, device="cpu")
     lora = load_policy(model_dir, finetune="lora", lora_rank=4, device="cpu")

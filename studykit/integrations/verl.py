@@ -17,11 +17,11 @@ What the export writes and this function reads (studykit.integrations.verl_expor
   `verify_timeout_s`. Without `reward` the condition is ground truth with the format gate (the paper's reward).
 
 Conditions: `ground_truth`, `random`, `incorrect` and `format` are scored per completion by studykit's own
-reward classes (studykit.rewards), so the values are the ones studykit's loop would give. `random` draws from a
+reward classes (studykit.scoring.rewards), so the values are the ones studykit's loop would give. `random` draws from a
 generator seeded by the run seed, the problem id and a hash of the completion: the same completion of the same
 problem always gets the same reward (the loop's stream instead depends on call order). `majority_vote` needs the
 whole group and `self_certainty` the token log-probs; verl hands neither to a per-completion reward, so both are
-refused (the export refuses them first). Hostile completions never raise (studykit.rewards): a non-string is
+refused (the export refuses them first). Hostile completions never raise (studykit.scoring.rewards): a non-string is
 read as "", extraction looks at a bounded tail, and math checks run under the verifier's deadline.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import rewards
+from studykit.scoring import rewards
 from ..tasks import Problem, verifier
 
 DATA_SOURCE_PREFIX = "studykit/"

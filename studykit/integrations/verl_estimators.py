@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import torch
 
-from ..grpo import compute_advantages
+from studykit.engine.grpo import compute_advantages
 from .verl_translate import CUSTOM_ESTIMATORS, LAM_ENV
 
 

@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import RunConfig
+from studykit.config.schema import RunConfig
 from ..tasks import get as get_task
 from . import verl_translate as tr
 
@@ -81,7 +81,7 @@ def launch_script(cfg: RunConfig, overrides: list[str], env: dict[str, str], dep
     a pre-created run: `MLFLOW_RUN_ID` in `env`)."""
     epilogue = [
         'if [ "$status" -eq 0 ]; then end=FINISHED; else end=FAILED; fi',
-        '"$PYTHON" -m studykit.cli import verl "$MLFLOW_RUN_ID" --dir "$HERE" --status "$end"',
+        '"$PYTHON" -m studykit.cli.commands import verl "$MLFLOW_RUN_ID" --dir "$HERE" --status "$end"',
     ] if "MLFLOW_RUN_ID" in env else ["# exported with --no-run: no MLflow run to import into (verl logs to the console)"]
     lines = [
         "#!/usr/bin/env bash",
@@ -112,7 +112,7 @@ def _create_run(cfg: RunConfig, uri: str | None, manifest: dict) -> tuple[str, s
     """(run id, tracking uri, experiment name) of a SCHEDULED run carrying studykit's tags."""
     from mlflow.entities import Param
 
-    from .. import tracking
+    from studykit.tracking import experiment as tracking
 
     resolved = tracking.tracking_uri(uri or cfg.tracking.uri)
     experiment = cfg.tracking.experiment or cfg.study

@@ -12,7 +12,7 @@ Choices:
   verl renders with the model's chat template, as studykit does for a tokenizer that has one. `raw` passes the bare
   prompt.
 - Evaluation rows carry ground truth without the format gate: they measure correctness, whatever the training signal.
-- `actor.clip_ratio_c` is set far above any ratio: studykit's loss has no dual-clip bound (studykit.grpo), verl's
+- `actor.clip_ratio_c` is set far above any ratio: studykit's loss has no dual-clip bound (studykit.engine.grpo), verl's
   default (3.0) would add one.
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..config import REINFORCE_ESTIMATORS, RunConfig
-from ..rewards import MATH_TASKS
+from studykit.config.schema import REINFORCE_ESTIMATORS, RunConfig
+from studykit.scoring.rewards import MATH_TASKS
 from ..tasks import Problem
 from ..tasks.templates import _CHAT_INSTRUCTION, TEMPLATES
 from .verl import refusal

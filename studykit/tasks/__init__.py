@@ -7,6 +7,9 @@ KOR-Bench's five categories (shipped; `studykit.tasks.korbench`); `rg:<name>` fo
 studykit has checked (`studykit.tasks.reasoning_gym.ENABLED`).
 `splits(name)` and `pool_size(name, split)` answer from the registry, without building the task or reading data
 (config validation uses them).
+
+Layer 1 (beside `studykit.scoring`). May import: studykit.infra, studykit.scoring (verify: math equivalence, the
+verifier worker).
 """
 
 from __future__ import annotations

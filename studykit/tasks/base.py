@@ -33,7 +33,7 @@ class Task(Protocol):
     Optional hooks (looked up with getattr, so not members here): `diagnose(completion) -> {name: category}`
     with `diagnostic_categories` (shares logged by evaluation and training), and `recall_prompt(problem, template,
     tokenizer) -> str`, the contamination probe's prompt cut just before the answer with no reasoning
-    (studykit.contamination; without it, the templated prompt plus `<think> </think> <answer>`)."""
+    (studykit.probes.contamination; without it, the templated prompt plus `<think> </think> <answer>`)."""
 
     name: str
     template: str  # default prompt template (see studykit.tasks.templates)
@@ -43,7 +43,7 @@ class Task(Protocol):
     def generate(self, n: int, seed: int = 0, difficulty: int = 1) -> list[Problem]: ...
 
     def verify(self, problem: Problem, answer_text: str | None) -> bool:
-        """`answer_text` is the extracted answer (see studykit.verify.extract_answer), never raw eval input.
+        """`answer_text` is the extracted answer (see studykit.scoring.verify.extract_answer), never raw eval input.
 
         Must return False (not raise) on malformed or hostile text, and finish in bounded time.
         """

@@ -12,7 +12,7 @@ Names (see `studykit.tasks.get`):
   `hub=True` from the hub dataset `agentica-org/DeepScaleR-Preview-Dataset` (needs `datasets` and network;
   the paper trains on it). Tests never reach the network.
 
-Correctness is `studykit.verify.math_equal` for every name (the paper's released code used exact string
+Correctness is `studykit.scoring.verify.math_equal` for every name (the paper's released code used exact string
 equality: a known fault). `generate(n, seed, difficulty)` draws a seeded sample without replacement;
 `difficulty` 1-5 keeps only that MATH level when rows carry `level`, and is ignored otherwise (departure
 from the `Task` protocol's default of 1: here the default None means every level, so a plain call does not
@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..verify import math_equal
+from studykit.scoring.verify import math_equal
 from .base import Problem
 
 SHIPPED = {"math500": "math500.jsonl", "aime24": "aime24.jsonl", "amc23": "amc23.jsonl"}

@@ -40,7 +40,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from ..verify import JsonLineWorker
+from studykit.scoring.verify import JsonLineWorker
 from .base import Problem
 
 __all__ = ["ENABLED", "ReasoningGymTask", "score", "SIZES", "SPLITS"]

@@ -2,10 +2,12 @@
 with the pretraining corpus as a controlled alignment dial.
 
 Public API: `ensure_built(name, **knobs) -> Path`, `load(name, **knobs) -> (model, tokenizer)`,
-`ToyRecipe`, `PRESETS`, `recipe_for`, `build_tokenizer`, `alignment_report` (in `studykit.toy.evaluate`),
-and the CLI hook `add_toy_parser` (in `studykit.toy.cli`). Not in the paper: the paper compares real
+`ToyRecipe`, `PRESETS`, `recipe_for`, `build_tokenizer`, `alignment_report` (in `studykit.probes.toy_report`),
+and the CLI hook `add_toy_parser` (in `studykit.cli.toy`). Not in the paper: the paper compares real
 pretrained LLMs; the toy world sets alignment directly, so claims can be checked on a laptop CPU.
 `build_tokenizer` is imported on first use, so `studykit.toy.presets` (config validation) never loads transformers.
+
+Layer 2. May import: studykit.infra, studykit.scoring, studykit.tasks (the toy task owns the method names).
 """
 
 from typing import Any

@@ -1,5 +1,5 @@
 """`python -m studykit.toy.build_child NAME KNOBS_JSON`: build one toy model into the cache and report progress on
-stdout, for a study's build stage (`studykit.executors.builds`).
+stdout, for a study's build stage (`studykit.study.executors.builds`).
 
 Prints `progress <done> <total>` lines (about every 1% of the pretraining steps) and ends with `built <folder>`;
 exits non-zero with the error on stderr when the build fails. One torch thread, as a build inside a notebook kernel

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..locks import file_lock
+from studykit.infra.locks import file_lock
 from .presets import ToyRecipe, recipe_for
 
 MARKER = "BUILD_OK.json"

@@ -9,7 +9,7 @@ Prompt: the rule's text and the question, as KOR-Bench poses them (rule first, t
 answer-format line), then a line asking for the `[[...]]` answer inside studykit's `<answer>` tags; the
 task's template (`think`) wraps it. The verifier reads the `[[...]]` block inside the extracted answer (the
 `<answer>` tags' content, or `\\boxed{}`'s, as for every studykit task: rewards, evaluation and `studykit score`
-share `studykit.verify.extract_answer`), so a bare `[[...]]` outside the tags is not read.
+share `studykit.scoring.verify.extract_answer`), so a bare `[[...]]` outside the tags is not read.
 Verification: `answers` reads the `[[...]]` block and its parts, and each category's `check_part` compares a
 part with the reference part; a multi-part answer is right when every part is. Nothing the model writes is
 evaluated as code.

@@ -2,7 +2,7 @@
 
 KOR-Bench asks for the answer inside double square brackets; multi-part answers are `[[a];[b];[c]]`.
 studykit's template asks for `<answer> </answer>` tags, so the verifier receives the tags' content
-(`studykit.verify.extract_answer`) and reads the `[[...]]` block in it: from the first `[[` to the last `]]`.
+(`studykit.scoring.verify.extract_answer`) and reads the `[[...]]` block in it: from the first `[[` to the last `]]`.
 Without a `[[` the whole text is the answer. Parts are split at `]` `;` `[` (spaces allowed between); a
 bracket-free answer to a k-part question is split at `;` when that gives exactly k parts.
 """

@@ -3,7 +3,7 @@ expression, a set, a matrix or several alternatives joined by `or` (`3or-41/3`).
 
 A part is right when, after dropping whitespace, it equals the reference; else, for a reference with `or`
 alternatives, when the answer has as many alternatives and each matches a different one; else, for a set
-`{...}`, when the items match in any order; else by `studykit.verify.math_equal` (math-verify on LaTeX only,
+`{...}`, when the items match in any order; else by `studykit.scoring.verify.math_equal` (math-verify on LaTeX only,
 under its wall-clock deadline). Tuples, matrices and `x=2,y=3` are compared exactly: math-verify reads a
 comma list as a set (`2,1` equals `1,2`, measured), which would accept swapped entries.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ...verify import math_equal
+from studykit.scoring.verify import math_equal
 from .answers import compact
 
 __all__ = ["check_part", "MAX_ALTERNATIVES"]
@@ -22,7 +22,7 @@ MAX_ALTERNATIVES = 8  # references have at most 3
 _OR = re.compile(r"(?<![A-Za-z\\])or(?![A-Za-z])")
 _SET = re.compile(r"^\\?\{(?P<items>[^{}]*)\\?\}$")
 _SYMBOLS = {"≥": "\\geq ", "≤": "\\leq ", "×": "\\times ", "−": "-", "∣": "|"}
-TIMEOUT_S = 2.0  # as studykit.verify.math_equal's default
+TIMEOUT_S = 2.0  # as studykit.scoring.verify.math_equal's default
 
 
 def _latex(text: str) -> str:

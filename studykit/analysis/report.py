@@ -1,0 +1,161 @@
+"""From MLflow runs to the verdict report of a study: reports/<study>/ and an `rq=report` MLflow run.
+
+`write_report(study, cells, ...)` reads the runs of the study's CURRENT cells (the `RunConfig`s its study file
+expands to; `studykit.analysis.runs` for the selection rule: FINISHED, matched by `config_hash`, newest per cell), their
+metric histories and their per-problem counts artifacts, builds the verdict table (`studykit.analysis.verdicts`, where the
+rule, the seed pairing, the bootstrap intervals and the departures from the paper are documented), and writes:
+
+- `verdicts.json`: {"study", "rule", "thresholds", "bootstrap": {"n_boot", "alpha", "seed", "resample"},
+  "cells": number of cells, "runs": number of runs used, "missing": {"count", "cells": [run names]},
+  "records": [one record per claim x model x task with `verdicts.RECORD_FIELDS`]};
+- `verdicts.md`: the same table in markdown, the rule, the cells with no FINISHED run ("missing: N cells: ..."),
+  the claims that did not clearly reproduce, notes;
+- figures (`studykit.analysis.figures.report_figures`): alignment pass@k, training accuracy, the ratio heatmap with its
+  intervals, and pass@k before and after training of the RQ3 claims and ground truth;
+
+and logs the folder into the study's parent run (`tracking.study_run`, tag `rq=study`; the cells are its children)
+as `report/` artifacts with metrics `report/<verdict>` counts and `report/missing`. A parent run that no live
+process owns (made here, or left by a killed study) is marked FINISHED; a running study's stays its own.
+This module reads MLflow; it never imports the study layer (studykit.study.spec, study_runner, cli): the caller expands
+the study file and passes the cells.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from studykit.config.schema import RunConfig
+from studykit.analysis.runs import (
+    Counts,
+    Selection,
+    client,
+    experiments_of,
+    finished_runs,
+    histories,
+    load_counts,
+    parse_pass_key,
+    pass_columns,
+    primary_set,
+    select_cells,
+)
+from studykit.analysis.verdicts import (  # noqa: F401
+    CLAIM_RQS,
+    RECORD_FIELDS,
+    markdown,
+    records,
+    rule_text,
+    thresholds_of,
+    verdict_table,
+)
+
+N_BOOT = 2000
+ALPHA = 0.05
+
+
+def load_runs(study: str, cells: Sequence[RunConfig], uri: str | None = None) -> Selection:
+    """The runs that count for the study's cells (see studykit.analysis.runs) and the cells that have none."""
+    if not cells:
+        raise ValueError(f"study {study!r}: no cells given (expand the study file and pass [c.config for c in cells])")
+    return select_cells(finished_runs(experiments_of(cells, study), uri), cells)
+
+
+def load_all_counts(runs: pd.DataFrame, uri: str | None = None) -> dict[str, dict[int, Counts]]:
+    """run_id -> step -> Counts on each claim run's primary eval set (first and last logged step only)."""
+    out = {}
+    for _, run in runs[runs["rq"].isin(CLAIM_RQS)].iterrows():
+        eval_set = primary_set(run)
+        if eval_set:
+            out[run["run_id"]] = load_counts(run["run_id"], eval_set, uri)
+    return out
+
+
+@dataclass
+class Report:
+    study: str
+    table: pd.DataFrame
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+    run_id: str | None = None
+    missing: list[str] = field(default_factory=list)
+    n_cells: int = 0
+
+
+def _missing_text(missing: list[str], n_cells: int) -> str:
+    if not missing:
+        return f"All {n_cells} cells have a FINISHED run.\n"
+    return f"**missing: {len(missing)} of {n_cells} cells have no FINISHED run:** {', '.join(missing)}\n"
+
+
+def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None, thresholds: Any = None,
+                 out_dir: str | Path = "reports", log_to_mlflow: bool = True, figures: bool = True,
+                 n_boot: int = N_BOOT, seed: int = 0) -> Report:
+    """Write reports/<study>/{verdicts.json, verdicts.md, *.png} for the study's current `cells` (RunConfigs) and
+    log them as an `rq=report` MLflow run; see the module docstring."""
+    th = thresholds_of(thresholds)
+    sel = load_runs(study, cells, uri)
+    if sel.runs.empty:
+        raise ValueError(f"study {study!r}: none of its {sel.n_cells} cells has a FINISHED run in experiment(s) "
+                         f"{experiments_of(cells, study)} at {uri or 'the default store'}: run the study first "
+                         f"(`studykit study <its study file>`), or point `uri` at the store it ran in")
+    runs = sel.runs
+    claim_runs = runs[runs["rq"].isin(CLAIM_RQS)]
+    hist = histories(claim_runs, uri)
+    counts = load_all_counts(claim_runs, uri)
+    table = verdict_table(runs, hist, counts, th, n_boot=n_boot, alpha=ALPHA, seed=seed)
+    folder = Path(out_dir) / study
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"study": study, "rule": rule_text(th, n_boot, ALPHA), "thresholds": th.model_dump(),
+            "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": seed,
+                          "resample": "seeds, then problems (the same problems for claim and ground truth)"},
+            "cells": sel.n_cells, "runs": int(len(runs)),
+            "missing": {"count": len(sel.missing), "cells": sel.missing}, "records": records(table)}
+    files = [folder / "verdicts.json", folder / "verdicts.md"]
+    files[0].write_text(json.dumps(meta, indent=2))
+    files[1].write_text(f"# Verdicts: study `{study}`\n\n{_missing_text(sel.missing, sel.n_cells)}\n"
+                        + markdown(table, th, n_boot, ALPHA))
+    if figures:
+        from studykit.analysis import figures as figs
+
+        files += figs.report_figures(runs, hist, table, folder, counts)
+    report = Report(study, table, folder, files, missing=sel.missing, n_cells=sel.n_cells)
+    if log_to_mlflow:
+        report.run_id = _log_report(study, [study, *experiments_of(cells, study)], uri, folder, table,
+                                    len(sel.missing))
+    return report
+
+
+def _log_report(study: str, experiments: list[str], uri: str | None, folder: Path, table: pd.DataFrame,
+                missing: int) -> str:
+    """Log the report folder into the study's parent run, in the first of `experiments` that exists."""
+    from studykit.tracking.experiment import owner_state, study_run
+
+    mlc = client(uri)
+    exp = next(e for e in map(mlc.get_experiment_by_name, experiments) if e is not None)
+    run_id = study_run(study, exp.name, uri)
+    counts = table["verdict"].value_counts()
+    values = {f"report/{v}": float(counts.get(v, 0)) for v in ("holds", "partial", "fails", "uncertain")}
+    values |= {"report/n_a": float(table["verdict"].str.startswith("n/a").sum()), "report/missing": float(missing)}
+    for key, value in values.items():
+        mlc.log_metric(run_id, key, value)
+    mlc.log_artifacts(run_id, str(folder), artifact_path="report")
+    run = mlc.get_run(run_id)
+    # Close only a parent left RUNNING (made by this report, or by a study process that is gone): a FAILED or
+    # KILLED study stays what its runner marked it, however often it is reported.
+    if run.info.status == "RUNNING" and owner_state(run.data.tags) != "alive":
+        mlc.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def run_summary(run_id: str, uri: str | None = None) -> dict[str, Any]:
+    """Tags, params (`params.<k>`) and latest metrics (`metrics.<k>`) of one run, as one flat dict."""
+    run = client(uri).get_run(run_id)
+    out: dict[str, Any] = dict(run.data.tags)
+    out.update({f"params.{k}": v for k, v in run.data.params.items()})
+    out.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+    return out

@@ -1,0 +1,413 @@
+"""The verdict table: does each claim of arXiv 2508.21188 hold on each model x task cell, and how sure are we?
+
+Pure (no MLflow): `verdict_table(runs, hist, counts, thresholds)` takes the selected runs (`studykit.analysis.runs`), their
+metric histories and their per-problem correct counts, and returns one row per claim x model x task; `records` and
+`markdown` are its verdicts.json and verdicts.md forms. `studykit.analysis.report` reads the runs and writes the report.
+
+The rule (thresholds from `studykit.config.schema.CompareSpec`: holds 0.7, partial 0.3, min_effect 0.02):
+
+- delta of a run = final-step pass@1 minus step-0 pass@1 on the run's primary eval set, per problem from the counts
+  (`eval_counts/<set>/step_<step>.json`), so the mean over problems is the logged pass@1 change.
+- A claim is compared with ground-truth GRPO on the same model and task, seed by seed: claim seed s with gt seed s
+  (an ablation `<cond>@<abl>` with `ground_truth@<abl>` when the study has it, else with plain ground truth).
+  Claim seeds without a gt partner are left out of the comparison and named in `note`.
+- ratio = mean claim delta / mean gt delta over the paired seeds, with a 95% bootstrap interval [ratio_lo,
+  ratio_hi] that resamples seeds, then problems, the same problem indices for claim and gt (`metrics.
+  paired_ratio_interval`).
+- `n/a (gt flat)`, with no ratio, when ground truth did not gain significantly: its own delta interval reaches 0, or
+  its mean delta is below `min_effect`. Otherwise `holds` when ratio_lo >= holds, `partial` when partial <= ratio_lo
+  and ratio_hi < holds, `fails` when ratio_hi < partial, and `uncertain` when the interval straddles a threshold.
+  Runs that logged no per-problem counts (older code) give no interval: their claims are `uncertain` (noted).
+- `colour`: the paper's three-way colour of the cell (`strong, clean`, `strong, contaminated`, `weak, clean` ...),
+  read from the study's alignment run of the same model and task (its `alignment` tag: strength by pass@k,
+  contamination by the probe, studykit.probes.alignment); empty when that run has no probe.
+- Every row also reports the change in pass@k at the largest logged k (`k_max`): the RQ3 claims (negative / positive
+  samples, W-REINFORCE) are about the whole pass@k spectrum, not only pass@1.
+
+Departure: the paper judges claims by eye from the curves of one seed; the ratio rule, the seed pairing and the
+bootstrap intervals are studykit's.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from studykit.scoring import metrics
+from studykit.config.schema import CompareSpec
+from studykit.analysis.runs import Counts, pass1_key, passmax_key
+
+CLAIM_RQS = ("rq1", "rq2", "rq3", "ablation")
+RECORD_FIELDS = (
+    "claim", "model", "task", "alignment", "colour", "seeds", "base_pass1", "delta_pass1_per_seed", "delta_pass1", "delta_lo",
+    "delta_hi", "gt_delta_pass1_per_seed", "gt_delta_pass1", "gt_delta_lo", "gt_delta_hi", "ratio", "ratio_lo",
+    "ratio_hi", "verdict", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax", "delta_pass_at_kmax_lo",
+    "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", "note")
+DIAGNOSTICS = ("train/clip_frac", "train/format_rate", "train/method_share/sum", "train/method_share/count",
+               "train/method_share/max", "train/method_share/recall", "train/method_share/other")
+_COLOUR_RE = re.compile(r"^(strong|weak), (clean|contaminated)\b")
+NAN = math.nan
+
+
+def thresholds_of(thresholds: Any) -> CompareSpec:
+    """A CompareSpec from a CompareSpec, a mapping or None (the defaults); a bad key or value is a ValueError."""
+    if isinstance(thresholds, CompareSpec):
+        return thresholds
+    try:
+        return CompareSpec.model_validate(thresholds or {})
+    except ValidationError as err:
+        raise ValueError(f"thresholds: expected keys holds, partial, min_effect (numbers >= 0): {err}") from None
+
+
+def judge(ratio_lo: float, ratio_hi: float, th: CompareSpec) -> str:
+    """holds / partial / fails when the whole ratio interval is on one side of the thresholds, else uncertain."""
+    if math.isnan(ratio_lo) or math.isnan(ratio_hi):
+        return "uncertain"
+    if ratio_lo >= th.holds:
+        return "holds"
+    if ratio_hi < th.partial:
+        return "fails"
+    if ratio_lo >= th.partial and ratio_hi < th.holds:
+        return "partial"
+    return "uncertain"
+
+
+def gt_gained(gt_mean: float, gt_lo: float, th: CompareSpec) -> bool:
+    """Ground truth gained significantly: mean delta >= min_effect and its interval above 0 (NaN lo: not known)."""
+    return gt_mean >= th.min_effect and gt_mean > 0 and (math.isnan(gt_lo) or gt_lo > 0)
+
+
+# ---------------------------------------------------------------------------------------------- per-run evidence
+
+
+@dataclass
+class Evidence:
+    """What one run contributes: its pass@1 curve, its largest-k curve and its first/last per-problem counts."""
+
+    seed: Any
+    run: pd.Series
+    curve: pd.Series  # pass@1 by step (may be empty)
+    k_max: int | None
+    kmax_curve: pd.Series
+    pre: Counts | None = None
+    post: Counts | None = None
+
+    @property
+    def has_counts(self) -> bool:
+        return self.pre is not None and self.post is not None and self.pre.step < self.post.step
+
+    def delta(self) -> float:
+        if self.has_counts:
+            return float(self.post.correct.mean() / self.post.n - self.pre.correct.mean() / self.pre.n)
+        return float(self.curve.iloc[-1] - self.curve.iloc[0]) if len(self.curve) else NAN
+
+    def kmax_delta(self, k: int) -> float:
+        if self.has_counts and k <= min(self.pre.n, self.post.n):
+            post = metrics.per_problem_pass_at_k(self.post.correct, self.post.n, k).mean()
+            return float(post - metrics.per_problem_pass_at_k(self.pre.correct, self.pre.n, k).mean())
+        c = self.kmax_curve
+        return float(c.iloc[-1] - c.iloc[0]) if len(c) and self.k_max == k else NAN
+
+    def per_problem(self, ids: list[str], k: int = 1) -> np.ndarray:
+        """Per-problem delta of pass@k on `ids` (each present in both counts)."""
+        out = []
+        for c in (self.pre, self.post):
+            pos = {pid: i for i, pid in enumerate(c.problem_ids)}
+            vals = metrics.per_problem_pass_at_k(c.correct, c.n, k) if k > 1 else c.correct / c.n
+            out.append(np.asarray([vals[pos[i]] for i in ids], dtype=np.float64))
+        return out[1] - out[0]
+
+
+def _seed(value: Any) -> Any:
+    text = str(value)
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _seeds(seeds) -> list[Any]:
+    """Seeds in order: numbers numerically, then names."""
+    return sorted(seeds, key=lambda s: (1, 0, s) if isinstance(s, str) else (0, s, ""))
+
+
+def _series(hist: pd.DataFrame, run_id: str, key: str | None) -> pd.Series:
+    if key is None or hist.empty:
+        return pd.Series(dtype=float)
+    h = hist[(hist["run_id"] == run_id) & (hist["key"] == key)]
+    return h.groupby("step")["value"].last().sort_index()
+
+
+def _evidence(run: pd.Series, hist: pd.DataFrame, counts: dict[str, dict[int, Counts]]) -> Evidence:
+    km = passmax_key(run)
+    steps = counts.get(run["run_id"]) or {}
+    pre, post = (steps[min(steps)], steps[max(steps)]) if steps else (None, None)
+    return Evidence(_seed(run["seed"]), run, _series(hist, run["run_id"], pass1_key(run)), km[0] if km else None,
+                    _series(hist, run["run_id"], km[1] if km else None), pre, post)
+
+
+def label(run: pd.Series) -> str:
+    """Claim label of a run: its claim, or `<condition>` (e.g. random@noclip) for ablation runs."""
+    return str(run["condition"] if run["rq"] == "ablation" and run.get("condition") else run["claim"])
+
+
+# ---------------------------------------------------------------------------------------------- one row
+
+
+@dataclass
+class _Row:
+    claim: str
+    model: str
+    task: str
+    runs: dict[Any, Evidence]  # seed -> evidence
+    values: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _common_ids(evs: list[Evidence]) -> list[str]:
+    ids = list(evs[0].pre.problem_ids)
+    keep = set(ids)
+    for ev in evs:
+        keep &= set(ev.pre.problem_ids) & set(ev.post.problem_ids)
+    return [i for i in ids if i in keep]
+
+
+def _describe(row: _Row, seeds: list[Any], boot: dict[str, Any]) -> dict[str, Any]:
+    """Seed-level numbers of a row over `seeds`: base, deltas, peak, pass@k_max change, own delta interval."""
+    evs = [row.runs[s] for s in seeds]
+    curves = [e.curve for e in evs if len(e.curve)]
+    out: dict[str, Any] = {"seeds": list(seeds), "delta_pass1_per_seed": [e.delta() for e in evs]}
+    out["delta_pass1"] = float(np.mean(out["delta_pass1_per_seed"]))
+    bases = [float(c.iloc[0]) for c in curves] or [float(e.pre.correct.mean() / e.pre.n) for e in evs if e.pre]
+    out["base_pass1"] = float(np.mean(bases)) if bases else NAN
+    out["peak_delta_pass1"], out["peak_step"] = NAN, None
+    if curves:
+        mean_curve = pd.concat(curves, axis=1).mean(axis=1) - out["base_pass1"]
+        later = mean_curve[mean_curve.index > mean_curve.index.min()]
+        later = later if len(later) else mean_curve
+        out["peak_delta_pass1"], out["peak_step"] = float(later.max()), int(later.idxmax())
+    ks = [e.k_max for e in evs if e.k_max]
+    k = min(ks) if ks else None
+    out["k_max"] = k
+    out["delta_pass_at_kmax_per_seed"] = [e.kmax_delta(k) for e in evs] if k else []
+    out["delta_pass_at_kmax"] = float(np.mean(out["delta_pass_at_kmax_per_seed"])) if k else NAN
+    out["delta_lo"] = out["delta_hi"] = out["delta_pass_at_kmax_lo"] = out["delta_pass_at_kmax_hi"] = NAN
+    if all(e.has_counts for e in evs) and (ids := _common_ids(evs)):
+        _, out["delta_lo"], out["delta_hi"] = metrics.mean_interval(np.stack([e.per_problem(ids) for e in evs]),
+                                                                    **boot)
+        if k and k <= min(min(e.pre.n, e.post.n) for e in evs):
+            table = np.stack([e.per_problem(ids, k) for e in evs])
+            _, out["delta_pass_at_kmax_lo"], out["delta_pass_at_kmax_hi"] = metrics.mean_interval(table, **boot)
+    return out
+
+
+def _compare(row: _Row, gt: _Row | None, th: CompareSpec, boot: dict[str, Any]) -> None:
+    nan_gt = {"gt_delta_pass1_per_seed": [], "gt_delta_pass1": NAN, "gt_delta_lo": NAN, "gt_delta_hi": NAN,
+              "ratio": NAN, "ratio_lo": NAN, "ratio_hi": NAN}
+    paired = _seeds(set(row.runs) & set(gt.runs)) if gt else []
+    if not paired:
+        row.values.update(_describe(row, _seeds(row.runs), boot), **nan_gt, verdict="n/a (no gt)")
+        row.notes.append(f"ground truth has no run with seeds {_seeds(row.runs)}" if gt else
+                         "no ground-truth run of the same model and task")
+        return
+    if unpaired := _seeds(set(row.runs) - set(paired)):
+        row.notes.append(f"seeds {unpaired} have no ground-truth partner and are left out")
+    row.values.update(_describe(row, paired, boot))
+    g = _describe(gt, paired, boot)
+    row.values.update(nan_gt, gt_delta_pass1_per_seed=g["delta_pass1_per_seed"], gt_delta_pass1=g["delta_pass1"])
+    evs = [row.runs[s] for s in paired] + [gt.runs[s] for s in paired]
+    interval = None
+    if all(e.has_counts for e in evs) and (ids := _common_ids(evs)):
+        if len(ids) < max(len(e.post.problem_ids) for e in evs):
+            row.notes.append(f"compared on the {len(ids)} eval problems that all these runs share")
+        claim_t = np.stack([row.runs[s].per_problem(ids) for s in paired])
+        interval = metrics.paired_ratio_interval(claim_t, np.stack([gt.runs[s].per_problem(ids) for s in paired]),
+                                                 **boot)
+        row.values.update(gt_delta_lo=interval.gt[1], gt_delta_hi=interval.gt[2])
+    if not gt_gained(row.values["gt_delta_pass1"], row.values["gt_delta_lo"], th):
+        row.values["verdict"] = "n/a (gt flat)"
+        return
+    if interval is None:
+        row.values.update(ratio=row.values["delta_pass1"] / row.values["gt_delta_pass1"], verdict="uncertain")
+        row.notes.append("no per-problem counts logged (runs from older code): no interval")
+        return
+    row.values.update(ratio=interval.ratio, ratio_lo=interval.lo, ratio_hi=interval.hi,
+                      verdict=judge(interval.lo, interval.hi, th))
+
+
+def _baseline(row: _Row, th: CompareSpec, boot: dict[str, Any]) -> None:
+    row.values.update(_describe(row, _seeds(row.runs), boot), gt_delta_pass1_per_seed=[],
+                      gt_delta_pass1=NAN, gt_delta_lo=NAN, gt_delta_hi=NAN, ratio=NAN, ratio_lo=NAN, ratio_hi=NAN,
+                      verdict="baseline")
+    if not gt_gained(row.values["delta_pass1"], row.values["delta_lo"], th):
+        row.notes.append("ground truth did not gain significantly: the claims of this cell are n/a")
+
+
+def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict[int, Counts]] | None = None,
+                  thresholds: Any = None, baseline: str = "ground_truth", n_boot: int = 2000, alpha: float = 0.05,
+                  seed: int = 0) -> pd.DataFrame:
+    """One row per claim x model x task (see the module docstring for the rule). `counts`: run_id -> step ->
+    Counts of the run's primary eval set (`studykit.analysis.runs.load_counts`); without them no intervals."""
+    th = thresholds_of(thresholds)
+    boot = {"n_boot": n_boot, "alpha": alpha, "seed": seed}
+    cols = [*RECORD_FIELDS, *DIAGNOSTICS]
+    colours = cell_colours(runs)
+    runs = runs[runs["rq"].isin(CLAIM_RQS)].copy()
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    runs["label"] = runs.apply(label, axis=1)
+    rows: dict[tuple[str, str, str], _Row] = {}
+    for (name, model, task), group in runs.groupby(["label", "model", "task"], sort=False):
+        evs, dups = {}, []
+        ordered = group.sort_values("start_time", kind="stable") if "start_time" in group else group
+        for _, run in ordered.iterrows():
+            ev = _evidence(run, hist, counts or {})
+            if len(ev.curve) or ev.has_counts:
+                if ev.seed in evs:  # two cells with one claim label (e.g. two conditions sharing `claim`)
+                    dups.append(ev.seed)
+                evs[ev.seed] = ev
+        if evs:
+            rows[(name, model, task)] = r = _Row(name, model, task, evs)
+            r.values.update(alignment=_alignment(group), colour=colours.get((model, task)), **_diagnostics(group))
+            if dups:
+                r.notes.append(f"several cells share this label on seeds {_seeds(set(dups))}: the newest run is used")
+    for (name, model, task), row in rows.items():
+        abl = name.partition("@")[2]
+        own_base = f"{baseline}@{abl}" if abl else baseline
+        if name == own_base:
+            _baseline(row, th, boot)
+        else:
+            _compare(row, rows.get((own_base, model, task)) or rows.get((baseline, model, task)), th, boot)
+        row.values["note"] = "; ".join(row.notes)
+    order = list(dict.fromkeys(name for name, _, _ in rows))
+
+    def key(item) -> tuple:
+        name, model, task = item[0]
+        base, _, abl = name.partition("@")
+        return (model, task, bool(abl), abl, base != baseline, order.index(name))
+
+    out = [{"claim": n, "model": m, "task": t, **row.values} for (n, m, t), row in sorted(rows.items(), key=key)]
+    return pd.DataFrame(out, columns=cols)
+
+
+def colour_of(tag: Any) -> str | None:
+    """`strong, contaminated` from an alignment tag such as `strong, contaminated (pass@16=1.00; ...)`; None for a
+    tag without the probe's half (`strong (pass@16=1.00)`, older runs)."""
+    m = _COLOUR_RE.match(tag) if isinstance(tag, str) else None
+    return f"{m[1]}, {m[2]}" if m else None
+
+
+def cell_colours(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(model, task) -> colour, from the alignment runs among `runs` (the newest run wins)."""
+    if "rq" not in runs or "alignment" not in runs:
+        return {}
+    align = runs[runs["rq"] == "alignment"]
+    if "start_time" in align:
+        align = align.sort_values("start_time", kind="stable")
+    out = {}
+    for _, run in align.iterrows():
+        if colour := colour_of(run["alignment"]):
+            out[(run["model"], run["task"])] = colour
+    return out
+
+
+def _alignment(group: pd.DataFrame) -> str | None:
+    vals = [a for a in group["alignment"].dropna() if a and a != "unmeasured"]
+    return vals[0] if vals else None
+
+
+def _diagnostics(group: pd.DataFrame) -> dict[str, float]:
+    out = {}
+    for k in DIAGNOSTICS:
+        col = f"metrics.{k}"
+        out[k] = float(group[col].mean()) if col in group and group[col].notna().any() else NAN
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- text forms
+
+
+def rule_text(thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -> str:
+    th = thresholds_of(thresholds)
+    pct = f"{100 * (1 - alpha):g}%"
+    return (f"Rule: delta = final pass@1 - step-0 pass@1 on the primary eval set; ratio = mean claim delta / mean "
+            f"ground-truth GRPO delta over the seeds both have (same model and task, seed paired with seed), with a "
+            f"{pct} bootstrap interval [ratio_lo, ratio_hi] ({n_boot} replicates: seeds, then problems, the same "
+            f"problems for claim and ground truth). **holds** if ratio_lo >= {th.holds}, **partial** if "
+            f"{th.partial} <= ratio_lo and ratio_hi < {th.holds}, **fails** if ratio_hi < {th.partial}, "
+            f"**uncertain** when the interval straddles a threshold; **n/a (gt flat)** (no ratio) when ground truth "
+            f"did not gain significantly (its delta interval reaches 0, or its mean delta < {th.min_effect}). "
+            f"k_max: the largest logged k; delta_pass_at_kmax is the change of pass@k_max. Departure: the paper "
+            f"judges by eye from one seed's curves; the ratio rule and the intervals are studykit's.")
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        return round(float(v), 4) if math.isfinite(float(v)) else None
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """verdicts.json records: exactly RECORD_FIELDS; NaN (not defined) and +-inf (unbounded) become null."""
+    return [{k: _clean(row[k]) for k in RECORD_FIELDS} for _, row in table.iterrows()]
+
+
+def _fmt(v: Any, signed: bool = False) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x, signed) for x in v) + "]"
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if math.isnan(v):
+            return ""
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:+.3f}" if signed else f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return "" if v is None else str(v)
+
+
+MD_COLUMNS = ("claim", "model", "task", "alignment", "colour", "seeds", "base_pass1", "delta_pass1_per_seed", "delta_pass1",
+              "delta_lo", "delta_hi", "ratio", "ratio_lo", "ratio_hi", "verdict", "k_max", "delta_pass_at_kmax",
+              "peak_delta_pass1", "peak_step")
+
+
+def _explain(row: pd.Series) -> str:
+    diag = ", ".join(f"{k.split('/', 1)[1]}={row[k]:.2f}" for k in DIAGNOSTICS
+                     if k in row and not math.isnan(row[k]))
+    kmax = (f"; pass@{row['k_max']} moved {_fmt(row['delta_pass_at_kmax'], True)}" if (row["k_max"] or 0) > 1 else "")
+    ci = (f"95% interval [{_fmt(row['ratio_lo'])}, {_fmt(row['ratio_hi'])}]" if not pd.isna(row["ratio_lo"])
+          else "no interval")
+    colour = f", {row['colour']}" if row.get("colour") else ""
+    return (f"- **{row['claim']}** on {row['model']} / {row['task']} ({row['alignment'] or 'alignment unmeasured'}"
+            f"{colour})"
+            f" {row['verdict']}: pass@1 moved {_fmt(row['delta_pass1'], True)} against ground truth's "
+            f"{_fmt(row['gt_delta_pass1'], True)} on seeds {row['seeds']} (ratio {_fmt(row['ratio'])}, {ci}){kmax}; "
+            f"diagnostics: "
+            f"{diag or 'none logged'}.")
+
+
+def explain(row: pd.Series) -> str:
+    """One markdown line on a verdict row: the verdict, pass@1 against ground truth, the interval, diagnostics."""
+    return _explain(row)
+
+
+def markdown(table: pd.DataFrame, thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -> str:
+    """The verdict table in markdown, the rule, the claims that did not clearly reproduce, and the notes."""
+    lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(row[c], "delta" in c and not c.endswith(("_lo", "_hi"))) for c in MD_COLUMNS)
+              + " |" for _, row in table.iterrows()]
+    body = "\n".join(lines) + "\n\n" + rule_text(thresholds, n_boot, alpha) + "\n"
+    misses = [_explain(row) for _, row in table.iterrows() if row["verdict"] in ("fails", "partial", "uncertain")]
+    if misses:
+        body += "\n### Claims that did not clearly reproduce\n\n" + "\n".join(misses) + "\n"
+    notes = [f"- **{row['claim']}** on {row['model']} / {row['task']}: {row['note']}" for _, row in table.iterrows()
+             if row["note"]]
+    if notes:
+        body += "\n### Notes\n\n" + "\n".join(notes) + "\n"
+    return body

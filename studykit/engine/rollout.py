@@ -1,0 +1,114 @@
+"""One step's rollouts: sample G completions per prompt, score them, compute advantages, drop agreeing groups.
+
+Dynamic sampling as in DAPO (Yu et al. 2025) and the paper: groups whose rewards all agree carry no GRPO signal and
+are dropped; up to `algo.max_gen_batches` generation batches of fresh prompts are drawn to refill the batch.
+Kept groups are never duplicated: a step trains on fewer groups when refilling fails, and logs the filtered fraction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from studykit.engine import grpo
+from studykit.config.schema import RunConfig
+from studykit.tasks import Problem, share_diagnostics
+from studykit.tasks.templates import render
+
+
+@dataclass
+class Rollouts:
+    """Flattened kept samples of one step, plus what the step logs about all sampled groups."""
+
+    problems: list[Problem] = field(default_factory=list)
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    token_ids: list[list[int]] = field(default_factory=list)
+    sampler_logprobs: list[list[float]] = field(default_factory=list)
+    advantages: list[float] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+    per_problem_accuracy: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+
+def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np.random.Generator, seed: int,
+            template: str, task=None) -> Rollouts:
+    """Sample, score and filter until `prompts_per_step` groups are kept or the generation budget is spent.
+
+    `task`, when given, may report per-completion diagnostics (its `diagnose` hook), logged as shares.
+    """
+    t = cfg.train
+    out, seen = Rollouts(), {"groups": 0, "filtered": 0, "all": [], "correct": [], "format": [], "len": [],
+                             "trunc": [], "texts": []}
+    for batch_no in range(cfg.algo.max_gen_batches if cfg.algo.dynamic_sampling else 1):
+        need = t.prompts_per_step - len(out.problems) // t.group_size
+        if need <= 0:
+            break
+        problems = next_prompts(t.prompts_per_step if batch_no == 0 else need)
+        prompts = [render(p, template, tokenizer) for p in problems]
+        groups = sampler.generate(prompts, n=t.group_size, temperature=t.temperature, top_p=t.top_p,
+                                  max_new_tokens=t.max_new_tokens, seed=seed * 1009 + batch_no)
+        _score(cfg, problems, groups, reward_fn, rng, out, seen, need)
+    n_groups = max(seen["groups"], 1)
+    out.stats = {
+        "train/reward_mean": float(np.mean(seen["all"])), "train/reward_std": float(np.std(seen["all"])),
+        "train/accuracy": float(np.mean(seen["correct"])), "train/format_rate": float(np.mean(seen["format"])),
+        "train/response_len": float(np.mean(seen["len"])), "train/truncated_frac": float(np.mean(seen["trunc"])),
+        "train/filtered_frac": seen["filtered"] / n_groups, "train/kept_groups": len(out.problems) // t.group_size,
+    }
+    out.stats.update(share_diagnostics(task, seen["texts"], "train/"))
+    return out
+
+
+def _score(cfg, problems, groups, reward_fn, rng, out: Rollouts, seen: dict, need: int) -> None:
+    batch = [reward_fn(g.texts, p, logprobs=g.logprobs, rng=rng) for p, g in zip(problems, groups)]
+    rewards = torch.tensor(np.stack([r.rewards for r in batch]), dtype=torch.float32)
+    adv = grpo.compute_advantages(rewards, cfg.algo.estimator, lam=cfg.algo.lam)  # the training reward only
+    keep = grpo.filter_groups(rewards) if cfg.algo.dynamic_sampling else torch.ones(len(batch), dtype=torch.bool)
+    kept = 0
+    for i, (problem, group, res) in enumerate(zip(problems, groups, batch)):
+        seen["groups"] += 1
+        seen["all"].extend(res.rewards.tolist())
+        seen["correct"].extend(res.correct.tolist())
+        seen["format"].extend(res.format_ok.tolist())
+        seen["len"].extend(len(ids) for ids in group.token_ids)
+        seen["trunc"].extend(group.truncated)
+        seen["texts"].extend(group.texts)
+        out.per_problem_accuracy[problem.id] = float(res.correct.mean())
+        if not keep[i] or kept >= need:
+            seen["filtered"] += int(not keep[i])
+            continue
+        kept += 1
+        for j in range(len(group.texts)):
+            out.problems.append(problem)
+            out.prompt_ids.append(group.prompt_ids)
+            out.token_ids.append(group.token_ids[j])
+            out.sampler_logprobs.append(group.logprobs[j])
+            out.advantages.append(float(adv[i, j]))
+            out.texts.append(group.texts[j])
+            out.rewards.append(float(res.rewards[j]))
+            out.correct.append(bool(res.correct[j]))
+
+
+def pack(rollouts: Rollouts, index: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded prompt+completion tensors for the samples in `index` (completion_mask marks response tokens)."""
+    seqs = [rollouts.prompt_ids[i] + rollouts.token_ids[i] for i in index]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    comp = torch.zeros((len(seqs), width), dtype=torch.float32)
+    old = torch.zeros((len(seqs), width), dtype=torch.float32)
+    for row, i in enumerate(index):
+        p, c = len(rollouts.prompt_ids[i]), len(rollouts.token_ids[i])
+        ids[row, : p + c] = torch.tensor(seqs[row])
+        attn[row, : p + c] = 1
+        comp[row, p : p + c] = 1
+        old[row, p : p + c] = torch.tensor(rollouts.sampler_logprobs[i][:c] + [0.0] * (c - len(rollouts.sampler_logprobs[i])))
+    adv = torch.tensor([rollouts.advantages[i] for i in index], dtype=torch.float32)
+    return {"input_ids": ids, "attention_mask": attn, "completion_mask": comp, "sampler_logprobs": old, "advantages": adv}
