@@ -191,11 +191,11 @@ def plot_alignment(result: Any, cfg: Any):
     when the result carries them, else the plain curves."""
     counts = next((getattr(result, a) for a in ("counts", "correct_counts", "per_problem") if hasattr(result, a)),
                   None)
-    n, title = cfg.eval.n_samples, f"{cfg.model.name}: {getattr(result, 'label', '')}"
+    n, title = cfg.eval.n_samples, f"{cfg.model.shown}: {getattr(result, 'label', '')}"
     if counts:
         ks = [k for k in range(1, n + 1) if k & (k - 1) == 0 or k == n]
         return plot_pass_at_k_bands(counts, n, ks, title)
     rows = [{"set": s, "k": int(k), "pass@k": v} for s, curve in result.curves.items() for k, v in curve.items()]
-    fig = plot_pass_at_k(pd.DataFrame(rows).assign(model=cfg.model.name))
+    fig = plot_pass_at_k(pd.DataFrame(rows).assign(model=cfg.model.shown))
     fig.axes[0].set_title(title)
     return fig

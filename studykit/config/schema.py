@@ -49,6 +49,9 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     name: str = "toy:strong"
     """Hub id, local folder, `runs:/<run id>/policy`, or `toy:<preset>` (strong, weak-method, weak-skill, custom)."""
+    label: str | None = Field(None, pattern=SAFE_NAME)
+    """The model's name in run tags, run names and the verdict table; None = `name`. A study grid whose model key
+    differs from the `model.name` it sets (levels of `toy:custom` knobs on an alignment axis) uses the key."""
     finetune: Literal["full", "lora", "qlora"] = "full"
     """`full` for tiny models; `lora`; `qlora` = 4-bit NF4 base + LoRA. The paper fine-tunes fully (departure on GPU)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -71,6 +74,11 @@ class ModelConfig(_Section):
     Not in the config hash."""
 
     _name = field_validator("name")(checks.check_model_name)
+
+    @property
+    def shown(self) -> str:
+        """The name tags, run names and reports use: `label`, else `name`."""
+        return self.label or self.name
 
     @field_validator("toy")
     @classmethod
@@ -436,10 +444,12 @@ class RunConfig(_Section):
             del payload["eval"]["contamination"]
         if payload["algo"]["tis_cap"] is None:
             del payload["algo"]["tis_cap"]
+        if payload["model"]["label"] is None:  # added in 0.2: configs without a label keep their 0.1 hashes
+            del payload["model"]["label"]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def run_name(self) -> str:
-        model = self.model.name.replace("toy:", "").split("/")[-1]
+        model = self.model.shown.replace("toy:", "").split("/")[-1]
         return f"{self.claim}-{self.condition or self.claim}-{model}-{self.data.task}-s{self.train.seed}"
 
     def flat(self) -> dict[str, Any]:

@@ -247,7 +247,7 @@ def _alignment_cells(spec, here, base) -> list[Cell]:
     for model in a.models or list(spec.grid.models):
         for task in a.tasks or list(spec.grid.tasks):  # alignment.tasks are grid tasks (StudySpec checks)
             name = f"alignment-{short_model(model)}-{task}"
-            layers = [{"model": {"name": model}}, spec.grid.models.get(model, {}),
+            layers = [*_model_layers(spec, model),
                       _task_overrides(task, spec.grid.tasks[task]), a.overrides,
                       _labels(spec.name, "alignment", "alignment", "alignment", a.seed)]
             cells.append(_make_cell(spec, here, base, name, "alignment", nb, layers, []))
@@ -268,7 +268,7 @@ def _train_cell(spec, here, base, cond_name, model, task, seed, ablation=None) -
     after = [f"alignment-{short_model(model)}-{task}"]
     if cond_name != spec.baseline:
         after.append(_baseline_name(spec, model, task, seed, ablation))
-    layers = [{"model": {"name": model}}, spec.grid.models.get(model, {}),
+    layers = [*_model_layers(spec, model),
               _task_overrides(task, spec.grid.tasks[task]), cond.overrides, extra,
               _labels(spec.name, rq, claim, condition, seed)]
     cell = _make_cell(spec, here, base, name, rq, nb, layers, after)
@@ -280,6 +280,14 @@ def _train_cell(spec, here, base, cond_name, model, task, seed, ablation=None) -
         pin = {"data": {"one_shot": {"source_config_hash": source.config.config_hash()}}}
         cell = _make_cell(spec, here, base, name, rq, nb, [*layers, pin], after)
     return cell
+
+
+def _model_layers(spec, model: str) -> list[dict[str, Any]]:
+    """The grid key as `model.name`, the key's overrides, and the key as `model.label` when the overrides name
+    another model (levels of `toy:custom` on an alignment axis: `method-30: {model: {name: toy:custom, toy: ...}}`)."""
+    overrides = spec.grid.models.get(model, {})
+    name = (overrides.get("model") or {}).get("name", model)
+    return [{"model": {"name": model}}, overrides, {"model": {"label": model}} if name != model else {}]
 
 
 def _baseline_name(spec, model, task, seed, ablation) -> str:

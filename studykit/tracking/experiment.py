@@ -74,7 +74,7 @@ def run_tags(cfg: RunConfig, alignment: str | None = None) -> dict[str, str]:
         "rq": cfg.rq,
         "claim": cfg.claim,
         "condition": cfg.condition or cfg.claim,
-        "model": cfg.model.name,
+        "model": cfg.model.shown,
         "task": cfg.data.task,
         "seed": str(cfg.train.seed),
         "alignment": alignment or "unmeasured",
@@ -88,7 +88,7 @@ def run_tags(cfg: RunConfig, alignment: str | None = None) -> dict[str, str]:
 def group_name(cfg: RunConfig) -> str:
     """What the seeds of one cell share: `rq1 random | toy:strong | toy` (`alignment | toy:strong | toy`)."""
     head = "alignment" if cfg.rq == "alignment" else f"{cfg.rq} {cfg.condition or cfg.claim}"
-    return f"{head} | {cfg.model.name} | {cfg.data.task}"
+    return f"{head} | {cfg.model.shown} | {cfg.data.task}"
 
 
 def display_name(cfg: RunConfig) -> str:

@@ -1,0 +1,104 @@
+"""The alignment-curve estimators on synthetic levels whose crossings are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from studykit.analysis.thresholds import (
+    ABOVE, BELOW, CROSSES, Level, crossing, crossing_interval, monotone_fit, pass_at_k_area, predictiveness)
+
+
+def test_monotone_fit_pools_a_violation_and_keeps_order():
+    fit = monotone_fit([0.3, 0.1, 0.2, 0.4], [0.9, 0.1, 0.5, 0.3])  # sorted x: ratios 0.1, 0.5, 0.9, 0.3
+    np.testing.assert_allclose(fit, [0.1, 0.5, 0.6, 0.6])
+    assert np.all(np.diff(fit) >= 0)
+
+
+def test_crossing_interpolates_between_the_levels_around_the_threshold():
+    c = crossing([0.1, 0.2, 0.4, 0.8], [0.0, 0.2, 0.6, 1.0], 0.7)
+    assert c.side == CROSSES and c.value == pytest.approx(0.4 + (0.7 - 0.6) / (1.0 - 0.6) * 0.4)
+
+
+def test_no_crossing_in_the_swept_range_is_an_answer():
+    assert crossing([0.1, 0.2, 0.3], [0.8, 0.9, 1.0], 0.7) == crossing([0.1, 0.2, 0.3], [0.8, 0.9, 1.0], 0.7)
+    assert crossing([0.1, 0.2, 0.3], [0.8, 0.9, 1.0], 0.7).side == BELOW
+    assert crossing([0.1, 0.2, 0.3], [0.0, 0.1, 0.2], 0.3).side == ABOVE
+    assert crossing([0.1, 0.2, 0.3], [0.0, 0.1, 0.2], 0.3).value is None
+
+
+def _levels(true_ratio, xs, seeds=4, problems=200, gt_gain=0.4, noise=0.15, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, x in enumerate(xs):
+        gt = gt_gain + rng.normal(0, noise, (seeds, problems))
+        claim = true_ratio(x) * gt_gain + rng.normal(0, noise, (seeds, problems))
+        out.append(Level(f"L{i}", x, claim, gt))
+    return out
+
+
+def test_the_interval_holds_a_known_crossing():
+    # a ramp: ratio 0 below x = 0.3, 1 above 0.7, linear between; it reaches 0.7 at x = 0.58
+    ramp = lambda x: float(np.clip((x - 0.3) / 0.4, 0, 1))  # noqa: E731
+    levels = _levels(ramp, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    ci = crossing_interval(levels, 0.7, n_boot=300)
+    assert ci.crossing.side == CROSSES
+    assert abs(ci.crossing.value - 0.58) < 0.04
+    assert ci.lo <= 0.58 <= ci.hi and ci.hi - ci.lo < 0.15
+    assert ci.share_below == 0 and ci.share_above == 0
+
+
+def test_a_claim_that_never_turns_on_gives_an_interval_open_above():
+    levels = _levels(lambda x: 0.05, [0.1, 0.3, 0.5, 0.7])
+    ci = crossing_interval(levels, 0.7, n_boot=200)
+    assert ci.crossing.side == ABOVE and ci.hi == math.inf and ci.share_above > 0.9
+
+
+def test_a_claim_on_everywhere_turns_on_below_the_range():
+    levels = _levels(lambda x: 1.0, [0.1, 0.3, 0.5, 0.7])
+    ci = crossing_interval(levels, 0.3, n_boot=200)
+    assert ci.crossing.side == BELOW and ci.lo == -math.inf
+
+
+def test_levels_without_a_ground_truth_gain_are_refused_by_name():
+    levels = _levels(lambda x: 1.0, [0.1, 0.3, 0.5], gt_gain=0.4)
+    flat = Level("flat", 0.9, levels[0].claim, levels[0].gt - 1.0)
+    with pytest.raises(ValueError, match="flat"):
+        crossing_interval([*levels, flat], 0.7)
+    with pytest.raises(ValueError, match="three levels"):
+        crossing_interval(levels[:2], 0.7)
+
+
+def test_pass_at_k_area():
+    assert pass_at_k_area({1: 0.5}) == 0.5
+    assert pass_at_k_area({1: 1.0, 2: 1.0, 4: 1.0}) == pytest.approx(1.0)
+    assert pass_at_k_area({1: 0.0, 16: 1.0}) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        pass_at_k_area({2: 0.5})
+
+
+def test_predictiveness_orders_a_monotone_measure_and_not_a_shuffled_one():
+    ratios = [0.0, 0.1, 0.3, 0.6, 0.9, 1.0, 1.0]
+    good = predictiveness("pass@1", [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5], ratios, n_boot=500)
+    assert good.rho > 0.95 and good.lo > 0.5
+    shuffled = predictiveness("noise", [0.3, 0.01, 0.5, 0.1, 0.05, 0.4, 0.2], ratios, n_boot=500)
+    assert shuffled.lo < 0 < shuffled.hi
+
+
+def test_the_alignment_curve_study_names_each_level_by_its_grid_key():
+    from pathlib import Path
+
+    from studykit.study import expand
+    from studykit.tracking.experiment import group_name, run_tags
+
+    cells = expand(Path(__file__).resolve().parents[1] / "params" / "studies" / "alignment_curve.yaml")
+    aligned = [c.config for c in cells if c.config.rq == "alignment"]
+    labels = sorted(c.model.label for c in aligned)
+    assert len(labels) == 11 and labels[0] == "method-05" and labels[-1] == "skill-80"
+    assert {c.model.name for c in aligned} == {"toy:custom"}
+    assert len({c.config_hash() for c in aligned}) == 11  # different knobs, different runs
+    cfg = next(c.config for c in cells if c.name == "random-skill-45-toy-s1")
+    assert run_tags(cfg)["model"] == "skill-45" and group_name(cfg) == "rq1 random | skill-45 | toy"
+    assert cfg.model.toy["slip_rate"] == 0.45
