@@ -21,6 +21,7 @@ import matplotlib
 if "ipykernel" not in sys.modules:  # notebooks keep their inline backend
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -199,3 +200,38 @@ def plot_alignment(result: Any, cfg: Any):
     fig = plot_pass_at_k(pd.DataFrame(rows).assign(model=cfg.model.shown))
     fig.axes[0].set_title(title)
     return fig
+
+
+def plot_alignment_curve(rows, path: Path, measure: str = "pass@k") -> Path:
+    """Each claim's ratio to ground truth (with its interval) against the models' measured alignment, one panel per
+    claim, one series per axis, the study's `holds` (dashed) and `partial` (dotted) thresholds as lines
+    (`studykit.analysis.curve`)."""
+    mine = [r for r in rows if r.measure == measure and r.threshold == "holds"]
+    claims = list(dict.fromkeys(r.claim for r in mine))
+    cols = min(4, len(claims)) or 1
+    n_rows = (len(claims) + cols - 1) // cols or 1
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3.2 * cols, 2.6 * n_rows), squeeze=False, sharey=True)
+    holds = next((r.threshold_value for r in rows if r.threshold == "holds"), 0.7)
+    partial = next((r.threshold_value for r in rows if r.threshold == "partial"), 0.3)
+    for ax, claim in zip(axes.flat, claims):
+        for r in (r for r in mine if r.claim == claim):
+            pts = sorted(r.levels, key=lambda lv: lv["x"])
+            xs = [lv["x"] for lv in pts]
+            ys = [lv["ratio"] for lv in pts]
+            err = [[max(0.0, y - lv["ratio_lo"]) if np.isfinite(lv["ratio_lo"]) else 0.0 for y, lv in zip(ys, pts)],
+                   [max(0.0, lv["ratio_hi"] - y) if np.isfinite(lv["ratio_hi"]) else 0.0 for y, lv in zip(ys, pts)]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", ms=3, capsize=2, lw=1, label=r.axis)
+        for y, style in ((holds, "--"), (partial, ":")):
+            ax.axhline(y, color="grey", ls=style, lw=0.8)
+        ax.set_title(claim, fontsize=9)
+        ax.set_xlabel(f"base model {measure}", fontsize=8)
+        ax.set_ylim(-0.5, 1.5)
+    for ax in list(axes.flat)[len(claims):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("ratio to ground truth", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+

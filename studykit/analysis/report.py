@@ -123,11 +123,22 @@ def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None,
         from studykit.analysis import figures as figs
 
         files += figs.report_figures(runs, hist, table, folder, counts)
+    files += _curve(runs, hist, counts, th, folder, n_boot, seed, figures)
     report = Report(study, table, folder, files, missing=sel.missing, n_cells=sel.n_cells)
     if log_to_mlflow:
         report.run_id = _log_report(study, [study, *experiments_of(cells, study)], uri, folder, table,
                                     len(sel.missing))
     return report
+
+
+def _curve(runs, hist, counts, th, folder: Path, n_boot: int, seed: int, figures: bool) -> list[Path]:
+    """thresholds.json / .md and alignment_curve.png when a task has three or more models (studykit.analysis.curve)."""
+    from studykit.analysis import curve
+
+    rows, agreements = curve.alignment_curve(runs, hist, counts, th, th.axes, n_boot=min(n_boot, 1000), seed=seed)
+    for stale in ("thresholds.json", "thresholds.md", "alignment_curve.png"):  # a grid that lost its curve
+        (folder / stale).unlink(missing_ok=True)
+    return curve.write(rows, agreements, folder, figure=figures)
 
 
 def _log_report(study: str, experiments: list[str], uri: str | None, folder: Path, table: pd.DataFrame,

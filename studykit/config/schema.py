@@ -512,6 +512,9 @@ class CompareSpec(BaseModel):
     """...partially holds at this fraction (at most `holds`); fails below."""
     min_effect: Num = Field(0.02, ge=0)
     """Ground-truth GRPO must gain at least this much pass@1, else the verdict is `n/a (gt flat)`."""
+    axes: dict[str, list[str]] = Field(default_factory=dict)
+    """Alignment axes of the alignment curve (`studykit.analysis.curve`): axis name -> grid model keys, one series
+    each; empty = one series of every model with an alignment run on the task."""
 
     @model_validator(mode="after")
     def _ordered(self) -> "CompareSpec":

@@ -175,6 +175,11 @@ class StudySpec(_Spec):
             if task not in self.grid.tasks:
                 raise CheckError(f"got {task!r}; expected grid task labels {', '.join(self.grid.tasks)}",
                                         "alignment.tasks")
+        for axis, members in self.compare.axes.items():
+            for model in members:
+                if model not in self.grid.models:
+                    raise CheckError(f"got {model!r}; expected grid model keys {', '.join(self.grid.models)}",
+                                     f"compare.axes.{axis}")
         return self
 
 
