@@ -177,14 +177,21 @@ class AlgoConfig(_Section):
     agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "token-mean"
     """Loss aggregation (the paper: token-mean)."""
     kl_coef: Num = Field(0.0, ge=0)
-    """KL penalty to the initial policy (the paper: none), k3 estimator per token, logged as `train/kl_ref`. The
+    """KL penalty to the initial policy (the paper: none), k3 estimator per token clamped to +-10 as verl's
+    `low_var_kl`, logged as `train/kl_ref`. The
     reference is the base with the adapter disabled for lora/qlora (no extra memory) and a frozen copy of the
     initial model for full fine-tuning (refused above studykit.update.REF_COPY_MAX_PARAMS parameters)."""
     entropy_coef: Num = Field(0.0, ge=0)
     """Entropy bonus (the paper: none)."""
     dynamic_sampling: Bool = True
     """Drop groups whose rewards all agree (DAPO; the paper keeps it on). When not set it is on for the GRPO
-    family and OFF for Zhu et al.'s estimators (an all-wrong group's -1 everywhere is their training signal)."""
+    family and OFF for Zhu et al.'s estimators (an all-wrong group's -1 everywhere is their training signal).
+    On with a REINFORCE-family estimator is refused unless `allow_dynamic_sampling_with_reinforce` is true."""
+    allow_dynamic_sampling_with_reinforce: Bool = False
+    """Opt-in for an ablation that filters groups under Zhu et al.'s estimators (nsr_reinforce, psr_reinforce,
+    w_reinforce): without it `dynamic_sampling: true` with them is refused, since the filter drops the all-wrong
+    groups that are their signal (a base file's `dynamic_sampling: true` would otherwise leak into their cells).
+    Only valid with such an estimator and dynamic_sampling on. Not in the config hash (dynamic_sampling is)."""
     max_gen_batches: Int = Field(2, ge=1)
     """Generation batches drawn per step to refill after filtering."""
     old_logprobs: Literal["recompute", "sampler"] = "recompute"
@@ -200,6 +207,22 @@ class AlgoConfig(_Section):
         if isinstance(data, dict) and "dynamic_sampling" not in data:
             data = {**data, "dynamic_sampling": data.get("estimator", "grpo") not in REINFORCE_ESTIMATORS}
         return data
+
+    @model_validator(mode="after")
+    def _reinforce_keeps_all_groups(self) -> "AlgoConfig":
+        """Dynamic sampling with a REINFORCE-family estimator only when asked for by name (an ablation)."""
+        zhu = self.estimator in REINFORCE_ESTIMATORS
+        if zhu and self.dynamic_sampling and not self.allow_dynamic_sampling_with_reinforce:
+            raise CheckError(f"got true with algo.estimator {self.estimator!r}; expected false (the filter drops the "
+                             "all-wrong groups that are Zhu et al.'s training signal), or set "
+                             "algo.allow_dynamic_sampling_with_reinforce: true in an ablation that means it",
+                             "dynamic_sampling")
+        if self.allow_dynamic_sampling_with_reinforce and not (zhu and self.dynamic_sampling):
+            raise CheckError(f"got true with algo.estimator {self.estimator!r} and dynamic_sampling "
+                             f"{self.dynamic_sampling}; expected it only with dynamic_sampling true and one of "
+                             f"{', '.join(REINFORCE_ESTIMATORS)} (elsewhere it would change nothing)",
+                             "allow_dynamic_sampling_with_reinforce")
+        return self
 
     @model_validator(mode="after")
     def _no_ignored_settings(self) -> "AlgoConfig":
@@ -427,10 +450,11 @@ class RunConfig(_Section):
         """Hash of everything that changes the result. Excluded: tracking options and the execution knobs that
         change memory or time, not the objective (checkpoint interval, micro-batch size, log-prob chunk, gradient
         checkpointing, vLLM sleep mode), so a run can resume with them changed; `algo.tis_cap` while it is None;
+        `algo.allow_dynamic_sampling_with_reinforce` (a permission: `algo.dynamic_sampling` carries the effect);
         `eval.contamination` outside alignment runs (only they run the probe)."""
         payload = self.model_dump(mode="json", exclude={
             "tracking": True, "train": {"checkpoint_every", "micro_batch_size", "logprob_chunk"},
-            "model": {"gradient_checkpointing"}})
+            "model": {"gradient_checkpointing"}, "algo": {"allow_dynamic_sampling_with_reinforce"}})
         payload["train"]["sampler_options"].pop("enable_sleep_mode", None)
         if self.rq != "alignment":  # only alignment runs probe contamination: a training run's result is unchanged
             del payload["eval"]["contamination"]
