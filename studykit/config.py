@@ -343,9 +343,10 @@ class EvalConfig(_Section):
     """Sampling temperature at evaluation."""
     max_new_tokens: Int | None = Field(None, ge=1)
     """Response cap at evaluation (None = train.max_new_tokens)."""
-    alignment_k: Int = Field(16, ge=1)
+    alignment_k: Int = Field(checks.ALIGNMENT_K_DEFAULT, ge=1)
     """Alignment rule: the k of pass@k that labels a model-task pair (largest eval k <= this is used, so at least
-    the smallest of `ks`)."""
+    the smallest of `ks`, and at most the largest: pass@max(ks) would be used under its name). The default, 16,
+    means "the largest logged k up to 16" and is accepted whatever `ks` holds."""
     alignment_threshold: Num = Field(0.8, ge=0, le=1)
     """Alignment rule: `strong` when pass@alignment_k >= this, else `weak` (the paper's strong pairs have pass@k near 1)."""
     contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
