@@ -85,7 +85,7 @@ def write_parquet(records: list[dict], path: Path) -> None:
 
 
 def launch_script(cfg: RunConfig, overrides: list[str], env: dict[str, str], departures: list[str],
-                  prompt_limit: int = 1024, longest_prompt: int = 0) -> str:
+                  prompt_limit: int, longest_prompt: int) -> str:
     """The bash launch script: environment, verl's trainer with the overrides, then the import epilogue (only with
     a pre-created run: `MLFLOW_RUN_ID` in `env`). `MAX_PROMPT_LENGTH` defaults to `prompt_limit`; a value below
     `longest_prompt` stops the script before verl starts."""
@@ -151,7 +151,7 @@ def prompt_limit(lengths: verl_prompts.PromptLengths, given: int | None) -> int:
     """`data.max_prompt_length`: `given`, refused when a row is longer, else the measured cover."""
     if given is None:
         return lengths.limit()
-    if given < 1 or isinstance(given, bool):
+    if isinstance(given, bool) or given < 1:
         raise ValueError(f"max_prompt_length: got {given!r}; expected a positive number of tokens")
     train, val = lengths.over(given)
     if train or val:
