@@ -324,3 +324,17 @@ def test_chunked_logprobs_keep_only_the_logits_for_backward():
     saved_old, saved_new = _saved_bytes(old), _saved_bytes(new)
     assert saved_old >= 2 * B * T * V * 4
     assert saved_new <= logits_bytes + 4 * B * T * 8  # the logits, plus [B, T] index-sized tensors
+
+
+def test_k3_kl_is_clamped_like_verls_low_var_kl():
+    # Regression (issue 20): a huge reference/policy log-prob gap made exp(ref - lp) overflow to inf.
+    new, old, adv, mask = _loss_inputs()
+    ref = torch.full((2, 3), 200.0)  # ref log-prob far above the policy's: k3 = exp(200) - ... overflows fp32
+    loss, stats = grpo.policy_loss(new, old, adv, mask, ref_logprobs=ref, kl_coef=0.5)
+    base, _ = grpo.policy_loss(new, old, adv, mask)
+    assert math.isfinite(loss.item()) and stats["kl_ref"] == pytest.approx(grpo.KL_CLAMP)
+    assert loss.item() == pytest.approx(base.item() + 0.5 * grpo.KL_CLAMP, rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(new.grad).all()
+    low, stats = grpo.policy_loss(new.detach(), old, adv, mask, ref_logprobs=torch.full((2, 3), -1e4), kl_coef=0.5)
+    assert math.isfinite(low.item()) and stats["kl_ref"] == pytest.approx(grpo.KL_CLAMP)  # -d - 1 -> 10 too

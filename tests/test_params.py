@@ -119,9 +119,51 @@ def test_dynamic_sampling_defaults_off_for_zhu_et_al_estimators():
 
     for est in ("w_reinforce", "nsr_reinforce", "psr_reinforce"):
         assert validate({"algo": {"estimator": est}}).algo.dynamic_sampling is False
-        assert validate({"algo": {"estimator": est, "dynamic_sampling": True}}).algo.dynamic_sampling is True
+        asked = validate({"algo": {"estimator": est, "dynamic_sampling": True,
+                                   "allow_dynamic_sampling_with_reinforce": True}})
+        assert asked.algo.dynamic_sampling is True
     for est in ("grpo", "dr_grpo", "nsr", "psr"):
         assert validate({"algo": {"estimator": est}}).algo.dynamic_sampling is True
+
+
+def test_reinforce_with_dynamic_sampling_is_refused_unless_asked_for_by_name(monkeypatch):
+    # Regression (issue 20): a base file's `dynamic_sampling: true` reached W-REINFORCE's cells in the paper grid.
+    import hashlib
+
+    from studykit.config.schema import REINFORCE_ESTIMATORS, validate
+
+    real_sha256 = hashlib.sha256
+
+    for est in REINFORCE_ESTIMATORS:
+        with pytest.raises(ConfigError, match=r"algo\.dynamic_sampling: got true with algo\.estimator .*"
+                                              r"algo\.allow_dynamic_sampling_with_reinforce: true"):
+            validate({"algo": {"estimator": est, "dynamic_sampling": True}})
+    for algo in ({"estimator": "grpo"}, {"estimator": "w_reinforce", "dynamic_sampling": False}):
+        with pytest.raises(ConfigError, match=r"algo\.allow_dynamic_sampling_with_reinforce: got true"):
+            validate({"algo": {**algo, "allow_dynamic_sampling_with_reinforce": True}})  # would change nothing
+    # the permission is not in the config hash: cells without it keep theirs, and the asked-for cell differs only
+    # through dynamic_sampling itself
+    hashed = []
+    monkeypatch.setattr(hashlib, "sha256", lambda data: hashed.append(data.decode()) or real_sha256(data))
+    plain = validate({"algo": {"estimator": "w_reinforce"}})
+    plain.config_hash()
+    assert '"dynamic_sampling": false' in hashed[0] and "allow_dynamic" not in hashed[0]
+    monkeypatch.undo()
+    asked = validate({"algo": {"estimator": "w_reinforce", "dynamic_sampling": True,
+                               "allow_dynamic_sampling_with_reinforce": True}})
+    assert asked.config_hash() != plain.config_hash()
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
+def test_shipped_studies_never_filter_groups_under_reinforce(study, supplied_data):
+    # Regression (issue 20): expanding params/studies/paper.yaml gave w_reinforce cells dynamic_sampling True.
+    from studykit.config.schema import REINFORCE_ESTIMATORS
+
+    cells = expand(study)
+    zhu = [c for c in cells if c.config.algo.estimator in REINFORCE_ESTIMATORS]
+    assert all(not c.config.algo.dynamic_sampling for c in zhu), [c.name for c in zhu if c.config.algo.dynamic_sampling]
+    if study.name in ("paper.yaml", "toy.yaml"):
+        assert zhu  # the grids that hold the family are checked, not skipped
 
 
 def test_kl_and_vllm_sleep_are_accepted_now_that_the_engine_does_them():

@@ -64,3 +64,43 @@ def test_splits_are_disjoint_and_registered():
         tasks.get("rg:puzzle24")  # not enabled: studykit's logic:game24 does that job
     with pytest.raises(ValueError, match="difficulty"):
         rgt.ReasoningGymTask("maze", difficulty=4)
+
+
+@pytest.mark.parametrize("difficulty", [1, 2, 3])
+def test_propositional_logic_refuses_restated_premises(difficulty):
+    # Regression (issue 20): reasoning-gym pays any non-tautological consequence, so the conjunction of the premises
+    # scored 1.0 on nearly every item and a copied compound premise did too.
+    task = rgt.ReasoningGymTask("propositional_logic", difficulty=difficulty)
+    problems = task.generate(6, seed=0, split="train")
+    compound = 0
+    for p in problems:
+        premises = p.meta["rg_entry"]["metadata"]["premises"]
+        assert task.verify(p, p.answer)  # the intended conclusion still pays
+        assert not task.verify(p, " ∧ ".join(f"({x})" for x in premises))
+        assert not task.verify(p, " ∧ ".join(f"({x})" for x in reversed(premises)))  # reordered: same table
+        for x in premises:
+            if any(op in x for op in "∧∨→↔¬"):
+                compound += 1
+                assert not task.verify(p, x)
+                assert not task.verify(p, f"{x} ∧ {x}")  # padded copy: still the premise's truth table
+    assert compound
+
+
+def test_restated_premises_check_reads_tables_not_strings():
+    meta = {"variables": ["P", "Q", "R"], "premises": ["(P ∧ Q)", "(Q → R)"]}
+    assert rgt.restates_premises("(Q ∧ P)", meta) and rgt.restates_premises("P ∧ Q ∧ R", meta)  # P∧Q∧(Q→R)
+    assert rgt.restates_premises("(¬Q ∨ R)", meta)  # the second premise, rewritten
+    assert not rgt.restates_premises("(P ∧ R)", meta) and not rgt.restates_premises("R", meta)
+    assert not rgt.restates_premises("(P ∧", meta)  # unparsable: the scorer gives it 0 anyway
+    many = {"variables": [chr(ord("A") + i) for i in range(9)], "premises": ["A"]}
+    assert rgt.restates_premises("A", many)  # past the bounds: refused, never a 2^n blow-up
+
+
+def test_propositional_logic_huge_answers_stay_bounded():
+    task = tasks.get("rg:propositional_logic")
+    p = task.generate(1, seed=0)[0]
+    premises = p.meta["rg_entry"]["metadata"]["premises"]
+    start = time.monotonic()
+    for text in [" ∧ ".join(f"({x})" for x in premises * 500), "¬" * 10**5 + "P", "(P ∨ ¬P) ∧ " * 10**4 + "P"]:
+        assert not task.verify(p, text)
+    assert time.monotonic() - start < 10

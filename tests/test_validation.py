@@ -91,6 +91,8 @@ RUN_ROWS = [
     ("eval-ks-empty", {"eval": {"ks": []}}, "eval.ks", "at least 1"),
     ("eval-ks-range", {"eval": {"ks": [1, 32]}}, "eval.ks", "between 1 and eval.n_samples=16"),
     ("alignment-k", {"eval": {"ks": [4, 16], "alignment_k": 2}}, "eval.alignment_k", "at least 4"),
+    ("alignment-k-above", {"eval": {"n_samples": 4, "ks": [1, 4], "alignment_k": 100}}, "eval.alignment_k",
+     "at most 4, the largest of eval.ks"),  # issue 20: it labelled alignment with pass@4, silently
     ("eval-labels", {"eval": {"sets": [{"task": "toy"}, {"task": "toy", "split": "train"}]}}, "eval.sets", "twice"),
     ("eval-limit-bool", {"eval": {"sets": [{"task": "toy", "limit": True}]}}, "eval.sets.0.limit", "integer"),
     ("eval-name", {"eval": {"sets": [{"task": "toy", "name": "a/b"}]}}, "eval.sets.0.name", "letters, digits"),
@@ -293,3 +295,12 @@ def test_studykit_config_imports_light():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_default_alignment_k_survives_a_round_trip_below_16():
+    # The default (16 = the largest logged k up to 16) is exempt from "at most max(ks)": dumped configs carry it.
+    from studykit.config import validate
+
+    cfg = validate({"eval": {"n_samples": 4, "ks": [1, 4]}})
+    assert validate(cfg.model_dump(mode="json")).eval.alignment_k == 16
+    assert validate({"eval": {"n_samples": 8, "ks": [1, 4, 8], "alignment_k": 8}}).eval.alignment_k == 8

@@ -262,3 +262,96 @@ def test_a_study_cell_exports_with_the_studys_config_hash(tmp_path, capsys):
     assert manifest["config_hash"] == cell.config.config_hash() and manifest["config"]["reward"]["name"] == "incorrect"
     assert main(["export", "verl", str(study), "--out", str(tmp_path / "job2"), "--no-run"]) == 2
     assert "--cell NAME expected" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- issue 20: prompt lengths, verl 0.9.1
+
+
+def test_max_prompt_length_covers_every_prompt_by_the_stated_estimate(tmp_path):
+    # Regression (issue 20): launch.sh defaulted max_prompt_length to 1024 with filter_overlong_prompts=True, so verl
+    # dropped longer prompts from train and validation while the manifest counted them.
+    from studykit.integrations import verl_prompts
+
+    cfg = cfg_of(model={"name": "studykit-test/not-cached-anywhere"}, data={"task": "korbench:counterfactual",
+                 "train_split": "train", "train_size": 12}, eval={"sets": [{"task": "korbench:counterfactual"}]})
+    result = export(cfg, tmp_path / "job", create_run=False)
+    manifest = json.loads((result.out_dir / "manifest.json").read_text())
+    prompts = manifest["prompt_tokens"]
+    assert prompts["method"].startswith("estimate: ceil(characters / 3) + 64") and prompts["exact"] is False
+    rows = [r for name in ("train", "val") for r in pd.read_parquet(result.out_dir / f"{name}.parquet")["prompt"]]
+    longest = max(verl_prompts.estimate(list(r)) for r in rows)
+    assert longest > 1024  # KOR-Bench Counterfactual prompts: the old default would have dropped them
+    assert prompts["longest_train"] <= longest and max(prompts["longest_train"], prompts["longest_val"]) == longest
+    limit = prompts["max_prompt_length"]
+    assert limit >= longest and limit % 128 == 0 and limit - longest < 128 and prompts["rows_over_limit"] == 0
+    script = (result.out_dir / "launch.sh").read_text()
+    assert f'MAX_PROMPT_LENGTH="${{MAX_PROMPT_LENGTH:-{limit}}}"' in script and ":-1024" not in script
+    assert "data.filter_overlong_prompts=False" in script and "filter_overlong_prompts=True" not in script
+    assert any("left-truncated" in d and "estimate" in d for d in manifest["departures"])
+
+
+def test_a_prompt_limit_below_the_longest_is_refused_with_the_count(tmp_path):
+    cfg = cfg_of(model={"name": "studykit-test/not-cached-anywhere"})
+    with pytest.raises(ValueError, match=r"max_prompt_length 40 would lose \d+ of 10 training and \d+ of 5 "
+                                         r"evaluation prompts \(longest \d+ tokens, by estimate"):
+        export(cfg, tmp_path / "job", create_run=False, max_prompt_length=40)
+    assert not (tmp_path / "job").exists()
+    done = export(cfg, tmp_path / "ok", create_run=False, max_prompt_length=4096)
+    assert json.loads((done.out_dir / "manifest.json").read_text())["prompt_tokens"]["max_prompt_length"] == 4096
+
+
+def test_the_launch_script_refuses_a_max_prompt_length_below_the_longest(tmp_path):
+    cfg = cfg_of(model={"name": "studykit-test/not-cached-anywhere"})
+    result = export(cfg, tmp_path / "job", create_run=False)
+    env = {"PATH": "/usr/bin:/bin", "MAX_PROMPT_LENGTH": "16", "PYTHON": "false"}
+    run = subprocess.run(["bash", str(result.out_dir / "launch.sh")], env=env, capture_output=True, text=True)
+    assert run.returncode == 2 and "below the longest exported prompt" in run.stderr
+
+
+def test_prompt_lengths_come_from_the_tokenizer_and_chat_template_when_local(tmp_path, tiny_model_dir):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    with pytest.raises(ValueError, match="no chat template"):  # verl renders every prompt with one
+        export(cfg_of(model={"name": str(folder)}), tmp_path / "none", create_run=False)
+    tok.chat_template = "{% for m in messages %}<bos> {{ m['role'] }} {{ m['content'] }} <eos> {% endfor %}"
+    tok.save_pretrained(folder)
+    result = export(cfg_of(model={"name": str(folder)}), tmp_path / "job", create_run=False)
+    prompts = json.loads((result.out_dir / "manifest.json").read_text())["prompt_tokens"]
+    assert prompts["exact"] is True and "chat template" in prompts["method"]
+    train = pd.read_parquet(result.out_dir / "train.parquet")["prompt"]
+    def ids(p):  # transformers 5 returns a BatchEncoding here, 4 a list (verl normalises both the same way)
+        out = tok.apply_chat_template(list(p), add_generation_prompt=True, tokenize=True)
+        return out["input_ids"] if hasattr(out, "keys") else out
+
+    exact = max(len(ids(p)) for p in train)
+    assert exact > 20  # the template's words and the instruction count, not a 2-key mapping
+    assert prompts["longest_train"] == exact
+
+
+def test_group_filter_reads_verls_canonical_reward_on_the_v1_trainer():
+    # verl 0.9.1: `reward` is FILTER_GROUPS_REWARD_METRIC (the summed rm_scores = compute_score's `score`); only the
+    # v1 trainer reads algorithm.filter_groups, so the export pins it.
+    got = tr.overrides(cfg_of(), experiment="e", checkpoint_dir="/c")
+    assert {"algorithm.filter_groups.enable=True", "algorithm.filter_groups.metric=reward",
+            "trainer.use_v1=True"} <= set(got)
+    assert not any("seq_final_reward" in o for o in got)
+
+
+def test_lora_export_needs_no_safetensors_load_format():
+    # LoRA with vLLM's dummy load_format works in 0.9.1 (the base is synced before the first validation); only
+    # rollout.layered_summon would require rollout.load_format=safetensors, so it must not appear without it.
+    got = tr.overrides(cfg_of(), experiment="e", checkpoint_dir="/c")
+    assert "actor_rollout_ref.model.lora_rank=8" in got
+    if any("layered_summon=True" in o for o in got):
+        assert "actor_rollout_ref.rollout.load_format=safetensors" in got
+    assert not any("load_format" in o or "layered_summon" in o for o in got)
+
+
+def test_departures_name_the_dual_clip():
+    deps = tr.departures(cfg_of())
+    assert any(d.startswith("actor.clip_ratio_c 10000") and "dual-clip" in d for d in deps)

@@ -117,6 +117,13 @@ PAIRS: list[Pair] = [
     Pair(None, "5", False, "malformed"),
     Pair("", "5", False, "malformed"),
     Pair("\\frac{1}{", "\\frac{1}{2}", False, "malformed"),
+    # whitespace (issue 20: all of it was deleted, so `2 3` matched `23`)
+    Pair("2 3", "23", False, "spacing"),
+    Pair("2\n3", "23", False, "spacing"),
+    Pair("\\frac {1} {2}", "\\frac{1}{2}", True, "spacing"),
+    Pair("x = 3", "x=3", True, "spacing"),
+    Pair("\\left( 1 , 2 \\right)", "(1,2)", True, "spacing"),
+    Pair("10 000", "10000", True, "spacing"),
     Pair("}}}{{{", "5", False, "malformed"),
     Pair("\x00\xff\x01binary", "5", False, "malformed"),
     Pair("1" * 5000, "5", False, "malformed"),

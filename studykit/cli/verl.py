@@ -23,7 +23,8 @@ def config_of(path: str, cell: str | None):
 def cmd_export(args) -> int:
     from studykit.integrations.verl_export import LAUNCH, export
 
-    result = export(config_of(args.params, args.cell), args.out, uri=args.uri, create_run=not args.no_run)
+    result = export(config_of(args.params, args.cell), args.out, uri=args.uri, create_run=not args.no_run,
+                    max_prompt_length=args.max_prompt_length)
     print(f"wrote {result.n_train} training and {sum(result.n_val.values())} evaluation problems "
           f"({', '.join(f'{k}: {v}' for k, v in result.n_val.items())})")
     print("  " + "\n  ".join(str(f) for f in result.files))
@@ -60,6 +61,8 @@ def add_export_parser(sub) -> None:
     v.add_argument("--out", required=True, help="folder for train.parquet, val.parquet, launch.sh, manifest.json")
     v.add_argument("--uri", help="MLflow tracking URI (default: tracking.uri, $MLFLOW_TRACKING_URI or ./mlruns)")
     v.add_argument("--no-run", action="store_true", help="write the files only; create no MLflow run")
+    v.add_argument("--max-prompt-length", type=int, help="verl's data.max_prompt_length (default: the longest "
+                   "exported prompt, measured, rounded up to 128); refused when a prompt is longer")
     v.set_defaults(func=cmd_export)
 
 

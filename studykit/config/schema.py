@@ -51,7 +51,8 @@ class ModelConfig(_Section):
     """Hub id, local folder, `runs:/<run id>/policy`, or `toy:<preset>` (strong, weak-method, weak-skill, custom)."""
     label: str | None = Field(None, pattern=SAFE_NAME)
     """The model's name in run tags, run names and the verdict table; None = `name`. A study grid whose model key
-    differs from the `model.name` it sets (levels of `toy:custom` knobs on an alignment axis) uses the key."""
+    differs from the `model.name` it sets (levels of `toy:custom` knobs on an alignment axis) uses the key. Not part
+    of the config hash: it changes no result."""
     finetune: Literal["full", "lora", "qlora"] = "full"
     """`full` for tiny models; `lora`; `qlora` = 4-bit NF4 base + LoRA. The paper fine-tunes fully (departure on GPU)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -185,14 +186,21 @@ class AlgoConfig(_Section):
     agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "token-mean"
     """Loss aggregation (the paper: token-mean)."""
     kl_coef: Num = Field(0.0, ge=0)
-    """KL penalty to the initial policy (the paper: none), k3 estimator per token, logged as `train/kl_ref`. The
+    """KL penalty to the initial policy (the paper: none), k3 estimator per token clamped to +-10 as verl's
+    `low_var_kl`, logged as `train/kl_ref`. The
     reference is the base with the adapter disabled for lora/qlora (no extra memory) and a frozen copy of the
     initial model for full fine-tuning (refused above studykit.engine.update.REF_COPY_MAX_PARAMS parameters)."""
     entropy_coef: Num = Field(0.0, ge=0)
     """Entropy bonus (the paper: none)."""
     dynamic_sampling: Bool = True
     """Drop groups whose rewards all agree (DAPO; the paper keeps it on). When not set it is on for the GRPO
-    family and OFF for Zhu et al.'s estimators (an all-wrong group's -1 everywhere is their training signal)."""
+    family and OFF for Zhu et al.'s estimators (an all-wrong group's -1 everywhere is their training signal).
+    On with a REINFORCE-family estimator is refused unless `allow_dynamic_sampling_with_reinforce` is true."""
+    allow_dynamic_sampling_with_reinforce: Bool = False
+    """Opt-in for an ablation that filters groups under Zhu et al.'s estimators (nsr_reinforce, psr_reinforce,
+    w_reinforce): without it `dynamic_sampling: true` with them is refused, since the filter drops the all-wrong
+    groups that are their signal (a base file's `dynamic_sampling: true` would otherwise leak into their cells).
+    Only valid with such an estimator and dynamic_sampling on. Not in the config hash (dynamic_sampling is)."""
     max_gen_batches: Int = Field(2, ge=1)
     """Generation batches drawn per step to refill after filtering."""
     old_logprobs: Literal["recompute", "sampler"] = "recompute"
@@ -208,6 +216,22 @@ class AlgoConfig(_Section):
         if isinstance(data, dict) and "dynamic_sampling" not in data:
             data = {**data, "dynamic_sampling": data.get("estimator", "grpo") not in REINFORCE_ESTIMATORS}
         return data
+
+    @model_validator(mode="after")
+    def _reinforce_keeps_all_groups(self) -> "AlgoConfig":
+        """Dynamic sampling with a REINFORCE-family estimator only when asked for by name (an ablation)."""
+        zhu = self.estimator in REINFORCE_ESTIMATORS
+        if zhu and self.dynamic_sampling and not self.allow_dynamic_sampling_with_reinforce:
+            raise CheckError(f"got true with algo.estimator {self.estimator!r}; expected false (the filter drops the "
+                             "all-wrong groups that are Zhu et al.'s training signal), or set "
+                             "algo.allow_dynamic_sampling_with_reinforce: true in an ablation that means it",
+                             "dynamic_sampling")
+        if self.allow_dynamic_sampling_with_reinforce and not (zhu and self.dynamic_sampling):
+            raise CheckError(f"got true with algo.estimator {self.estimator!r} and dynamic_sampling "
+                             f"{self.dynamic_sampling}; expected it only with dynamic_sampling true and one of "
+                             f"{', '.join(REINFORCE_ESTIMATORS)} (elsewhere it would change nothing)",
+                             "allow_dynamic_sampling_with_reinforce")
+        return self
 
     @model_validator(mode="after")
     def _no_ignored_settings(self) -> "AlgoConfig":
@@ -328,9 +352,10 @@ class EvalConfig(_Section):
     """Sampling temperature at evaluation."""
     max_new_tokens: Int | None = Field(None, ge=1)
     """Response cap at evaluation (None = train.max_new_tokens)."""
-    alignment_k: Int = Field(16, ge=1)
+    alignment_k: Int = Field(checks.ALIGNMENT_K_DEFAULT, ge=1)
     """Alignment rule: the k of pass@k that labels a model-task pair (largest eval k <= this is used, so at least
-    the smallest of `ks`)."""
+    the smallest of `ks`, and at most the largest: pass@max(ks) would be used under its name). The default, 16,
+    means "the largest logged k up to 16" and is accepted whatever `ks` holds."""
     alignment_threshold: Num = Field(0.8, ge=0, le=1)
     """Alignment rule: `strong` when pass@alignment_k >= this, else `weak` (the paper's strong pairs have pass@k near 1)."""
     contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
@@ -435,17 +460,17 @@ class RunConfig(_Section):
         """Hash of everything that changes the result. Excluded: tracking options and the execution knobs that
         change memory or time, not the objective (checkpoint interval, micro-batch size, log-prob chunk, gradient
         checkpointing, vLLM sleep mode), so a run can resume with them changed; `algo.tis_cap` while it is None;
+        `algo.allow_dynamic_sampling_with_reinforce` (a permission: `algo.dynamic_sampling` carries the effect); `model.label`;
         `eval.contamination` outside alignment runs (only they run the probe)."""
         payload = self.model_dump(mode="json", exclude={
             "tracking": True, "train": {"checkpoint_every", "micro_batch_size", "logprob_chunk"},
-            "model": {"gradient_checkpointing"}})
+            "model": {"gradient_checkpointing"}, "algo": {"allow_dynamic_sampling_with_reinforce"}})
         payload["train"]["sampler_options"].pop("enable_sleep_mode", None)
         if self.rq != "alignment":  # only alignment runs probe contamination: a training run's result is unchanged
             del payload["eval"]["contamination"]
         if payload["algo"]["tis_cap"] is None:
             del payload["algo"]["tis_cap"]
-        if payload["model"]["label"] is None:  # added in 0.2: configs without a label keep their 0.1 hashes
-            del payload["model"]["label"]
+        del payload["model"]["label"]  # a name, not a setting: two labels of one model are one run (refused twins)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def run_name(self) -> str:

@@ -99,16 +99,26 @@ def check_task_options(name: str, options: dict[str, Any]) -> None:
         raise CheckError(f"got {short(options)}; {message}") from None
 
 
+ALIGNMENT_K_DEFAULT = 16  # config.EvalConfig.alignment_k's default: "the largest logged k up to 16"
+
+
 def check_eval_ks(ks: list[int], n_samples: int, alignment_k: int, labels: list[str]) -> None:
     """Each k in 1..n_samples; alignment_k at least the smallest k (the alignment label uses the largest logged
-    k <= alignment_k: below every k the run's tag would be 'unmeasured'); distinct eval-set labels (their metrics
-    and count artifacts would mix)."""
+    k <= alignment_k: below every k the run's tag would be 'unmeasured') and at most the largest unless it is the
+    default (above every k the label would silently be pass@max(ks)); distinct eval-set labels (their metrics and
+    count artifacts would mix)."""
     bad = [k for k in ks if k < 1 or k > n_samples]
     if bad:
         raise CheckError(f"got {bad}; expected each k between 1 and eval.n_samples={n_samples}", "ks")
     if alignment_k < min(ks):
         raise CheckError(f"got {alignment_k}; expected at least {min(ks)}, the smallest of eval.ks {ks} (the label "
                          "uses the largest logged k <= alignment_k)", "alignment_k")
+    # The default is exempt: it is stored in every dumped config (notebook parameters, manifests), so a config with
+    # ks below 16 must survive its own round trip; its meaning, the largest k up to 16, is documented.
+    if alignment_k > max(ks) and alignment_k != ALIGNMENT_K_DEFAULT:
+        raise CheckError(f"got {alignment_k}; expected at most {max(ks)}, the largest of eval.ks {ks} (the label "
+                         f"would be pass@{max(ks)}, not pass@{alignment_k}): add {alignment_k} to eval.ks (and "
+                         "eval.n_samples) or lower alignment_k", "alignment_k")
     twice = sorted({x for x in labels if labels.count(x) > 1})
     if twice:
         raise CheckError(f"got the label {twice[0]!r} twice; expected distinct labels (set `name`)", "sets")

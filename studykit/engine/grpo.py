@@ -24,7 +24,8 @@ Choices and departures:
     on, so `studykit.config.schema` turns dynamic sampling off by default for this family.
 * `policy_loss` is verl's PPO surrogate with asymmetric clipping but without verl's dual-clip bound
   (clip_ratio_c) for negative advantages. `approx_kl` in the stats is k2 = mean 0.5*(logprob - old)^2; the
-  optional reference-KL penalty uses the k3 estimator exp(ref - lp) - (ref - lp) - 1.
+  optional reference-KL penalty uses the k3 estimator exp(ref - lp) - (ref - lp) - 1, clamped as verl 0.9.1's
+  `low_var_kl` (ref - lp to +-20 before exp, the per-token k3 to +-10; core_algos.kl_penalty_forward).
 * `token_logprobs` passes position ids from the attention mask (cumsum - 1) so that left-padded prompts get the
   positions HF `generate` gives them. It asks the model only for the completion positions' logits
   (`logits_to_keep`) and takes their log-softmax a chunk of rows at a time in a custom autograd Function
@@ -45,6 +46,8 @@ ESTIMATORS = ("grpo", "dr_grpo", "nsr", "psr", "nsr_reinforce", "psr_reinforce",
 # Zhu et al.'s estimators: no group baseline, so a group whose rewards agree still carries signal.
 REINFORCE_ESTIMATORS = ("nsr_reinforce", "psr_reinforce", "w_reinforce")
 AGGS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
+KL_LOG_RATIO_CLAMP = 20.0  # verl 0.9.1 low_var_kl: ref - logprob clamped before exp
+KL_CLAMP = 10.0  # ... and the per-token k3 value clamped to +-10
 
 
 def _as_2d(x, field: str, dtype=torch.float32) -> torch.Tensor:
@@ -202,7 +205,8 @@ def policy_loss(
         if ref_logprobs is None:
             raise ValueError("kl_coef > 0 needs ref_logprobs ([B, T] log-probs under the reference model)")
         d = torch.where(on, ref_logprobs.detach() - logprobs, torch.zeros_like(logprobs))
-        kl = torch.exp(d) - d - 1.0
+        d = d.clamp(-KL_LOG_RATIO_CLAMP, KL_LOG_RATIO_CLAMP)  # as verl's low_var_kl: exp() stays finite
+        kl = (torch.exp(d) - d - 1.0).clamp(-KL_CLAMP, KL_CLAMP)  # one far-off token cannot end the run as non-finite
         per_token = per_token + kl_coef * kl
         stats["kl_ref"] = _masked_mean(kl.detach(), m)
     if entropy_coef > 0:

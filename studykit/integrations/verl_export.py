@@ -6,7 +6,14 @@ DIR gets:
 - `launch.sh`: `python -m verl.trainer.main_ppo` with the translated Hydra overrides and the MLflow environment
   (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME, MLFLOW_RUN_ID), then `studykit import verl` (its epilogue) with the
   run's exit status, so the run ends FINISHED or FAILED with studykit's eval metrics in it;
-- `manifest.json`: the config, its hash, the run id, the eval sets and their data sources, the departures.
+- `manifest.json`: the config, its hash, the run id, the eval sets and their data sources, the departures, and
+  `prompt_tokens` (how every prompt was measured, the longest, the `data.max_prompt_length` chosen).
+
+Prompt lengths (studykit.integrations.verl_prompts): every row is measured, with the model's tokenizer and chat
+template where they load offline, else by a stated estimate; `data.max_prompt_length` is set to cover the longest
+(rounded up to 128), and verl's `data.filter_overlong_prompts` is off, so no row is dropped silently. A limit given
+to `export` (`--max-prompt-length`) below the longest is refused with the number of rows it would lose, and the
+launch script refuses a `MAX_PROMPT_LENGTH` below the longest the same way.
 
 The run is created in the study's experiment with studykit's tags (config_hash included), params and `config.json`,
 tagged `engine=verl`, and left SCHEDULED until verl's MLflow logger starts it. Nothing is written (no files, no run)
@@ -22,6 +29,7 @@ from pathlib import Path
 
 from studykit.config.schema import RunConfig
 from ..tasks import get as get_task
+from . import verl_prompts
 from . import verl_translate as tr
 
 LAUNCH = "launch.sh"
@@ -76,9 +84,11 @@ def write_parquet(records: list[dict], path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(records), path)
 
 
-def launch_script(cfg: RunConfig, overrides: list[str], env: dict[str, str], departures: list[str]) -> str:
+def launch_script(cfg: RunConfig, overrides: list[str], env: dict[str, str], departures: list[str],
+                  prompt_limit: int, longest_prompt: int) -> str:
     """The bash launch script: environment, verl's trainer with the overrides, then the import epilogue (only with
-    a pre-created run: `MLFLOW_RUN_ID` in `env`)."""
+    a pre-created run: `MLFLOW_RUN_ID` in `env`). `MAX_PROMPT_LENGTH` defaults to `prompt_limit`; a value below
+    `longest_prompt` stops the script before verl starts."""
     epilogue = [
         'if [ "$status" -eq 0 ]; then end=FINISHED; else end=FAILED; fi',
         '"$PYTHON" -m studykit.cli.commands import verl "$MLFLOW_RUN_ID" --dir "$HERE" --status "$end"',
@@ -94,10 +104,16 @@ def launch_script(cfg: RunConfig, overrides: list[str], env: dict[str, str], dep
         'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
         *(f"export {k}={shlex.quote(v)}" for k, v in env.items()),
         'PYTHON="${PYTHON:-python3}"',
+        f'MAX_PROMPT_LENGTH="${{MAX_PROMPT_LENGTH:-{prompt_limit}}}"',
+        f'if [ "$MAX_PROMPT_LENGTH" -lt {longest_prompt} ]; then',
+        f'  echo "MAX_PROMPT_LENGTH=$MAX_PROMPT_LENGTH is below the longest exported prompt ({longest_prompt} tokens, '
+        f'manifest.json prompt_tokens): verl would drop or truncate prompts" >&2',
+        "  exit 2",
+        "fi",
         "status=0",
         '"$PYTHON" -m verl.trainer.main_ppo \\',
         '  data.train_files="$HERE/train.parquet" data.val_files="$HERE/val.parquet" \\',
-        '  data.max_prompt_length="${MAX_PROMPT_LENGTH:-1024}" trainer.n_gpus_per_node="${N_GPUS:-8}" \\',
+        '  data.max_prompt_length="$MAX_PROMPT_LENGTH" trainer.n_gpus_per_node="${N_GPUS:-8}" \\',
         '  trainer.nnodes="${NNODES:-1}" actor_rollout_ref.rollout.tensor_model_parallel_size="${TP:-1}" \\',
         f'  trainer.validation_data_dir="$HERE/{VALIDATION_DIR}" \\',
         *(f"  {shlex.quote(o)} \\" for o in overrides),
@@ -131,18 +147,40 @@ def _create_run(cfg: RunConfig, uri: str | None, manifest: dict) -> tuple[str, s
     return rid, resolved, experiment
 
 
-def export(cfg: RunConfig, out_dir: str | Path, uri: str | None = None, create_run: bool = True) -> Export:
-    """Write the verl hand-off of `cfg` into `out_dir` (see the module docstring); ValueError when untranslatable."""
+def prompt_limit(lengths: verl_prompts.PromptLengths, given: int | None) -> int:
+    """`data.max_prompt_length`: `given`, refused when a row is longer, else the measured cover."""
+    if given is None:
+        return lengths.limit()
+    if isinstance(given, bool) or given < 1:
+        raise ValueError(f"max_prompt_length: got {given!r}; expected a positive number of tokens")
+    train, val = lengths.over(given)
+    if train or val:
+        raise ValueError(f"max_prompt_length {given} would lose {train} of {len(lengths.train)} training and {val} "
+                         f"of {len(lengths.val)} evaluation prompts (longest {lengths.longest} tokens, by "
+                         f"{lengths.method}); give at least {lengths.longest}, or none to cover them all")
+    return given
+
+
+def export(cfg: RunConfig, out_dir: str | Path, uri: str | None = None, create_run: bool = True,
+           max_prompt_length: int | None = None) -> Export:
+    """Write the verl hand-off of `cfg` into `out_dir` (see the module docstring); ValueError when untranslatable
+    or when `max_prompt_length` is below a prompt's length."""
     out = Path(out_dir).resolve()
     checkpoint_dir = str((Path(cfg.tracking.checkpoint_dir) / f"verl-{cfg.config_hash()}").resolve())
     experiment = cfg.tracking.experiment or cfg.study
     overrides = tr.overrides(cfg, experiment=experiment, checkpoint_dir=checkpoint_dir)  # refuses first
     train_rows, val_rows = rows(cfg)
+    lengths = verl_prompts.measure(cfg.model.name, train_rows, val_rows)
+    limit = prompt_limit(lengths, max_prompt_length)
+    departures = tr.departures(cfg)
+    if not lengths.exact:
+        departures.append(f"prompt lengths are an {lengths.method}: a prompt longer than data.max_prompt_length "
+                          f"{limit} would be left-truncated by verl's agent loop (with a warning)")
     sources = {es.label: tr.data_source(es.task, es.label) for es in cfg.eval.sets}
     manifest = {"config": cfg.model_dump(mode="json"), "config_hash": cfg.config_hash(), "run_name": cfg.run_name(),
                 "eval_sets": sources, "n_train": len(train_rows),
                 "n_val": {lab: sum(r["data_source"] == src for r in val_rows) for lab, src in sources.items()},
-                "departures": tr.departures(cfg), "overrides": overrides}
+                "departures": departures, "overrides": overrides, "prompt_tokens": lengths.manifest(limit)}
     run_id, resolved, env = None, None, {}
     if create_run:
         run_id, resolved, experiment = _create_run(cfg, uri, manifest)
@@ -156,7 +194,7 @@ def export(cfg: RunConfig, out_dir: str | Path, uri: str | None = None, create_r
     files = [out / "train.parquet", out / "val.parquet", out / LAUNCH, out / MANIFEST]
     write_parquet(train_rows, files[0])
     write_parquet(val_rows, files[1])
-    files[2].write_text(launch_script(cfg, overrides, env, manifest["departures"]))
+    files[2].write_text(launch_script(cfg, overrides, env, manifest["departures"], limit, lengths.longest))
     files[2].chmod(0o755)
     files[3].write_text(json.dumps(manifest, indent=2))
     return Export(out, files, run_id, len(train_rows), manifest["n_val"], manifest["departures"])

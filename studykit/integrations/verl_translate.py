@@ -13,7 +13,17 @@ Choices:
   prompt.
 - Evaluation rows carry ground truth without the format gate: they measure correctness, whatever the training signal.
 - `actor.clip_ratio_c` is set far above any ratio: studykit's loss has no dual-clip bound (studykit.engine.grpo), verl's
-  default (3.0) would add one.
+  default (3.0) would add one (verl refuses to switch it off: it asserts clip_ratio_c > 1; listed in departures).
+- Dynamic sampling: `algorithm.filter_groups.metric=reward` is verl 0.9.1's canonical name (v1 replay buffer,
+  FILTER_GROUPS_REWARD_METRIC): it reads the summed `rm_scores`, i.e. compute_score's `score`, the training reward
+  studykit filters on. Any other name is looked up in the reward's extra info, where studykit returns no such key
+  (`seq_final_reward` is the old DAPO recipe's name, absent from 0.9.1). Only the v1 trainer reads filter_groups
+  (main_ppo_v0 ignores it), so `trainer.use_v1=True` is pinned.
+- `data.filter_overlong_prompts=False`: the export measures every prompt and sets `data.max_prompt_length` above
+  the longest (studykit.integrations.verl_prompts), so verl drops no row without a word.
+- LoRA needs no `rollout.load_format=safetensors` in 0.9.1: vLLM starts from dummy weights and the sync trainer
+  sends the base weights once before the first validation (PPOTrainerSync.on_init_end, engine_workers base sync);
+  only `rollout.layered_summon=True`, which the export leaves off, would need it (fsdp_utils.collect_lora_params).
 """
 
 from __future__ import annotations
@@ -129,6 +139,9 @@ def departures(cfg: RunConfig) -> list[str]:
     if cfg.reward.name == "random":
         out.append("reward 'random': each completion's draw is seeded by the run seed, problem id and completion "
                    "text (studykit.integrations.verl.completion_rng), not by the order of calls")
+    out.append(f"actor.clip_ratio_c {NO_DUAL_CLIP:g}: verl's dual-clip bound cannot be switched off (it asserts "
+               f"clip_ratio_c > 1); set this high it binds only where a negative-advantage token's ratio exceeds "
+               f"{NO_DUAL_CLIP:g}, while studykit's loss has no such bound")
     out.append("tracking.save_policy: the run gets no `policy/` artifact; verl keeps checkpoints under "
                "trainer.default_local_dir")
     return out
@@ -156,7 +169,8 @@ def overrides(cfg: RunConfig, *, experiment: str, checkpoint_dir: str) -> list[s
         "algorithm.use_kl_in_reward=False", "algorithm.kl_ctrl.kl_coef=0.0",
         f"algorithm.filter_groups.enable={a.dynamic_sampling}", "algorithm.filter_groups.metric=reward",
         f"data.train_batch_size={t.prompts_per_step}", f"data.max_response_length={t.max_new_tokens}",
-        f"data.seed={t.seed}", "data.prompt_key=prompt", "data.filter_overlong_prompts=True",
+        f"data.seed={t.seed}", "data.prompt_key=prompt", "data.filter_overlong_prompts=False",
+        "trainer.use_v1=True",  # the v1 trainer is the one that reads algorithm.filter_groups (module docstring)
         f"actor_rollout_ref.model.path={m.name}",
         f"actor_rollout_ref.model.lora_rank={m.lora_rank if m.finetune == 'lora' else 0}",
         f"actor_rollout_ref.model.lora_alpha={m.lora_alpha}",

@@ -147,7 +147,13 @@ def format_ok(text: str) -> bool:
 
 # ----------------------------------------------------------------------------- normalisation
 
-_SPACING = re.compile(r"\\left(?![A-Za-z])|\\right(?![A-Za-z])|\\[!,;: ]|\s+")
+_SPACING = re.compile(r"\\left(?![A-Za-z])|\\right(?![A-Za-z])|\\[!,;: ]")
+# Whitespace between two word characters is kept as one space (`2 3` is not `23`, `\pi r` is not `\pir`); any
+# other whitespace (`x = 3`, `\frac {1} {2}`) means nothing in LaTeX and is dropped.
+# SI digit grouping (`10 000`, `1 000 000`) is one number: its spaces go before the word-gap rule sees them.
+_WORD_GAP = re.compile(r"(?<=\w)\s+(?=\w)")
+_SPACE = re.compile(r"\s+")
+_THOUSANDS = re.compile(r"(?<![\w.])\d{1,3}(?: \d{3})+(?![\w.])")
 _FRAC = re.compile(r"\\[dt]frac(?![A-Za-z])")
 
 
@@ -170,7 +176,8 @@ def _unbox(s: str) -> str:
 
 def _normalise(s: str) -> str:
     """A conservative canonical string: equal results mean equal answers (the converse need not hold)."""
-    s = _SPACING.sub("", _unbox(s))
+    s = _THOUSANDS.sub(lambda m: m.group().replace(" ", ""), _SPACING.sub("", _unbox(s)))
+    s = " ".join(_SPACE.sub("", piece) for piece in _WORD_GAP.split(s))
     s = _FRAC.sub(r"\\frac", s)
     return s.rstrip(".")
 

@@ -15,7 +15,15 @@ Each enabled scorer was read (reasoning-gym 0.1.25) before it was enabled, and g
 | `countdown` | 3-4 numbers, target 10-100 / 4-5, 100-500 / 5-6, 100-999 | sympy `parse_expr` (eval-based) on the answer: only digits, spaces, `+-*/()` pass (no `**`), so nothing but arithmetic reaches it |
 | `futoshiki` | 4x4 board, difficulty 0 / 5x5, 1 / 6x6, 2 | line-stripped string equality (else partial credit); none needed |
 | `maze` | grid 5-6, distance 3-5 / grid 7-8, 5-10 / grid 9-12, 8-16 | base string equality of the step count; none needed |
-| `propositional_logic` | 2-3 variables, 2-3 premises, depth 2 / 3-4, 3-4, 3 / 4-5, 4-5, 4 | its own recursive parser and a truth table over the variables found: only the task's upper-case variables, spaces, `()` and `∧∨¬→↔` pass, and at most 200 characters (bounds the table and the recursion) |
+| `propositional_logic` | 2-3 variables, 2-3 premises, depth 2 / 3-4, 3-4, 3 / 4-5, 4-5, 4 | its own recursive parser and a truth table over the variables found: only the task's upper-case variables, spaces, `()` and `∧∨¬→↔` pass, and at most 200 characters (bounds the table and the recursion); then studykit refuses a restated premise (below) |
+
+`propositional_logic` pays any non-tautological consequence of the premises, so copying them paid: the conjunction
+of the given premises scored 1.0 on 254/256, 256/256 and 256/256 train items at difficulty 1-3, one copied compound
+premise too. An answer equivalent (truth table over the item's variables, reasoning-gym's own parser) to one
+premise or to a conjunction of several scores 0 (`restates_premises`), and items whose intended conclusion
+(`example_answer`, the reference) is itself such a restatement or not full credit are not generated (98, 70 and 36
+of 256 train items at difficulty 1-3 were). Weakening a premise (`premise ∨ Q`) still pays: the generator's own
+conclusions follow from a single premise on most items (206/256 at difficulty 1), so refusing that would refuse them.
 
 Where studykit's own generator does the same job, studykit keeps its own and does not enable reasoning-gym's:
 knights and knaves (`logic:knights_knaves`), puzzle24 (`logic:game24`), mini sudoku (`logic:sudoku4`) and word
@@ -43,7 +51,7 @@ from typing import Any
 from studykit.scoring.verify import JsonLineWorker
 from .base import Problem
 
-__all__ = ["ENABLED", "ReasoningGymTask", "score", "SIZES", "SPLITS"]
+__all__ = ["ENABLED", "ReasoningGymTask", "restates_premises", "score", "SIZES", "SPLITS"]
 
 _D = {  # difficulty -> reasoning-gym config, per task (module docstring's table)
     "zebra_puzzles": {1: dict(num_people=3, num_characteristics=3), 2: dict(num_people=4, num_characteristics=4),
@@ -101,10 +109,58 @@ def _entry_for_meta(entry: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps({"answer": entry.get("answer"), "metadata": entry.get("metadata", {})}, default=list))
 
 
+_MAX_PREMISES = 8  # bounds the 2^k - 1 conjunctions compared (the configs above give at most 5 premises)
+_MAX_VARIABLES = 8  # ... and the 2^n truth-table rows (at most 5 variables)
+
+
+def _truth_table(expr, names: list[str]) -> int:
+    """Bit r is the value of reasoning-gym's `Expression` in row r (variable j is bit j of r)."""
+    bits = 0
+    for r in range(1 << len(names)):
+        bits |= int(bool(expr.evaluate({v: bool((r >> j) & 1) for j, v in enumerate(names)}))) << r
+    return bits
+
+
+def restates_premises(answer: str, metadata: dict[str, Any]) -> bool:
+    """Whether `answer` is equivalent to one premise or to a conjunction of premises of the item (module docstring),
+    read by reasoning-gym's own parser, as its scorer reads it. True (refused) when the item breaks the bounds."""
+    from reasoning_gym.logic.propositional_logic import Expression
+
+    names, premises = list(metadata.get("variables", ())), list(metadata.get("premises", ()))
+    if len(names) > _MAX_VARIABLES or len(premises) > _MAX_PREMISES:
+        return True
+    try:
+        target = _truth_table(Expression.from_string(answer), names)
+        tables = [_truth_table(Expression.from_string(p), names) for p in premises]
+    except (ValueError, KeyError, AttributeError, RecursionError):  # the scorer gives such text 0 too
+        return False
+    full = (1 << (1 << len(names))) - 1
+    for chosen in range(1, 1 << len(tables)):  # every non-empty subset of the premises
+        conj = full
+        for k, table in enumerate(tables):
+            if chosen >> k & 1:
+                conj &= table
+        if conj == target:
+            return True
+    return False
+
+
 def _score_here(req: dict[str, Any]) -> float:
-    """reasoning-gym's own score, in the worker process."""
+    """reasoning-gym's own score, in the worker process; a restated premise scores 0 (module docstring)."""
     ds = _dataset(req["name"], req["seed"], req["size"], req["config"])
-    return float(ds.score_answer(req["answer"], req["entry"]))
+    value = float(ds.score_answer(req["answer"], req["entry"]))
+    if value >= 1.0 and req["name"] == "propositional_logic" and restates_premises(req["answer"],
+                                                                                   req["entry"]["metadata"]):
+        return 0.0
+    return value
+
+
+def _answerable(name: str, ds, entry: dict[str, Any]) -> bool:
+    """propositional_logic: the intended conclusion is full credit and no restated premise (module docstring)."""
+    if name != "propositional_logic":
+        return True
+    example = entry.get("metadata", {}).get("example_answer", "")
+    return ds.score_answer(example, entry) >= 1.0 and not restates_premises(example, entry["metadata"])
 
 
 class _Worker(JsonLineWorker):
@@ -201,7 +257,8 @@ class ReasoningGymTask:
             if len(out) == n:
                 break
             entry = ds[i]
-            if entry["question"] in seen or (split is not None and pool_of(entry["question"]) != split):
+            if entry["question"] in seen or (split is not None and pool_of(entry["question"]) != split) \
+                    or not _answerable(self.rg_name, ds, entry):
                 continue
             seen.add(entry["question"])
             out.append(self._problem(entry, seed, size, config, i, split))
