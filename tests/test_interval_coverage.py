@@ -1,7 +1,8 @@
 """Coverage of the verdict's 95% ratio interval (`metrics.paired_ratio_interval`) in simulated studies of the study's
 design (tests/interval_sim.py: paired claim / ground-truth tables per seed, 128 problems with a shared problem effect,
-per-problem noise sd 0.15, seed-level noise, true ratio 0.4). Issue 20: the former seed bootstrap covered 59-88% at
-2 seeds and 72-95% at 3 (bench/interval_coverage.py prints both methods side by side).
+per-problem noise sd 0.15, seed-level noise, true ratio 0.4). Issue 20: the former seed bootstrap covered 63-92% at
+2 seeds and 74-94% at 3 in this design (bench/interval_coverage.py prints both methods side by side); this test fails
+on it at 2 seeds (both seed sds) and at 3 and 5 seeds with seed sd 0.10.
 
 600 simulated studies per setting (Monte Carlo standard error of a coverage near 95%: 0.9 points), 1000 replicates
 per interval; coverage must lie within 3 points of 95%, i.e. in [0.92, 0.98]. About 15-20 s on one core.
