@@ -26,7 +26,7 @@ resampled on the same problem indices, which keeps their shared problem-level no
 parametric seed layer: the per-seed means' spread scaled by a Student t with S - 1 degrees of freedom. Intervals are
 percentile intervals (`inverted_cdf` quantiles). One seed gives no interval (no seed variance can be estimated).
 An earlier version resampled the seeds with replacement: with two seeds its quantiles lay between the two observed
-seeds and its nominal 95% covered 63-93% at 2 seeds in simulation, 94-97% now (`bench/interval_coverage.py`).
+seeds and its nominal 95% covered 63-92% at 2 seeds in simulation, 93.5-97% now (`bench/interval_coverage.py`).
 """
 
 from __future__ import annotations
