@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from interval_sim import coverage, new_interval, old_interval  # noqa: E402
 
-from studykit.verdicts import judge, thresholds_of  # noqa: E402
+from studykit.analysis.verdicts import judge, thresholds_of  # noqa: E402
 
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093)  # Student t 0.975 quantiles, 1..19 degrees of freedom

@@ -12,7 +12,7 @@ is the most common non-None answer among its n samples, ties broken by first app
 the problem counts as solved when a sample carrying that answer is marked correct. A problem with no
 valid answer counts as unsolved. `maj_at_n` compares answers as given (string equality); the maj@n that
 studykit logs and reports (evaluation, `studykit score`) is this rule applied to the answer clusters of the
-`majority_vote` reward (studykit.rewards: normalised, and math answers merged by `verify.math_equal`), so
+`majority_vote` reward (studykit.scoring.rewards: normalised, and math answers merged by `verify.math_equal`), so
 pass already-canonical answers here.
 
 Seed x problem intervals (`seed_problem_bootstrap`, `mean_interval`, `paired_ratio_interval`; studykit's, the paper

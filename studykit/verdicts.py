@@ -1,10 +1,10 @@
 """The verdict table: does each claim of arXiv 2508.21188 hold on each model x task cell, and how sure are we?
 
-Pure (no MLflow): `verdict_table(runs, hist, counts, thresholds)` takes the selected runs (`studykit.runs`), their
+Pure (no MLflow): `verdict_table(runs, hist, counts, thresholds)` takes the selected runs (`studykit.analysis.runs`), their
 metric histories and their per-problem correct counts, and returns one row per claim x model x task; `records` and
-`markdown` are its verdicts.json and verdicts.md forms. `studykit.analysis` reads the runs and writes the report.
+`markdown` are its verdicts.json and verdicts.md forms. `studykit.analysis.report` reads the runs and writes the report.
 
-The rule (thresholds from `studykit.config.CompareSpec`: holds 0.7, partial 0.3, min_effect 0.02):
+The rule (thresholds from `studykit.config.schema.CompareSpec`: holds 0.7, partial 0.3, min_effect 0.02):
 
 - delta of a run = final-step pass@1 minus step-0 pass@1 on the run's primary eval set, per problem from the counts
   (`eval_counts/<set>/step_<step>.json`), so the mean over problems is the logged pass@1 change.
@@ -22,7 +22,7 @@ The rule (thresholds from `studykit.config.CompareSpec`: holds 0.7, partial 0.3,
   One paired seed gives no interval either (no seed variance to estimate): `uncertain (1 seed)`.
 - `colour`: the paper's three-way colour of the cell (`strong, clean`, `strong, contaminated`, `weak, clean` ...),
   read from the study's alignment run of the same model and task (its `alignment` tag: strength by pass@k,
-  contamination by the probe, studykit.alignment); empty when that run has no probe.
+  contamination by the probe, studykit.probes.alignment); empty when that run has no probe.
 - Every row also reports the change in pass@k at the largest logged k (`k_max`): the RQ3 claims (negative / positive
   samples, W-REINFORCE) are about the whole pass@k spectrum, not only pass@1.
 
@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from . import metrics
-from .config import CompareSpec
-from .runs import Counts, pass1_key, passmax_key
+from studykit.scoring import metrics
+from studykit.config.schema import CompareSpec
+from studykit.analysis.runs import Counts, pass1_key, passmax_key
 
 CLAIM_RQS = ("rq1", "rq2", "rq3", "ablation")
 ONE_SEED = "uncertain (1 seed)"  # a verdict word: starts with `uncertain`, so counted with the uncertain ones
@@ -260,7 +260,7 @@ def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict
                   thresholds: Any = None, baseline: str = "ground_truth", n_boot: int = 2000, alpha: float = 0.05,
                   seed: int = 0) -> pd.DataFrame:
     """One row per claim x model x task (see the module docstring for the rule). `counts`: run_id -> step ->
-    Counts of the run's primary eval set (`studykit.runs.load_counts`); without them no intervals."""
+    Counts of the run's primary eval set (`studykit.analysis.runs.load_counts`); without them no intervals."""
     th = thresholds_of(thresholds)
     boot = {"n_boot": n_boot, "alpha": alpha, "seed": seed}
     cols = [*RECORD_FIELDS, *DIAGNOSTICS]

@@ -1,5 +1,5 @@
 """Simulated studies for the coverage of the verdict intervals (tests/test_interval_coverage.py and
-bench/interval_coverage.py share it), and the seed bootstrap that `studykit.metrics` used before issue 20, kept here
+bench/interval_coverage.py share it), and the seed bootstrap that `studykit.scoring.metrics` used before issue 20, kept here
 only to measure it beside the current method.
 
 The design is the study's: per seed s, a claim run and a ground-truth run evaluated on the same P problems, each a
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from studykit import metrics
+from studykit.scoring import metrics
 
 P = 128
 DESIGN = {"problems": P, "ratio": 0.4, "mu_gt": 0.3, "problem_sd": 0.2, "noise_sd": 0.15}

@@ -11,10 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from studykit import analysis, metrics, verdicts
-from studykit.config import validate
-from studykit.evaluation import EvalResult, counts_artifact
-from studykit.tracking import run_tags
+from studykit.analysis import report as analysis, verdicts
+from studykit.scoring import metrics
+from studykit.config.schema import validate
+from studykit.engine.evaluation import EvalResult, counts_artifact
+from studykit.tracking.experiment import run_tags
 
 STUDY = "fake"
 P, N = 100, 8  # problems per eval set, samples per problem
@@ -195,7 +196,7 @@ def test_a_study_with_no_finished_run_says_to_run_it_first(tmp_path):
 def test_reporting_a_failed_study_leaves_its_parent_run_failed(tmp_path, status):
     from mlflow.tracking import MlflowClient
 
-    from studykit.tracking import study_run
+    from studykit.tracking.experiment import study_run
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
@@ -316,7 +317,7 @@ def test_the_change_at_the_largest_k_is_reported(report):
 
 
 def test_pass_at_k_before_and_after_training_frame(store):
-    from studykit import figures
+    from studykit.analysis import figures
 
     uri, cells = store
     sel = analysis.load_runs(STUDY, cells, uri)
@@ -403,7 +404,7 @@ def test_ground_truth_must_gain_significantly():
 def test_verdict_table_is_pure_and_pairs_seeds():
     import pandas as pd
 
-    from studykit.runs import Counts
+    from studykit.analysis.runs import Counts
 
     def run(rid, claim, seed):
         return {"run_id": rid, "rq": "rq1", "claim": claim, "condition": claim, "model": "m", "task": "toy",
@@ -430,8 +431,8 @@ def test_cli_report_takes_a_study_file_or_a_name(tmp_path, monkeypatch, capsys):
     import yaml
     from mlflow.tracking import MlflowClient
 
-    from studykit import cli
-    from studykit.study import expand
+    from studykit.cli import main as cli
+    from studykit.study.spec import expand
 
     root = Path(__file__).resolve().parent.parent
     (tmp_path / "params/studies").mkdir(parents=True)

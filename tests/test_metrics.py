@@ -1,4 +1,4 @@
-"""Tests for studykit.metrics: pass@k against brute force, edge cases, bootstrap, maj@n."""
+"""Tests for studykit.scoring.metrics: pass@k against brute force, edge cases, bootstrap, maj@n."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from studykit import metrics as M
+from studykit.scoring import metrics as M
 
 
 def brute_pass_at_k(n: int, c: int, k: int) -> float:
