@@ -20,10 +20,14 @@ CLAIM_GAIN = {"lvl-1": 0, "lvl-2": 25, "lvl-3": 100, "lvl-4": 100}  # problems (
 SEEDS = (0, 1, 2)
 
 
+def _knobs(share):
+    """Each level its own recipe: a label alone is not a different model (it is not in the config hash)."""
+    return {"sum_share": share, "count_share": round(0.6 * (1 - share), 4), "max_share": round(0.4 * (1 - share), 4)}
+
+
 def _cfg(level, claim, rq, seed):
     return validate({"study": "curve", "rq": rq, "claim": claim, "condition": claim, "train": {"seed": seed},
-                     "model": {"name": "toy:custom", "label": level, "toy": {"sum_share": 0.5, "count_share": 0.3,
-                                                                            "max_share": 0.2}},
+                     "model": {"name": "toy:custom", "label": level, "toy": _knobs(LEVELS[level])},
                      "eval": {"n_samples": N, "ks": list(KS), "sets": [{"task": "toy", "limit": P}]}})
 
 

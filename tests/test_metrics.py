@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -102,37 +103,65 @@ def test_maj_at_n():
         M.maj_at_n([["1"]], [])
 
 
-def _naive_seed_problem_bootstrap(x, n_boot, seed):
-    """The seed x problem bootstrap written as the loop it stands for (same draws as the vectorised one)."""
+def _naive_problem_layer(x, n_boot, seed):
+    """The problem layer written as the loop it stands for (same draws as the vectorised one): the mean of each
+    replicate's resampled problems, on the seed-averaged table."""
     rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
     probs = rng.integers(0, x.shape[1], size=(n_boot, x.shape[1]))
-    return np.array([np.mean([x[s, probs[b]].mean() for s in seeds[b]]) for b in range(n_boot)])
+    return np.array([x.mean(axis=0)[probs[b]].mean() for b in range(n_boot)])
 
 
-def test_seed_problem_bootstrap_equals_the_loop_it_vectorises():
-    x = np.random.default_rng(4).normal(size=(3, 17))
+def test_seed_problem_bootstrap_problem_layer_equals_the_loop_it_vectorises():
+    row = np.random.default_rng(4).normal(size=17)
+    x = np.stack([row, row, row])  # three seeds that agree: no seed layer, no seed-by-problem noise
     fast = M.seed_problem_bootstrap([x, 2 * x], n_boot=300, seed=9)
     assert fast.shape == (2, 300)
-    assert fast[0] == pytest.approx(_naive_seed_problem_bootstrap(x, 300, 9))
+    assert fast[0] == pytest.approx(_naive_problem_layer(x, 300, 9))
     assert fast[1] == pytest.approx(2 * fast[0])  # one resampling shared by the tables
-    assert np.array_equal(M.seed_problem_bootstrap([x], 50, seed=1), M.seed_problem_bootstrap([x], 50, seed=1))
-    assert not np.array_equal(M.seed_problem_bootstrap([x], 50, seed=1), M.seed_problem_bootstrap([x], 50, seed=2))
+    y = np.random.default_rng(5).normal(size=(3, 17))
+    assert np.array_equal(M.seed_problem_bootstrap([y], 50, seed=1), M.seed_problem_bootstrap([y], 50, seed=1))
+    assert not np.array_equal(M.seed_problem_bootstrap([y], 50, seed=1), M.seed_problem_bootstrap([y], 50, seed=2))
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        M.seed_problem_bootstrap([y[:1]])
 
 
-def test_mean_interval_resamples_seeds_as_well_as_problems():
+@pytest.mark.parametrize("seeds, t975", [(2, 12.706), (3, 4.303), (5, 2.776)])
+def test_seed_layer_is_a_student_t_on_the_per_seed_means(seeds, t975):
+    """All the spread between seeds: the interval is mean +- t_{S-1, 0.975} * sd(per-seed means) / sqrt(S), the
+    textbook t interval, where resampling two seeds could never leave their range."""
+    per_seed = np.linspace(0.1, 0.3, seeds)
+    x = np.repeat(per_seed[:, None], 40, axis=1)
+    mean, lo, hi = M.mean_interval(x, n_boot=40_000, seed=3)
+    half = t975 * per_seed.std(ddof=1) / np.sqrt(seeds)
+    assert mean == pytest.approx(0.2) and (lo, hi) == pytest.approx((0.2 - half, 0.2 + half), rel=0.06)
+
+
+def test_seed_by_problem_noise_is_counted_once():
+    """Pure noise (no seed, no problem effect): the seeds' means carry it, so the problem layer must not again."""
+    x = np.random.default_rng(6).normal(0.0, 1.0, size=(1, 4, 400))
+    cols = M._problem_columns(x)
+    assert cols.var() < 0.2 * x[0].mean(axis=0).var()  # the raw column means keep 1/4 of the noise variance
+    effect = np.random.default_rng(7).normal(0.0, 1.0, size=400)  # a real problem effect is kept
+    y = effect + np.random.default_rng(8).normal(0.0, 0.5, size=(4, 400))
+    assert M._problem_columns(y[None]).var() == pytest.approx(effect.var(), rel=0.15)
+
+
+def test_mean_interval_carries_the_seed_spread_with_a_t_quantile():
     constant = np.full((2, 50), 0.2)
     assert M.mean_interval(constant) == pytest.approx((0.2, 0.2, 0.2))
-    by_seed = np.array([[0.1] * 50, [0.3] * 50])  # no problem-level noise: all the spread is between seeds
+    by_seed = np.array([[0.1] * 50, [0.3] * 50])  # the old seed bootstrap gave exactly (0.2, 0.1, 0.3)
     mean, lo, hi = M.mean_interval(by_seed)
-    assert (mean, lo, hi) == pytest.approx((0.2, 0.1, 0.3))
-    noisy = np.random.default_rng(0).normal(0.1, 0.5, size=(1, 400))
-    mean, lo, hi = M.mean_interval(noisy)
+    assert mean == pytest.approx(0.2) and lo < -0.5 and hi > 0.9
+    row = np.random.default_rng(0).normal(0.1, 0.5, size=400)
+    mean, lo, hi = M.mean_interval(np.stack([row, row]))  # seeds that agree: the problem bootstrap alone
     assert lo < mean < hi and hi - lo == pytest.approx(2 * 1.96 * 0.5 / 20, rel=0.15)
+    one = M.mean_interval(row[None, :])
+    assert one[0] == pytest.approx(row.mean()) and math.isnan(one[1]) and math.isnan(one[2])
 
 
 def test_paired_ratio_cancels_shared_problem_noise():
-    gt = np.random.default_rng(1).normal(0.2, 0.4, size=(2, 60))
+    row = np.random.default_rng(1).normal(0.2, 0.4, size=60)
+    gt = np.stack([row, row + 0.01])
     same = M.paired_ratio_interval(gt, gt)
     assert (same.ratio, same.lo, same.hi) == pytest.approx((1.0, 1.0, 1.0))  # an unpaired bootstrap would spread
     half = M.paired_ratio_interval(gt / 2, gt)
@@ -141,13 +170,28 @@ def test_paired_ratio_cancels_shared_problem_noise():
 
 
 def test_paired_ratio_interval_brackets_the_ratio_and_is_unbounded_when_gt_may_not_gain():
-    gt = np.full((1, 100), 0.25)
-    claim = np.where(np.arange(100) < 90, 0.25, 0.0)[None, :]
+    gt = np.full((2, 100), 0.25)
+    claim = np.repeat(np.where(np.arange(100) < 90, 0.25, 0.0)[None, :], 2, axis=0)
     r = M.paired_ratio_interval(claim, gt)
     assert r.ratio == pytest.approx(0.9) and 0.8 < r.lo < 0.9 < r.hi <= 1.0
-    rare = np.where(np.arange(10) == 0, 0.5, 0.0)[None, :]  # gt gains on one problem of ten
+    rare = np.repeat(np.where(np.arange(10) == 0, 0.5, 0.0)[None, :], 2, axis=0)  # gt gains on one problem of ten
     r = M.paired_ratio_interval(rare, rare)
     assert r.ratio == 1.0 and r.lo == -np.inf and r.gt[1] == 0.0
+
+
+def test_two_seed_ratio_interval_reaches_beyond_the_two_seeds():
+    """Issue 20: random@noclip on toy:strong, per-seed ratios -0.22 and -0.83; the old interval [-0.88, -0.17] was
+    the range of the two seeds. An honest interval from two seeds reaches well beyond them."""
+    rng = np.random.default_rng(2)
+    gt = 0.52 + rng.normal(0.0, 0.3, size=(1, 128)) + rng.normal(0.0, 0.1, size=(2, 128))
+    claim = np.array([[-0.116], [-0.437]]) + rng.normal(0.0, 0.1, size=(2, 128))
+    per_seed = claim.mean(axis=1) / gt.mean(axis=1)
+    r = M.paired_ratio_interval(claim, gt)
+    spread = per_seed.max() - per_seed.min()
+    assert r.lo < per_seed.min() - spread and r.hi > per_seed.max() + spread
+    one = M.paired_ratio_interval(claim[:1], gt[:1])
+    assert one.ratio == pytest.approx(per_seed[0]) and math.isnan(one.lo) and math.isnan(one.hi)
+    assert math.isnan(one.gt[1]) and math.isnan(one.claim[2])
 
 
 def test_bootstrap_tables_are_checked():

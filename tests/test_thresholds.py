@@ -69,6 +69,9 @@ def test_levels_without_a_ground_truth_gain_are_refused_by_name():
         crossing_interval([*levels, flat], 0.7)
     with pytest.raises(ValueError, match="three levels"):
         crossing_interval(levels[:2], 0.7)
+    one_seed = Level("single", 0.95, levels[0].claim[:1], levels[0].gt[:1])
+    with pytest.raises(ValueError, match="single"):
+        crossing_interval([*levels, one_seed], 0.7)
 
 
 def test_pass_at_k_area():

@@ -6,7 +6,8 @@ user's checkpoints of several sizes). The models form one series per named axis 
 axis -> grid model keys), else one series of all of them. For each claim x task x series x alignment measure, the
 levels are `studykit.analysis.thresholds.Level`s built from the same runs and the same per-problem pass@1 deltas,
 paired seed by seed with ground truth, as the verdict table (`studykit.analysis.verdicts`); the crossing of the
-study's `holds` and `partial` thresholds is estimated there. Measures, from each model's alignment run:
+study's `holds` and `partial` thresholds is estimated there. A level enters a crossing when ground truth gained on
+it (a ratio exists) and it has two or more paired seeds. Measures, from each model's alignment run:
 `pass@1`, `pass@k` (k of its alignment label, else the largest logged), `pass@k area` (the curve's normalised area
 against log2 k). Reads nothing itself: `studykit.analysis.report` passes the runs and counts.
 """
@@ -147,7 +148,7 @@ def _levels(claims, hist, counts, measures, claim, task, models, baseline, abl):
 
 def _crossings(claim, task, axis, levels, th, n_boot, seed) -> list[CurveRow]:
     out = []
-    gained = [lv for lv in levels if math.isfinite(lv[2].ratio)]
+    gained = [lv for lv in levels if math.isfinite(lv[2].ratio) and lv[2].claim.shape[0] >= 2]
     if len(gained) < MIN_LEVELS:
         return out
     for measure in MEASURES:

@@ -110,9 +110,10 @@ def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None,
     table = verdict_table(runs, hist, counts, th, n_boot=n_boot, alpha=ALPHA, seed=seed)
     folder = Path(out_dir) / study
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"study": study, "rule": rule_text(th, n_boot, ALPHA), "thresholds": th.model_dump(),
+    meta = {"study": study, "rule": rule_text(th, n_boot, ALPHA), "thresholds": th.model_dump(exclude={"axes"}),
             "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": seed,
-                          "resample": "seeds, then problems (the same problems for claim and ground truth)"},
+                          "resample": "problems (the same problems for claim and ground truth) plus a seed layer "
+                                      "(Student t, n_seeds - 1 degrees of freedom); none for one seed"},
             "cells": sel.n_cells, "runs": int(len(runs)),
             "missing": {"count": len(sel.missing), "cells": sel.missing}, "records": records(table)}
     files = [folder / "verdicts.json", folder / "verdicts.md"]
@@ -150,7 +151,8 @@ def _log_report(study: str, experiments: list[str], uri: str | None, folder: Pat
     exp = next(e for e in map(mlc.get_experiment_by_name, experiments) if e is not None)
     run_id = study_run(study, exp.name, uri)
     counts = table["verdict"].value_counts()
-    values = {f"report/{v}": float(counts.get(v, 0)) for v in ("holds", "partial", "fails", "uncertain")}
+    values = {f"report/{v}": float(counts.get(v, 0)) for v in ("holds", "partial", "fails")}
+    values["report/uncertain"] = float(table["verdict"].str.startswith("uncertain").sum())  # `uncertain (1 seed)` too
     values |= {"report/n_a": float(table["verdict"].str.startswith("n/a").sum()), "report/missing": float(missing)}
     for key, value in values.items():
         mlc.log_metric(run_id, key, value)

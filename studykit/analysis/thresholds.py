@@ -15,10 +15,12 @@ interval. Pure: numpy and scipy, no MLflow.
   below it and the first level at or above it. When no level is below, the claim turns on below the swept range
   (`side="below range"`); when none reaches it, not within the swept range (`side="above range"`). Both are
   answers, not errors.
-- `crossing_interval`: a bootstrap that resamples seeds and problems within each level (independently: the levels
-  are separate models), recomputes each level's ratio, refits and crosses. Replicates that turn on below the range
-  count as -inf and those that never turn on as +inf, so an interval can be open on either side; the share of each
-  is reported. With few seeds per level this inherits the seed bootstrap's optimism (see `studykit.scoring.metrics`).
+- `crossing_interval`: replicates of each level's claim and ground-truth means (`metrics.seed_problem_bootstrap`:
+  a problem bootstrap plus a Student-t seed layer, so every level needs at least two seeds; drawn independently per
+  level, the levels being separate models), each level's ratio recomputed, refitted and crossed. Replicates that
+  turn on below the range count as -inf and those that never turn on as +inf, so an interval can be open on either
+  side; the share of each is reported. Its coverage is not simulated here (the verdict interval's is,
+  tests/test_interval_coverage.py); read it as the spread that the levels' own uncertainty allows.
 - `predictiveness`: how well an alignment measure (pass@1, pass@k, the area under the pass@k curve) orders the
   levels' ratios: Spearman's rank correlation with a bootstrap interval over levels.
 
@@ -122,6 +124,9 @@ def crossing_interval(levels: Sequence[Level], threshold: float, n_boot: int = 1
     a replicate in which a level's ground truth does not gain leaves that level out of that replicate's fit."""
     if len(levels) < 3:
         raise ValueError(f"a curve needs at least three levels, got {len(levels)}")
+    few = [lv.name for lv in levels if np.shape(lv.claim)[0] < 2]
+    if few:
+        raise ValueError(f"levels {few} have one paired seed: an interval needs at least two per level")
     bad = [lv.name for lv in levels if not lv.ratio == lv.ratio]
     if bad:
         raise ValueError(f"ground truth did not gain on {bad}: no ratio there, so no curve through them")

@@ -11,13 +11,15 @@ The rule (thresholds from `studykit.config.schema.CompareSpec`: holds 0.7, parti
 - A claim is compared with ground-truth GRPO on the same model and task, seed by seed: claim seed s with gt seed s
   (an ablation `<cond>@<abl>` with `ground_truth@<abl>` when the study has it, else with plain ground truth).
   Claim seeds without a gt partner are left out of the comparison and named in `note`.
-- ratio = mean claim delta / mean gt delta over the paired seeds, with a 95% bootstrap interval [ratio_lo,
-  ratio_hi] that resamples seeds, then problems, the same problem indices for claim and gt (`metrics.
-  paired_ratio_interval`).
+- ratio = mean claim delta / mean gt delta over the paired seeds, with a 95% interval [ratio_lo, ratio_hi]: a
+  problem bootstrap (the same problem indices for claim and gt) plus a seed layer with a Student t on S - 1 degrees
+  of freedom (`metrics.paired_ratio_interval`, `metrics.seed_problem_bootstrap`). `n_seeds` is the number of paired
+  seeds a row rests on; with one there is no interval and the verdict is `uncertain (1 seed)`.
 - `n/a (gt flat)`, with no ratio, when ground truth did not gain significantly: its own delta interval reaches 0, or
   its mean delta is below `min_effect`. Otherwise `holds` when ratio_lo >= holds, `partial` when partial <= ratio_lo
   and ratio_hi < holds, `fails` when ratio_hi < partial, and `uncertain` when the interval straddles a threshold.
   Runs that logged no per-problem counts (older code) give no interval: their claims are `uncertain` (noted).
+  One paired seed gives no interval either (no seed variance to estimate): `uncertain (1 seed)`.
 - `colour`: the paper's three-way colour of the cell (`strong, clean`, `strong, contaminated`, `weak, clean` ...),
   read from the study's alignment run of the same model and task (its `alignment` tag: strength by pass@k,
   contamination by the probe, studykit.probes.alignment); empty when that run has no probe.
@@ -44,11 +46,12 @@ from studykit.config.schema import CompareSpec
 from studykit.analysis.runs import Counts, pass1_key, passmax_key
 
 CLAIM_RQS = ("rq1", "rq2", "rq3", "ablation")
+ONE_SEED = "uncertain (1 seed)"  # a verdict word: starts with `uncertain`, so counted with the uncertain ones
 RECORD_FIELDS = (
-    "claim", "model", "task", "alignment", "colour", "seeds", "base_pass1", "delta_pass1_per_seed", "delta_pass1", "delta_lo",
-    "delta_hi", "gt_delta_pass1_per_seed", "gt_delta_pass1", "gt_delta_lo", "gt_delta_hi", "ratio", "ratio_lo",
-    "ratio_hi", "verdict", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax", "delta_pass_at_kmax_lo",
-    "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", "note")
+    "claim", "model", "task", "alignment", "colour", "seeds", "n_seeds", "base_pass1", "delta_pass1_per_seed",
+    "delta_pass1", "delta_lo", "delta_hi", "gt_delta_pass1_per_seed", "gt_delta_pass1", "gt_delta_lo", "gt_delta_hi",
+    "ratio", "ratio_lo", "ratio_hi", "verdict", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax",
+    "delta_pass_at_kmax_lo", "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", "note")
 DIAGNOSTICS = ("train/clip_frac", "train/format_rate", "train/method_share/sum", "train/method_share/count",
                "train/method_share/max", "train/method_share/recall", "train/method_share/other")
 _COLOUR_RE = re.compile(r"^(strong|weak), (clean|contaminated)\b")
@@ -179,7 +182,8 @@ def _describe(row: _Row, seeds: list[Any], boot: dict[str, Any]) -> dict[str, An
     """Seed-level numbers of a row over `seeds`: base, deltas, peak, pass@k_max change, own delta interval."""
     evs = [row.runs[s] for s in seeds]
     curves = [e.curve for e in evs if len(e.curve)]
-    out: dict[str, Any] = {"seeds": list(seeds), "delta_pass1_per_seed": [e.delta() for e in evs]}
+    out: dict[str, Any] = {"seeds": list(seeds), "n_seeds": len(seeds),
+                           "delta_pass1_per_seed": [e.delta() for e in evs]}
     out["delta_pass1"] = float(np.mean(out["delta_pass1_per_seed"]))
     bases = [float(c.iloc[0]) for c in curves] or [float(e.pre.correct.mean() / e.pre.n) for e in evs if e.pre]
     out["base_pass1"] = float(np.mean(bases)) if bases else NAN
@@ -234,6 +238,10 @@ def _compare(row: _Row, gt: _Row | None, th: CompareSpec, boot: dict[str, Any]) 
         row.values.update(ratio=row.values["delta_pass1"] / row.values["gt_delta_pass1"], verdict="uncertain")
         row.notes.append("no per-problem counts logged (runs from older code): no interval")
         return
+    if len(paired) < 2:
+        row.values.update(ratio=interval.ratio, verdict=ONE_SEED)
+        row.notes.append("one paired seed: no interval, since one seed gives no estimate of the seed-to-seed variance")
+        return
     row.values.update(ratio=interval.ratio, ratio_lo=interval.lo, ratio_hi=interval.hi,
                       verdict=judge(interval.lo, interval.hi, th))
 
@@ -244,6 +252,8 @@ def _baseline(row: _Row, th: CompareSpec, boot: dict[str, Any]) -> None:
                       verdict="baseline")
     if not gt_gained(row.values["delta_pass1"], row.values["delta_lo"], th):
         row.notes.append("ground truth did not gain significantly: the claims of this cell are n/a")
+    elif row.values["n_seeds"] < 2:
+        row.notes.append("one seed: its gain has no interval (the claims of this cell are `uncertain (1 seed)`)")
 
 
 def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict[int, Counts]] | None = None,
@@ -334,11 +344,13 @@ def rule_text(thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -
     th = thresholds_of(thresholds)
     pct = f"{100 * (1 - alpha):g}%"
     return (f"Rule: delta = final pass@1 - step-0 pass@1 on the primary eval set; ratio = mean claim delta / mean "
-            f"ground-truth GRPO delta over the seeds both have (same model and task, seed paired with seed), with a "
-            f"{pct} bootstrap interval [ratio_lo, ratio_hi] ({n_boot} replicates: seeds, then problems, the same "
-            f"problems for claim and ground truth). **holds** if ratio_lo >= {th.holds}, **partial** if "
+            f"ground-truth GRPO delta over the n_seeds seeds both have (same model and task, seed paired with seed), "
+            f"with a {pct} interval [ratio_lo, ratio_hi] ({n_boot} replicates of a problem bootstrap, the same "
+            f"problems for claim and ground truth, plus a seed layer: the per-seed deltas' spread times a Student t "
+            f"with n_seeds - 1 degrees of freedom). **holds** if ratio_lo >= {th.holds}, **partial** if "
             f"{th.partial} <= ratio_lo and ratio_hi < {th.holds}, **fails** if ratio_hi < {th.partial}, "
-            f"**uncertain** when the interval straddles a threshold; **n/a (gt flat)** (no ratio) when ground truth "
+            f"**uncertain** when the interval straddles a threshold, **uncertain (1 seed)** when one paired seed "
+            f"gives no interval; **n/a (gt flat)** (no ratio) when ground truth "
             f"did not gain significantly (its delta interval reaches 0, or its mean delta < {th.min_effect}). "
             f"k_max: the largest logged k; delta_pass_at_kmax is the change of pass@k_max. Departure: the paper "
             f"judges by eye from one seed's curves; the ratio rule and the intervals are studykit's.")
@@ -372,9 +384,9 @@ def _fmt(v: Any, signed: bool = False) -> str:
     return "" if v is None else str(v)
 
 
-MD_COLUMNS = ("claim", "model", "task", "alignment", "colour", "seeds", "base_pass1", "delta_pass1_per_seed", "delta_pass1",
-              "delta_lo", "delta_hi", "ratio", "ratio_lo", "ratio_hi", "verdict", "k_max", "delta_pass_at_kmax",
-              "peak_delta_pass1", "peak_step")
+MD_COLUMNS = ("claim", "model", "task", "alignment", "colour", "seeds", "n_seeds", "base_pass1",
+              "delta_pass1_per_seed", "delta_pass1", "delta_lo", "delta_hi", "ratio", "ratio_lo", "ratio_hi", "verdict",
+              "k_max", "delta_pass_at_kmax", "peak_delta_pass1", "peak_step")
 
 
 def _explain(row: pd.Series) -> str:
@@ -403,7 +415,8 @@ def markdown(table: pd.DataFrame, thresholds: Any = None, n_boot: int = 2000, al
     lines += ["| " + " | ".join(_fmt(row[c], "delta" in c and not c.endswith(("_lo", "_hi"))) for c in MD_COLUMNS)
               + " |" for _, row in table.iterrows()]
     body = "\n".join(lines) + "\n\n" + rule_text(thresholds, n_boot, alpha) + "\n"
-    misses = [_explain(row) for _, row in table.iterrows() if row["verdict"] in ("fails", "partial", "uncertain")]
+    misses = [_explain(row) for _, row in table.iterrows()
+              if row["verdict"] in ("fails", "partial") or row["verdict"].startswith("uncertain")]
     if misses:
         body += "\n### Claims that did not clearly reproduce\n\n" + "\n".join(misses) + "\n"
     notes = [f"- **{row['claim']}** on {row['model']} / {row['task']}: {row['note']}" for _, row in table.iterrows()
