@@ -322,3 +322,13 @@ def test_a_raising_plugin_fails_its_run_named(tmp_path, toy_learner, monkeypatch
     assert "reward plug-in 'raises:reward'" in result.reason and "KeyError" in result.reason
     run = mlflow.MlflowClient().get_run(result.run_id)
     assert run.info.status == "FAILED" and "raises:reward" in run.data.tags["status_reason"]
+
+
+def test_verl_export_refuses_plugins_by_name(example):
+    from studykit.integrations.verl_translate import refusals
+
+    cfg = validate({"reward": {"name": REWARD}, "algo": {"estimator": ESTIMATOR}})
+    said = "\n".join(refusals(cfg))
+    assert f"reward.name {REWARD!r}: the reward plug-in ({cfg.plugins()['reward']}) is not translated" in said
+    assert f"algo.estimator {ESTIMATOR!r}: the estimator plug-in" in said
+    assert "unknown reward" not in said
