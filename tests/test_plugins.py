@@ -332,3 +332,11 @@ def test_verl_export_refuses_plugins_by_name(example):
     assert f"reward.name {REWARD!r}: the reward plug-in ({cfg.plugins()['reward']}) is not translated" in said
     assert f"algo.estimator {ESTIMATOR!r}: the estimator plug-in" in said
     assert "unknown reward" not in said
+
+
+def test_one_name_registered_twice_is_an_error(tmp_path, monkeypatch, example):
+    _dist(tmp_path / "a", monkeypatch, "[studykit.rewards]\nshort = my_claim.rewards:short_answer\n", name="claims-a")
+    _dist(tmp_path / "b", monkeypatch, "[studykit.rewards]\nshort = my_claim.estimators:centred_sign\n",
+          name="claims-b")
+    with pytest.raises(ConfigError, match="entry point 'short' of group 'studykit.rewards' is registered twice"):
+        validate({"reward": {"name": "short"}})
