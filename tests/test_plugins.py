@@ -205,6 +205,8 @@ BAD = {
                                  "reward.options.cutoff", "got unknown option 'cutoff'(.|\n)*takes limit"),
     "reward-option-type": ({"reward": {"name": "plug:two_opts", "options": {"limit": "x"}}},
                            "reward.options.limit", "got 'x'; reward plug-in 'plug:two_opts' expects int"),
+    "reward-format-gate-option": ({"reward": {"name": "plug:two_opts", "options": {"format_gate": False}}},
+                                  "reward.options.format_gate", "expected reward.format_gate"),
     "estimator-signature": ({"algo": {"estimator": "plug:no_args"}}, "algo.estimator",
                             r"has signature \(\)(.|\n)*expected estimator\(rewards"),
     "estimator-options": ({"algo": {"estimator": "plug:est", "estimator_options": {"lam": 1}}},

@@ -37,6 +37,11 @@ def _task_split(split: str, info: ValidationInfo) -> str:
     return checks.check_split(info.data["task"], split) if "task" in info.data else split
 
 
+def _estimator_name(name: str) -> str:
+    """A shipped estimator (ESTIMATORS) or an estimator plug-in with the estimator interface."""
+    return checks.check_estimator(name, ESTIMATORS)
+
+
 class ConfigError(ValueError):
     """A params file or dict that does not validate; the message names every bad field."""
 
@@ -212,7 +217,7 @@ class AlgoConfig(_Section):
     term of each token is weighted by min(exp(old_logprob - sampler_logprob), tis_cap). None = off (the paper).
     Needs old_logprobs `recompute`. In the config hash only when set."""
 
-    _estimator = field_validator("estimator")(lambda name: checks.check_estimator(name, ESTIMATORS))
+    _estimator = field_validator("estimator")(_estimator_name)
 
     @field_validator("estimator_options")
     @classmethod

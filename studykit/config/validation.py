@@ -352,6 +352,9 @@ def check_plugin_options(kind: str, name: str, options: dict[str, Any], shipped:
                              f"plug-ins only; {name!r} is set by {settings})")
         return options
     plugin = _plugin_check(plugins.load, kind, name, shipped)
+    if kind == "reward" and "format_gate" in options:
+        raise CheckError("got option 'format_gate'; expected reward.format_gate (studykit gates every reward)",
+                         "format_gate")
     if getattr(plugin.obj, "Options", None) is not None:
         _plugin_check(plugins.call_options, plugin, options)
     else:
