@@ -37,6 +37,11 @@ def _task_split(split: str, info: ValidationInfo) -> str:
     return checks.check_split(info.data["task"], split) if "task" in info.data else split
 
 
+def _estimator_name(name: str) -> str:
+    """A shipped estimator (ESTIMATORS) or an estimator plug-in with the estimator interface."""
+    return checks.check_estimator(name, ESTIMATORS)
+
+
 class ConfigError(ValueError):
     """A params file or dict that does not validate; the message names every bad field."""
 
@@ -162,19 +167,37 @@ class DataConfig(_Section):
 
 
 class RewardConfig(_Section):
-    name: Literal[REWARDS] = "ground_truth"  # type: ignore[valid-type]
-    """Reward condition (studykit.scoring.rewards)."""
+    name: str = "ground_truth"
+    """Reward condition (studykit.scoring.rewards: ground_truth, random, incorrect, format, majority_vote,
+    self_certainty), or a reward plug-in: an import path `package.module:function` or an installed
+    `studykit.rewards` entry point's name (studykit.scoring.plugins)."""
     format_gate: Bool = True
     """Pay only well-formatted completions, as in the paper's reward."""
     p: Num = Field(0.5, ge=0, le=1)
     """Bernoulli probability for `random` (Spurious Rewards uses 0.5)."""
+    options: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    """Keyword options of a reward plug-in, checked by its `Options` model or signature ({} for a shipped
+    condition). In the config hash only when not empty."""
+
+    _name = field_validator("name")(checks.check_reward)
+
+    @field_validator("options")
+    @classmethod
+    def _plugin_accepts(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "name" not in info.data:
+            return options
+        return checks.check_plugin_options("reward", info.data["name"], options, REWARDS, "reward.p / format_gate")
 
 
 class AlgoConfig(_Section):
-    estimator: Literal[ESTIMATORS] = "grpo"  # type: ignore[valid-type]
+    estimator: str = "grpo"
     """Advantage estimator (studykit.engine.grpo.compute_advantages), always on the training reward. `nsr`/`psr`: the
     paper's GRPO advantages on samples with reward < 1 / > 0; `nsr_reinforce`/`psr_reinforce`/`w_reinforce`:
-    Zhu et al. 2025's own -1 / +1 / (+lam, -1) objectives without a baseline."""
+    Zhu et al. 2025's own -1 / +1 / (+lam, -1) objectives without a baseline. Or an estimator plug-in: an import path
+    `package.module:function` or an installed `studykit.estimators` entry point's name (studykit.scoring.plugins)."""
+    estimator_options: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    """Keyword options of an estimator plug-in, checked by its `Options` model or signature ({} for a shipped
+    estimator). In the config hash only when not empty."""
     lam: Num = Field(0.1, ge=0)
     """W-REINFORCE's weight on positive samples (Zhu et al. 2025 use 0.1)."""
     clip_low: Num = Field(0.2, ge=0, lt=1)
@@ -209,6 +232,15 @@ class AlgoConfig(_Section):
     """Truncated importance sampling for the sampler/trainer mismatch (verl's and TRL's TIS): the policy-gradient
     term of each token is weighted by min(exp(old_logprob - sampler_logprob), tis_cap). None = off (the paper).
     Needs old_logprobs `recompute`. In the config hash only when set."""
+
+    _estimator = field_validator("estimator")(_estimator_name)
+
+    @field_validator("estimator_options")
+    @classmethod
+    def _plugin_accepts(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "estimator" not in info.data:
+            return options
+        return checks.check_plugin_options("estimator", info.data["estimator"], options, ESTIMATORS, "algo.lam")
 
     @model_validator(mode="before")
     @classmethod
@@ -414,6 +446,13 @@ class RunConfig(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
+    def _no_entry_point_clash(self) -> "RunConfig":
+        """No installed distribution registers a shipped reward, estimator or task name as a plug-in (the name
+        would be ambiguous), whichever names this config uses."""
+        checks.check_no_clashes(ESTIMATORS)
+        return self
+
+    @model_validator(mode="after")
     def _eval_tasks_build(self) -> "RunConfig":
         """An eval set of another task than data.task is built without options (studykit.engine.trainer), so it must be a
         task that needs none (not `math` / `deepscaler`, which need a path)."""
@@ -460,8 +499,9 @@ class RunConfig(_Section):
         """Hash of everything that changes the result. Excluded: tracking options and the execution knobs that
         change memory or time, not the objective (checkpoint interval, micro-batch size, log-prob chunk, gradient
         checkpointing, vLLM sleep mode), so a run can resume with them changed; `algo.tis_cap` while it is None;
-        `algo.allow_dynamic_sampling_with_reinforce` (a permission: `algo.dynamic_sampling` carries the effect); `model.label`;
-        `eval.contamination` outside alignment runs (only they run the probe)."""
+        `algo.allow_dynamic_sampling_with_reinforce` (a permission: `algo.dynamic_sampling` carries the effect);
+        `model.label`; `eval.contamination` outside alignment runs (only they run the probe); empty plug-in options.
+        A config with a plug-in adds its identity (`plugins()`), so editing the plug-in's file changes the hash."""
         payload = self.model_dump(mode="json", exclude={
             "tracking": True, "train": {"checkpoint_every", "micro_batch_size", "logprob_chunk"},
             "model": {"gradient_checkpointing"}, "algo": {"allow_dynamic_sampling_with_reinforce"}})
@@ -471,7 +511,19 @@ class RunConfig(_Section):
         if payload["algo"]["tis_cap"] is None:
             del payload["algo"]["tis_cap"]
         del payload["model"]["label"]  # a name, not a setting: two labels of one model are one run (refused twins)
+        for section, key in (("reward", "options"), ("algo", "estimator_options")):
+            if not payload[section][key]:  # a shipped name's configs keep the hashes they had before plug-ins
+                del payload[section][key]
+        plugins = self.plugins()
+        if plugins:
+            payload["plugins"] = plugins
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    def plugins(self) -> dict[str, str]:
+        """{kind: identity} of the plug-ins this config uses (studykit.infra.plugins), {} for shipped names only;
+        logged as `plugin.<kind>` tags."""
+        tasks = [self.data.task, *(es.task for es in self.eval.sets)]
+        return checks.plugin_identities(self.reward.name, self.algo.estimator, ESTIMATORS, tasks)
 
     def run_name(self) -> str:
         model = self.model.shown.replace("toy:", "").split("/")[-1]

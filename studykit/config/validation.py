@@ -1,6 +1,7 @@
 """Checks of a run or study file beyond its schema, so that whatever can fail before a run starts fails at validation.
 
-Registry names (tasks, their splits, templates, `toy:<preset>` models, toy recipe knobs), keyword options checked
+Registry names (tasks, their splits, templates, `toy:<preset>` models, toy recipe knobs), plug-ins (rewards,
+estimators, tasks: imported and checked against their interface, their options too), keyword options checked
 against the constructor they reach (task options, sampler options: `inspect.signature`, annotations included), the
 files and folders a config names (math data files, local model folders, the checkpoint folder) and the tracking URI's
 database driver. (Reading the YAML and formatting errors: studykit.config.paramfile.)
@@ -39,9 +40,12 @@ DB_DRIVERS = {
 
 
 def check_task(name: str) -> str:
-    """`name` is in the task registry."""
+    """`name` is in the task registry, or a task plug-in that imports and has the Task members."""
     from studykit import tasks
 
+    if tasks.is_plugin(name):
+        _plugin_check(tasks.plugin, name)
+        return name
     if name not in tasks.names():
         raise CheckError(f"got {name!r}; expected one of {', '.join(tasks.names())}")
     return name
@@ -70,7 +74,7 @@ def _task_class(name: str):
     """The constructor `studykit.tasks.get(name)` calls and how many leading arguments the registry fills itself."""
     from studykit import tasks
 
-    if name in tasks.names():
+    if name in tasks.names() or tasks.is_plugin(name):
         return tasks.task_class(name)
     from studykit.tasks.math import MathTask
 
@@ -312,3 +316,89 @@ def check_tracking_uri(uri: str | None) -> str | None:
         raise CheckError(f"got {uri!r}; the {scheme} store needs the Python module {driver!r}, which is not "
                          f"installed (pip install the driver, or use sqlite:///path/mlflow.db)")
     return uri
+
+
+# ---- plug-ins: rewards, estimators and tasks from the user's own code (studykit.infra.plugins)
+
+
+def _plugin_check(call, *args):
+    """`call(*args)` with a plug-in's PluginError as a CheckError (its message names the plug-in and what was
+    expected)."""
+    from studykit.infra.plugins import PluginError
+
+    try:
+        return call(*args)
+    except PluginError as err:
+        raise CheckError(str(err)) from None
+
+
+def check_reward(name: str) -> str:
+    """A shipped reward condition, or a reward plug-in that imports and has the reward interface."""
+    from studykit.scoring import plugins, rewards
+
+    if name not in rewards.names():
+        _plugin_check(plugins.load, "reward", name, rewards.names())
+    return name
+
+
+def check_estimator(name: str, shipped: tuple[str, ...]) -> str:
+    """A shipped advantage estimator (`shipped`), or an estimator plug-in with the estimator interface."""
+    from studykit.scoring import plugins
+
+    if name not in shipped:
+        _plugin_check(plugins.load, "estimator", name, shipped)
+    return name
+
+
+def check_plugin_options(kind: str, name: str, options: dict[str, Any], shipped: tuple[str, ...],
+                         settings: str) -> dict[str, Any]:
+    """Options only for a plug-in (a shipped `name` has its own fields, `settings`), validated by the plug-in's
+    `Options` pydantic model when it has one, else against its signature after the arguments studykit passes."""
+    from studykit.scoring import plugins
+
+    if name in shipped:
+        if options:
+            raise CheckError(f"got {short(options)} with the shipped {kind} {name!r}; expected {{}} (options reach "
+                             f"plug-ins only; {name!r} is set by {settings})")
+        return options
+    plugin = _plugin_check(plugins.load, kind, name, shipped)
+    if kind == "reward" and "format_gate" in options:
+        raise CheckError("got option 'format_gate'; expected reward.format_gate (studykit gates every reward)",
+                         "format_gate")
+    if getattr(plugin.obj, "Options", None) is not None:
+        _plugin_check(plugins.call_options, plugin, options)
+    else:
+        check_kwargs(plugin.obj, options, str(plugin), skip=plugins.INTERFACES[kind][0])
+    return options
+
+
+def check_no_clashes(estimators: tuple[str, ...]) -> None:
+    """No installed distribution registers a shipped name under `studykit.rewards` / `studykit.estimators` /
+    `studykit.tasks` (the config's field for that kind is named in the error)."""
+    from studykit import tasks
+    from studykit.infra.plugins import PluginError, check_no_clash
+    from studykit.scoring import rewards
+
+    for kind, shipped, key in (("reward", rewards.names(), "reward.name"), ("estimator", estimators, "algo.estimator"),
+                               ("task", tasks.names(), "data.task")):
+        try:
+            check_no_clash(kind, shipped)
+        except PluginError as err:
+            raise CheckError(str(err), key) from None
+
+
+def plugin_identities(reward: str, estimator: str, estimators: tuple[str, ...], task_names: list[str]) -> dict[str, str]:
+    """{kind: identity} of the plug-ins a config uses (reward, estimator, task, and `task.<i>` for the i-th distinct
+    plug-in task of the eval sets); {} when it uses only shipped names."""
+    from studykit import tasks
+    from studykit.scoring import plugins, rewards
+
+    out = {}
+    if reward not in rewards.names():
+        out["reward"] = _plugin_check(plugins.load, "reward", reward, rewards.names()).identity
+    if estimator not in estimators:
+        out["estimator"] = _plugin_check(plugins.load, "estimator", estimator, estimators).identity
+    for i, name in enumerate(dict.fromkeys(task_names)):
+        if tasks.is_plugin(name):
+            out["task" if i == 0 else f"task.{i}"] = _plugin_check(tasks.plugin, name).identity
+    return out

@@ -66,14 +66,21 @@ def _group_std_adv(r: torch.Tensor, eps: float, scale: bool) -> torch.Tensor:
     return centred / (r.std(dim=1, keepdim=True) + eps)
 
 
-def compute_advantages(rewards, estimator: str, eps: float = 1e-6, lam: float = 0.1) -> torch.Tensor:
+def compute_advantages(rewards, estimator: str, eps: float = 1e-6, lam: float = 0.1,
+                       options: dict | None = None) -> torch.Tensor:
     """Advantages [G, N] for training rewards [G, N] (one row per prompt group) under `estimator`.
 
-    `lam` is W-REINFORCE's weight on rewarded samples (Zhu et al. 2025: 0.1). See the module docstring.
+    `lam` is W-REINFORCE's weight on rewarded samples (Zhu et al. 2025: 0.1). See the module docstring. Any other
+    name is an estimator plug-in (studykit.scoring.plugins), called per group with `options`.
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {list(ESTIMATORS)}")
     r = _as_2d(rewards, "rewards")
+    if estimator not in ESTIMATORS:
+        from studykit.scoring import plugins
+
+        adv = plugins.advantages(estimator, r.detach().cpu().double().numpy(), options or {}, ESTIMATORS)
+        return torch.as_tensor(adv, dtype=r.dtype, device=r.device)
+    if options:
+        raise ValueError(f"estimator {estimator!r} takes no options (got {options!r}); options reach plug-ins only")
     zero, one = torch.zeros_like(r), torch.ones_like(r)
     rewarded = r > 0
     if estimator == "nsr_reinforce":

@@ -69,7 +69,8 @@ def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np
 def _score(cfg, problems, groups, reward_fn, rng, out: Rollouts, seen: dict, need: int) -> None:
     batch = [reward_fn(g.texts, p, logprobs=g.logprobs, rng=rng) for p, g in zip(problems, groups)]
     rewards = torch.tensor(np.stack([r.rewards for r in batch]), dtype=torch.float32)
-    adv = grpo.compute_advantages(rewards, cfg.algo.estimator, lam=cfg.algo.lam)  # the training reward only
+    adv = grpo.compute_advantages(rewards, cfg.algo.estimator, lam=cfg.algo.lam,  # the training reward only
+                                  options=cfg.algo.estimator_options)
     keep = grpo.filter_groups(rewards) if cfg.algo.dynamic_sampling else torch.ones(len(batch), dtype=torch.bool)
     kept = 0
     for i, (problem, group, res) in enumerate(zip(problems, groups, batch)):

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from studykit.engine import checkpoint, grpo, selection, update  # noqa: F401 (grpo: tests patch trainer.grpo)
 from studykit.planning import plan
-from studykit.scoring import rewards
+from studykit.scoring import plugins
 from studykit.infra import timing
 from studykit.tracking import experiment as tracking
 from studykit.engine.evaluation import label_for
@@ -49,6 +49,7 @@ from studykit.engine.rollout import collect
 from studykit.policy.sampling import make_sampler
 from studykit.tasks import get as get_task
 from studykit.engine.update import NonFiniteLoss
+from studykit.infra.plugins import PluginError
 
 
 @dataclass
@@ -113,7 +114,7 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
                 mlflow.set_tag("status_reason", "interrupted; resume from the last checkpoint")
                 mlflow.end_run("KILLED")
             raise
-        except NonFiniteLoss as err:
+        except (NonFiniteLoss, PluginError) as err:  # a plug-in that raised: its error names it
             run.metrics.flush(run.run_id)  # the steps that led to the failure, for diagnosis
             mlflow.set_tags({"status_reason": str(err), "resumable": "false"})
             mlflow.end_run("FAILED")
@@ -154,7 +155,8 @@ def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
     reward_opts |= {"p": cfg.reward.p} if cfg.reward.name == "random" else {}
     eval_tasks = [task if es.task == cfg.data.task else get_task(es.task) for es in cfg.eval.sets]  # same options
     evals = [(es, t, t.load(es.split)[: es.limit]) for es, t in zip(cfg.eval.sets, eval_tasks)]
-    run = _Run(cfg, policy, sampler, optimizer, scheduler, rewards.get(cfg.reward.name, **reward_opts),
+    reward_fn = plugins.reward(cfg.reward.name, **reward_opts, **cfg.reward.options)  # shipped: rewards.get
+    run = _Run(cfg, policy, sampler, optimizer, scheduler, reward_fn,
                selection.EpochSampler(pool, cfg.train.seed), evals, np.random.default_rng(cfg.train.seed),
                template=cfg.data.template or task.template, task=task, reference=reference)
     if cfg.data.selection == "one_shot":

@@ -103,7 +103,13 @@ def refusals(cfg: RunConfig) -> list[str]:
     if m.dtype != "bfloat16":
         out.append(f"model.dtype {m.dtype!r}: verl's FSDP actor and vLLM rollout compute in bfloat16 here; "
                    "use 'bfloat16'")
-    why = refusal(cfg.reward.name)
+    plugged = cfg.plugins()  # user plug-ins (issue 22) run in studykit's own loop only, so far
+    for kind, key, value in (("reward", "reward.name", cfg.reward.name), ("estimator", "algo.estimator", a.estimator),
+                             ("task", "data.task", cfg.data.task)):
+        if kind in plugged:
+            out.append(f"{key} {value!r}: the {kind} plug-in ({plugged[kind]}) is not translated to verl; it runs in "
+                       "studykit's own loop only")
+    why = None if "reward" in plugged else refusal(cfg.reward.name)
     if why:
         out.append(f"reward.name: {why}")
     if not a.clip:

@@ -8,19 +8,28 @@ studykit has checked (`studykit.tasks.reasoning_gym.ENABLED`).
 `splits(name)` and `pool_size(name, split)` answer from the registry, without building the task or reading data
 (config validation uses them).
 
+Plug-in tasks: a name that is an import path `package.module:Class`, or the bare name of an installed
+distribution's `studykit.tasks` entry point (studykit.infra.plugins), names a user's task class. The class follows
+`Task` (studykit.tasks.base) and declares, as class attributes, `name`, `template` and `splits` (a tuple of split
+names), optionally `sizes` ({split: pool size}); `get(name, **task_options)` calls it with the options.
+
 Layer 1 (beside `studykit.scoring`). May import: studykit.infra, studykit.scoring (verify: math equivalence, the
 verifier worker).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from .base import Problem, Task, share_diagnostics
 
-__all__ = ["Problem", "Task", "get", "names", "pool_size", "share_diagnostics", "splits", "task_class", "verifier"]
+__all__ = ["Problem", "Task", "get", "is_plugin", "names", "plugin", "pool_size", "share_diagnostics", "splits",
+           "task_class", "verifier"]
 
 _MATH_SHIPPED = ("math500", "aime24", "amc23")
+_SHIPPED_PREFIXES = ("logic", "korbench", "rg")  # `logic:<type>` and the like are shipped names, not import paths
+_TASK_MEMBERS = ("name", "template", "splits", "load", "generate", "verify")
 
 
 def _logic_types() -> list[str]:
@@ -57,6 +66,8 @@ def _family(name: str) -> str:
         return "korbench"
     if name in _rg_names():
         return "rg"
+    if is_plugin(name):
+        return "plugin"
     raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
 
 
@@ -71,6 +82,8 @@ def splits(name: str) -> tuple[str, ...]:
         from .math import splits_of
 
         return splits_of(name)
+    if family == "plugin":
+        return tuple(plugin(name).obj.splits)
     return task_class(name)[0].splits
 
 
@@ -81,8 +94,8 @@ def pool_size(name: str, split: str) -> int | None:
         from .toy import ToyTask
 
         return ToyTask.sizes.get(split)
-    if family in ("logic", "korbench", "rg"):
-        return task_class(name)[0].sizes.get(split)
+    if family in ("logic", "korbench", "rg", "plugin"):
+        return getattr(task_class(name)[0], "sizes", {}).get(split)
     if name in _MATH_SHIPPED and split in splits(name):
         from .math import shipped_size
 
@@ -108,6 +121,8 @@ def get(name: str, **options: Any) -> Task:
     if _family(name) in ("korbench", "rg"):
         cls, _ = task_class(name)
         return cls(name.partition(":")[2], **options)
+    if _family(name) == "plugin":
+        return _build_plugin(name, options)
     raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
 
 
@@ -131,6 +146,8 @@ def task_class(name: str):
         from .reasoning_gym import ReasoningGymTask
 
         return ReasoningGymTask, 1
+    if family == "plugin":
+        return plugin(name).obj, 0
     from .math import MathTask
 
     return MathTask, 1
@@ -147,3 +164,50 @@ def verifier(name: str):
 
         return MathTask("math500").verify
     return get(name).verify
+
+
+def is_plugin(name: str) -> bool:
+    """`name` is not shipped but an import path, or an installed `studykit.tasks` entry point's name."""
+    from studykit.infra.plugins import entry_point_names, is_path
+
+    if name in names():
+        return False
+    if is_path(name):
+        return name.partition(":")[0] not in _SHIPPED_PREFIXES
+    return name in entry_point_names("task")
+
+
+def plugin(name: str):
+    """The plug-in task class `name` names (studykit.infra.plugins.Plugin), checked against the interface."""
+    from studykit.infra.plugins import PluginError, resolve
+
+    found = resolve("task", name, names())
+    cls, expected = found.obj, ("a class following studykit.tasks.Task: class attributes name, template and splits "
+                                "(a tuple), methods load(split), generate(n, seed, difficulty), verify(problem, "
+                                "answer_text)")
+    if not isinstance(cls, type):
+        raise PluginError(f"{found} is {type(cls).__name__} {cls!r}; expected {expected}")
+    missing = [m for m in _TASK_MEMBERS if not hasattr(cls, m)]
+    if missing:
+        raise PluginError(f"{found} ({cls.__name__}) lacks {', '.join(missing)}; expected {expected}")
+    splits_ = cls.splits
+    if isinstance(splits_, str) or not splits_ or not all(isinstance(s, str) for s in splits_):
+        raise PluginError(f"{found}: splits is {splits_!r}; expected a non-empty tuple of split names")
+    for method, args in (("load", 1), ("verify", 2)):
+        try:
+            inspect.signature(getattr(cls, method)).bind(None, *([None] * args))
+        except (TypeError, ValueError):
+            raise PluginError(f"{found}: {method} has signature {inspect.signature(getattr(cls, method))}; "
+                              f"expected {expected}") from None
+    return found
+
+
+def _build_plugin(name: str, options: dict[str, Any]) -> Task:
+    from studykit.infra.plugins import PluginError
+
+    found = plugin(name)
+    try:
+        task = found.obj(**options)
+    except Exception as err:  # noqa: BLE001 - the user's constructor
+        raise PluginError(f"{found}: {found.obj.__name__}(**{options!r}) raised {type(err).__name__}: {err}") from err
+    return task

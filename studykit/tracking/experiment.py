@@ -82,7 +82,7 @@ def run_tags(cfg: RunConfig, alignment: str | None = None) -> dict[str, str]:
         "git_sha": git_sha(),
         "group": group_name(cfg),
         "mlflow.runName": display_name(cfg),
-    } | context_tags(cfg)
+    } | {f"plugin.{kind}": identity for kind, identity in cfg.plugins().items()} | context_tags(cfg)
 
 
 def group_name(cfg: RunConfig) -> str:
