@@ -140,9 +140,12 @@ print(f"{report.n_cells} cells, {len(report.missing)} without a FINISHED run")
 print("wrote", *[str(p) for p in report.files], sep="\\n  ")""",
     """from IPython.display import Markdown, Image, display
 display(Markdown(report.out_dir.joinpath("verdicts.md").read_text()))""",
-    """for png in sorted(report.out_dir.glob("*.png")):  # alignment pass@k, training curves, ratio heatmap, RQ3 pass@k
+    """for png in sorted(report.out_dir.glob("*.png")):  # pass@k, training curves, ratios, RQ3 pass@k, alignment curve
     display(Markdown(f"**{png.stem.replace('_', ' ')}** (`{png}`)"))
     display(Image(filename=str(png)))""",
+    """curve = report.out_dir / "thresholds.md"  # a grid of three or more models on one task: where each claim turns on
+if curve.is_file():
+    display(Markdown(curve.read_text()))""",
     """from studykit.analysis import explain_claims
 display(Markdown("## Per claim\\n\\n" + explain_claims(report.table)))
 print(f"MLflow: the study's parent run {report.run_id} holds this report; `studykit ui`, then open experiment "
