@@ -45,6 +45,7 @@ from .rollout import collect
 from .sampling import make_sampler
 from .tasks import get as get_task
 from .update import NonFiniteLoss
+from . import provenance
 
 
 @dataclass
@@ -173,7 +174,7 @@ def _resumable_run_id(cfg: RunConfig, state: dict | None) -> str | None:
 
 def _log_start(run: _Run) -> None:
     cfg = run.cfg
-    mlflow.set_tags(tracking.run_tags(cfg))
+    mlflow.set_tags(tracking.run_tags(cfg) | provenance.tags(run.policy.base_path))
     mlflow.log_params(cfg.flat())
     mlflow.log_text(json.dumps(cfg.model_dump(mode="json"), indent=2), "config.json")
     run.metrics.add(timing.startup_metrics(), step=0)  # bench/study_time.py: the cell's time before any work
@@ -207,6 +208,7 @@ def _restore(run: _Run, state: dict) -> None:
     replay(run.run_id, state.get("pending_metrics", []))  # the checkpoint was saved, its metrics maybe not logged
     stored = mlflow.get_run(run.run_id).data
     run.last.update(stored.metrics)
+    mlflow.set_tags(provenance.resumed(stored.tags, run.policy.base_path))  # resumed by other code: recorded
     _resumed_tags(run.run_id, stored.tags, run.step)
 
 

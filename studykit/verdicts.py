@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from . import metrics
+from . import metrics, provenance
 from .config import CompareSpec
 from .runs import Counts, pass1_key, passmax_key
 
@@ -47,8 +47,8 @@ CLAIM_RQS = ("rq1", "rq2", "rq3", "ablation")
 RECORD_FIELDS = (
     "claim", "model", "task", "alignment", "colour", "seeds", "base_pass1", "delta_pass1_per_seed", "delta_pass1", "delta_lo",
     "delta_hi", "gt_delta_pass1_per_seed", "gt_delta_pass1", "gt_delta_lo", "gt_delta_hi", "ratio", "ratio_lo",
-    "ratio_hi", "verdict", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax", "delta_pass_at_kmax_lo",
-    "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", "note")
+    "ratio_hi", "verdict", "provenance", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax",
+    "delta_pass_at_kmax_lo", "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", "note")
 DIAGNOSTICS = ("train/clip_frac", "train/format_rate", "train/method_share/sum", "train/method_share/count",
                "train/method_share/max", "train/method_share/recall", "train/method_share/other")
 _COLOUR_RE = re.compile(r"^(strong|weak), (clean|contaminated)\b")
@@ -238,6 +238,22 @@ def _compare(row: _Row, gt: _Row | None, th: CompareSpec, boot: dict[str, Any]) 
                       verdict=judge(interval.lo, interval.hi, th))
 
 
+def _provenance(row: _Row, gt: _Row | None) -> None:
+    """Do the runs the row rests on (its seeds and their ground-truth partners) share one code version and one set
+    of base weights? A mixed row keeps its numbers but gets no verdict word: its ratio would measure the change of
+    code or weights as much as the claim (rerun the stale cells: `studykit study --rerun-stale`)."""
+    seeds = row.values.get("seeds") or []
+    used = [(f"{row.claim} s{s}", row.runs[s].run) for s in seeds if s in row.runs]
+    used += [(f"{gt.claim} s{s}", gt.runs[s].run) for s in seeds if gt is not None and s in gt.runs]
+    found = provenance.check(used)
+    row.values["provenance"] = found.state
+    if found.state != "same":
+        row.notes.append(found.detail)
+    if found.state == "mixed" and row.values.get("verdict") not in ("baseline",) \
+            and not str(row.values.get("verdict")).startswith("n/a"):
+        row.values["verdict"] = "n/a (mixed provenance)"
+
+
 def _baseline(row: _Row, th: CompareSpec, boot: dict[str, Any]) -> None:
     row.values.update(_describe(row, _seeds(row.runs), boot), gt_delta_pass1_per_seed=[],
                       gt_delta_pass1=NAN, gt_delta_lo=NAN, gt_delta_hi=NAN, ratio=NAN, ratio_lo=NAN, ratio_hi=NAN,
@@ -279,8 +295,11 @@ def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict
         own_base = f"{baseline}@{abl}" if abl else baseline
         if name == own_base:
             _baseline(row, th, boot)
+            _provenance(row, None)
         else:
-            _compare(row, rows.get((own_base, model, task)) or rows.get((baseline, model, task)), th, boot)
+            gt = rows.get((own_base, model, task)) or rows.get((baseline, model, task))
+            _compare(row, gt, th, boot)
+            _provenance(row, gt)
         row.values["note"] = "; ".join(row.notes)
     order = list(dict.fromkeys(name for name, _, _ in rows))
 
@@ -373,8 +392,8 @@ def _fmt(v: Any, signed: bool = False) -> str:
 
 
 MD_COLUMNS = ("claim", "model", "task", "alignment", "colour", "seeds", "base_pass1", "delta_pass1_per_seed", "delta_pass1",
-              "delta_lo", "delta_hi", "ratio", "ratio_lo", "ratio_hi", "verdict", "k_max", "delta_pass_at_kmax",
-              "peak_delta_pass1", "peak_step")
+              "delta_lo", "delta_hi", "ratio", "ratio_lo", "ratio_hi", "verdict", "provenance", "k_max",
+              "delta_pass_at_kmax", "peak_delta_pass1", "peak_step")
 
 
 def _explain(row: pd.Series) -> str:
@@ -397,6 +416,13 @@ def explain(row: pd.Series) -> str:
     return _explain(row)
 
 
+def provenance_rows(table: pd.DataFrame) -> list[str]:
+    """One markdown line per row whose provenance is not `same` (mixed first)."""
+    rows = [row for _, row in table.iterrows() if row.get("provenance") in ("mixed", "unknown")]
+    return [f"- {row['provenance']}: **{row['claim']}** on {row['model']} / {row['task']} ({row['verdict']})"
+            for row in sorted(rows, key=lambda r: r["provenance"] != "mixed")]
+
+
 def markdown(table: pd.DataFrame, thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -> str:
     """The verdict table in markdown, the rule, the claims that did not clearly reproduce, and the notes."""
     lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
@@ -406,6 +432,11 @@ def markdown(table: pd.DataFrame, thresholds: Any = None, n_boot: int = 2000, al
     misses = [_explain(row) for _, row in table.iterrows() if row["verdict"] in ("fails", "partial", "uncertain")]
     if misses:
         body += "\n### Claims that did not clearly reproduce\n\n" + "\n".join(misses) + "\n"
+    flagged = provenance_rows(table)
+    if flagged:
+        body += ("\n### Rows with mixed or unknown provenance\n\nA mixed row (code version or base weights differ "
+                 "among its runs) gets no verdict; an unknown one (runs from older code, untagged) keeps its verdict."
+                 "\n\n" + "\n".join(flagged) + "\n")
     notes = [f"- **{row['claim']}** on {row['model']} / {row['task']}: {row['note']}" for _, row in table.iterrows()
              if row["note"]]
     if notes:
