@@ -95,9 +95,9 @@ def cmd_report(args) -> int:
     report = write_report(spec.name, [c.config for c in expand(path)], uri=args.uri, thresholds=th, out_dir=args.out)
     print((report.out_dir / "verdicts.md").read_text())
     print("wrote", *report.files, sep="\n  ")
-    from .verdicts import provenance_rows
+    from .provenance import rows
 
-    if flagged := provenance_rows(report.table):  # last, where it is seen: rows whose runs do not share one version
+    if flagged := rows(report.table):  # last, where it is seen: rows whose runs do not share one version
         print(f"provenance: {len(flagged)} rows with mixed or unknown code version / base weights:", *flagged,
               sep="\n")
     return 0

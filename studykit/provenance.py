@@ -158,6 +158,23 @@ def check(runs: list[tuple[str, Any]]) -> Provenance:
     return Provenance("same")
 
 
+def rows(table: Any) -> list[str]:
+    """One markdown line per verdict-table row whose provenance is not `same` (mixed first)."""
+    flagged = [row for _, row in table.iterrows() if row.get("provenance") in ("mixed", "unknown")]
+    return [f"- {row['provenance']}: **{row['claim']}** on {row['model']} / {row['task']} ({row['verdict']})"
+            for row in sorted(flagged, key=lambda r: r["provenance"] != "mixed")]
+
+
+def section(table: Any) -> str:
+    """The verdicts.md section listing `rows(table)`; empty when every row is `same`."""
+    flagged = rows(table)
+    if not flagged:
+        return ""
+    return ("\n### Rows with mixed or unknown provenance\n\nA mixed row (code version or base weights differ among "
+            "its runs) gets no verdict; an unknown one (runs from older code, untagged) keeps its verdict.\n\n"
+            + "\n".join(flagged) + "\n")
+
+
 def _value(run: Any, key: str) -> str:
     value = run.get(key) if hasattr(run, "get") else None
     return value if isinstance(value, str) and value else ""

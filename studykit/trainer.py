@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -104,6 +105,7 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
             _restore(run, state)
         try:
             _loop(run, ckpt, progress)
+            _check_reward_variance(run)
             _log_artifacts(run)
         except KeyboardInterrupt:
             with _interrupts_held():  # a second SIGINT (papermill forwards one) must not cut the record short
@@ -298,6 +300,26 @@ def _save(run: _Run, ckpt) -> None:
         state["one_shot"] = as_state(*run.one_shot)
     checkpoint.save(ckpt, run.policy, run.optimizer, run.scheduler, state)
     run.metrics.flush(run.run_id)  # after the save: a kill in between is repaired by `replay` on resume
+
+
+NO_VARIANCE = "train/no_variance_run"  # 1: no group of the whole run had reward variance (verdicts note it)
+
+
+def _check_reward_variance(run: _Run) -> None:
+    """Say loudly when no sampled group of the whole run had any reward variance: with a group-relative estimator
+    (or dynamic sampling, which drops such groups) every update was then a no-op, and the run only looks trained.
+    Read from the logged history, so a resumed run judges all its steps."""
+    history = mlflow.MlflowClient().get_metric_history(run.run_id, "train/zero_var_frac")
+    flat = bool(history) and all(m.value >= 1.0 for m in history)
+    mlflow.log_metric(NO_VARIANCE, float(flat), step=run.step)
+    if flat:
+        algo = run.cfg.algo
+        noop = algo.dynamic_sampling or not algo.estimator.endswith("_reinforce")
+        text = (f"no group in the whole run ({len(history)} steps) had any reward variance"
+                + (": every update was a no-op (the policy did not train)" if noop else
+                   f": {algo.estimator} still updates on constant rewards, but no group compared its samples"))
+        print(f"WARNING: {run.cfg.run_name()}: {text}", file=sys.stderr, flush=True)
+        mlflow.set_tag("warning", text)
 
 
 def _log_samples(rolls, step: int) -> None:

@@ -50,7 +50,9 @@ RECORD_FIELDS = (
     "ratio_hi", "verdict", "provenance", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax",
     "delta_pass_at_kmax_lo", "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", "note")
 DIAGNOSTICS = ("train/clip_frac", "train/format_rate", "train/method_share/sum", "train/method_share/count",
-               "train/method_share/max", "train/method_share/recall", "train/method_share/other")
+               "train/method_share/max", "train/method_share/recall", "train/method_share/other",
+               "train/no_variance_run")
+NO_VARIANCE = "metrics.train/no_variance_run"  # the trainer's whole-run flag: no group ever had reward variance
 _COLOUR_RE = re.compile(r"^(strong|weak), (clean|contaminated)\b")
 NAN = math.nan
 
@@ -290,6 +292,9 @@ def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict
             r.values.update(alignment=_alignment(group), colour=colours.get((model, task)), **_diagnostics(group))
             if dups:
                 r.notes.append(f"several cells share this label on seeds {_seeds(set(dups))}: the newest run is used")
+            if flat := _seeds({s for s, ev in evs.items() if ev.run.get(NO_VARIANCE) == 1}):
+                r.notes.append(f"NO REWARD VARIANCE on seeds {flat}: no group of the run had any, so its update "
+                               "did nothing")
     for (name, model, task), row in rows.items():
         abl = name.partition("@")[2]
         own_base = f"{baseline}@{abl}" if abl else baseline
@@ -416,13 +421,6 @@ def explain(row: pd.Series) -> str:
     return _explain(row)
 
 
-def provenance_rows(table: pd.DataFrame) -> list[str]:
-    """One markdown line per row whose provenance is not `same` (mixed first)."""
-    rows = [row for _, row in table.iterrows() if row.get("provenance") in ("mixed", "unknown")]
-    return [f"- {row['provenance']}: **{row['claim']}** on {row['model']} / {row['task']} ({row['verdict']})"
-            for row in sorted(rows, key=lambda r: r["provenance"] != "mixed")]
-
-
 def markdown(table: pd.DataFrame, thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -> str:
     """The verdict table in markdown, the rule, the claims that did not clearly reproduce, and the notes."""
     lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
@@ -432,11 +430,7 @@ def markdown(table: pd.DataFrame, thresholds: Any = None, n_boot: int = 2000, al
     misses = [_explain(row) for _, row in table.iterrows() if row["verdict"] in ("fails", "partial", "uncertain")]
     if misses:
         body += "\n### Claims that did not clearly reproduce\n\n" + "\n".join(misses) + "\n"
-    flagged = provenance_rows(table)
-    if flagged:
-        body += ("\n### Rows with mixed or unknown provenance\n\nA mixed row (code version or base weights differ "
-                 "among its runs) gets no verdict; an unknown one (runs from older code, untagged) keeps its verdict."
-                 "\n\n" + "\n".join(flagged) + "\n")
+    body += provenance.section(table)
     notes = [f"- **{row['claim']}** on {row['model']} / {row['task']}: {row['note']}" for _, row in table.iterrows()
              if row["note"]]
     if notes:
