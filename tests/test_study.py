@@ -26,6 +26,7 @@ from studykit.study import expand
 from studykit.study_runner import run_study
 
 from ray_smoke import ray_smoke  # noqa: F401 (a fixture: the same smoke study through --executor ray)
+from studyproc import assert_trained, finished_cell_runs
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +48,7 @@ def smoke(tmp_path_factory):
         first = run_study(SMOKE, workers=2, only="ground_truth", compare=False, progress=False)
         second = run_study(SMOKE, workers=2, progress=False)
         third = run_study(SMOKE, workers=2, progress=False, compare=False)
+    assert_trained(finished_cell_runs(uri))  # ground truth too: the smoke model answers some problems
     return {"work": work, "uri": uri, "runs": (first, second, third)}
 
 
