@@ -190,3 +190,49 @@ def test_the_study_warns_about_reused_stale_cells_and_reruns_them_when_asked(sto
     from studykit import cli
 
     assert cli.build_parser().parse_args(["study", "x.yaml", "--rerun-stale"]).rerun_stale
+
+
+def test_studykit_report_lists_the_mixed_rows(tmp_path, capsys):
+    from pathlib import Path
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+    from test_analysis import _counts, _history, _log
+
+    from studykit import cli
+    from studykit.study import expand
+
+    root = Path(__file__).resolve().parent.parent
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "mixed", "base": str(root / "params/toy/smoke_base.yaml"),
+        "grid": {"models": ["toy:custom"], "tasks": ["toy"], "seeds": [0]},
+        "conditions": {"ground_truth": {"rq": "rq1"}, "random": {"rq": "rq1", "overrides": {"reward": {
+            "name": "random"}}}}}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("mixed", artifact_location=(tmp_path / "artifacts").as_uri())
+    for cell, gains, code in zip(expand(path), ([(100, 2)], [(90, 2)]), ("old", "new")):
+        before, after = _counts("toy:strong", gains)
+        rid = _log(client, exp, cell.config, _history(before, after), {0: before, 20: after})
+        client.set_tag(rid, "code_version", code)
+        client.set_tag(rid, "base_weights", "toy:custom-x@00")
+    out = tmp_path / "reports"
+    assert cli.main(["report", str(path), "--uri", uri, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    tail = printed[printed.index("provenance: 1 rows"):]
+    assert "- mixed: **random** on toy:custom / toy (n/a (mixed provenance))" in tail
+    meta = json.loads((out / "mixed/verdicts.json").read_text())
+    assert meta["provenance"] == {"mixed": ["random | toy:custom | toy"], "unknown": []}
+
+
+def test_the_sets_report_names_models_whose_runs_mix_versions():
+    from studykit.set_report import provenance_lines
+
+    runs = pd.DataFrame([{"model": "m", "task": "toy", "claim": c, "condition": c, "seed": "0", **tags}
+                         for c, tags in (("alignment", SAME), ("ground_truth", SAME),
+                                         ("random", SAME | {"code_version": "def"}))]
+                        + [{"model": "n", "task": "toy", "claim": "random", "condition": "random", "seed": "0",
+                            **SAME}])
+    lines = provenance_lines(runs)
+    assert len(lines) == 1 and lines[0].startswith("- m / toy: mixed provenance: code_version differs")
