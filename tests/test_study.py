@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params/studies/smoke.yaml"
-TAGS = {"study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash", "git_sha"}
+TAGS = {"study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash", "git_sha",
+        "code_version", "base_weights"}
 HAVE_ALIGNMENT = importlib.util.find_spec("studykit.alignment") is not None
 
 
@@ -121,6 +122,7 @@ def test_compare_wrote_the_verdict_table(any_smoke):
         assert set(rec) == set(analysis.RECORD_FIELDS)
         assert len(rec["delta_pass1_per_seed"]) == 1 and rec["seeds"] == [0]
         assert rec["verdict"] == "baseline" or rec["ratio"] is None or rec["ratio_lo"] is not None  # counts logged
+        assert rec["provenance"] == "same"  # one checkout, one toy build: the row's runs share both tags
     assert "Rule:" in (folder / "verdicts.md").read_text() and "| random |" in second.verdicts
     assert (smoke["work"] / "outputs/smoke/10_compare.ipynb").is_file()
     if HAVE_ALIGNMENT:
