@@ -124,14 +124,13 @@ def tags(base_path: str) -> dict[str, str]:
 
 def resumed(stored: dict[str, str], base_path: str) -> dict[str, str]:
     """Tags to set when a run is resumed: a value that differs from what the run started with is recorded as
-    `<before> then <now>`, so the run no longer matches either version alone (a verdict row with it is mixed)."""
+    `<before> then <now>` (`unknown then <now>` for a run older code started), so the run no longer matches either
+    version alone (a verdict row with it is mixed)."""
     out = {}
     for key, now in tags(base_path).items():
-        before = stored.get(key)
-        if before and before != now and not before.endswith(f" then {now}"):
+        before = stored.get(key) or "unknown"
+        if before != now and not before.endswith(f" then {now}"):
             out[key] = f"{before} then {now}"
-        elif not before:
-            out[key] = now
     return out
 
 

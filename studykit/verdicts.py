@@ -18,6 +18,9 @@ The rule (thresholds from `studykit.config.CompareSpec`: holds 0.7, partial 0.3,
   its mean delta is below `min_effect`. Otherwise `holds` when ratio_lo >= holds, `partial` when partial <= ratio_lo
   and ratio_hi < holds, `fails` when ratio_hi < partial, and `uncertain` when the interval straddles a threshold.
   Runs that logged no per-problem counts (older code) give no interval: their claims are `uncertain` (noted).
+- `provenance` (studykit.provenance): `same` when the row's runs (its seeds and their gt partners) share one
+  `code_version` and one `base_weights` tag; `mixed` when either differs: the numbers stay, the verdict becomes
+  `n/a (mixed provenance)`; `unknown` when a run lacks the tags (older stores): the verdict stays, a note says so.
 - `colour`: the paper's three-way colour of the cell (`strong, clean`, `strong, contaminated`, `weak, clean` ...),
   read from the study's alignment run of the same model and task (its `alignment` tag: strength by pass@k,
   contamination by the probe, studykit.alignment); empty when that run has no probe.
@@ -363,7 +366,8 @@ def rule_text(thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -
             f"problems for claim and ground truth). **holds** if ratio_lo >= {th.holds}, **partial** if "
             f"{th.partial} <= ratio_lo and ratio_hi < {th.holds}, **fails** if ratio_hi < {th.partial}, "
             f"**uncertain** when the interval straddles a threshold; **n/a (gt flat)** (no ratio) when ground truth "
-            f"did not gain significantly (its delta interval reaches 0, or its mean delta < {th.min_effect}). "
+            f"did not gain significantly (its delta interval reaches 0, or its mean delta < {th.min_effect}); "
+            f"**n/a (mixed provenance)** when the row's runs differ in code version or base weights. "
             f"k_max: the largest logged k; delta_pass_at_kmax is the change of pass@k_max. Departure: the paper "
             f"judges by eye from one seed's curves; the ratio rule and the intervals are studykit's.")
 

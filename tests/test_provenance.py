@@ -89,7 +89,9 @@ def test_a_resume_by_other_code_is_recorded():
     tags = provenance.resumed({"code_version": "old", "base_weights": "hub:x@unresolved"}, "x")
     assert tags["code_version"] == f"old then {provenance.code_version()}"
     assert "base_weights" not in tags  # unchanged: left as it is
-    assert provenance.resumed({}, "x")["code_version"] == provenance.code_version()  # a run of older code: tagged
+    assert provenance.resumed({}, "x")["code_version"] == f"unknown then {provenance.code_version()}"  # older code
+    assert provenance.resumed({"code_version": f"old then {provenance.code_version()}", "base_weights":
+                               "hub:x@unresolved"}, "x") == {}  # resumed again by the same code: nothing new
 
 
 def _table(tags: dict[str, dict]):
