@@ -308,10 +308,13 @@ NO_VARIANCE = "train/no_variance_run"  # 1: no group of the whole run had reward
 def _check_reward_variance(run: _Run) -> None:
     """Say loudly when no sampled group of the whole run had any reward variance: with a group-relative estimator
     (or dynamic sampling, which drops such groups) every update was then a no-op, and the run only looks trained.
-    Read from the logged history, so a resumed run judges all its steps."""
+    Read from the logged history, so a resumed run judges all its steps (once: a run resumed after the check has it)."""
+    if NO_VARIANCE in run.last:
+        return
     history = mlflow.MlflowClient().get_metric_history(run.run_id, "train/zero_var_frac")
     flat = bool(history) and all(m.value >= 1.0 for m in history)
     mlflow.log_metric(NO_VARIANCE, float(flat), step=run.step)
+    run.last[NO_VARIANCE] = float(flat)
     if flat:
         algo = run.cfg.algo
         noop = algo.dynamic_sampling or not algo.estimator.endswith("_reinforce")
