@@ -10,7 +10,9 @@ Guarantees (`studykit.claims` has the details):
 * A cell is finished when a FINISHED run of its config hash has its notebook in the store; finished cells are
   skipped. Every other cell runs under its claim (an exclusive lock per config hash), so any number of study
   processes, of the same or different studies, on one store run each cell once: a second process waits for the
-  claim and then skips the cell the first finished.
+  claim and then skips the cell the first finished. A finished cell whose run another code version made (tag
+  `code_version`, studykit.provenance) is reused with a warning line counting them; `rerun_stale` (`--rerun-stale`)
+  runs it again instead.
 * After a kill of any process at any moment, the same command repairs the store under the claims: stale RUNNING
   runs are marked KILLED (or resumed by the trainer from their checkpoint), a FINISHED run that lost its notebook
   gets it back, and the study ends with one FINISHED run per cell, each with its notebook, and the verdict table.
