@@ -1,24 +1,24 @@
 """From MLflow runs to the verdict report of a study: reports/<study>/ and an `rq=report` MLflow run.
 
 `write_report(study, cells, ...)` reads the runs of the study's CURRENT cells (the `RunConfig`s its study file
-expands to; `studykit.runs` for the selection rule: FINISHED, matched by `config_hash`, newest per cell), their
-metric histories and their per-problem counts artifacts, builds the verdict table (`studykit.verdicts`, where the
+expands to; `studykit.analysis.runs` for the selection rule: FINISHED, matched by `config_hash`, newest per cell), their
+metric histories and their per-problem counts artifacts, builds the verdict table (`studykit.analysis.verdicts`, where the
 rule, the seed pairing, the bootstrap intervals and the departures from the paper are documented), and writes:
 
 - `verdicts.json`: {"study", "rule", "thresholds", "bootstrap": {"n_boot", "alpha", "seed", "resample"},
   "cells": number of cells, "runs": number of runs used, "missing": {"count", "cells": [run names]},
   "provenance": {"mixed": [rows], "unknown": [rows]} (`claim | model | task` of the rows whose runs differ in code
-  version or base weights, or lack those tags: studykit.provenance),
+  version or base weights, or lack those tags: studykit.tracking.provenance),
   "records": [one record per claim x model x task with `verdicts.RECORD_FIELDS`]};
 - `verdicts.md`: the same table in markdown, the rule, the cells with no FINISHED run ("missing: N cells: ..."),
   the claims that did not clearly reproduce, notes;
-- figures (`studykit.figures.report_figures`): alignment pass@k, training accuracy, the ratio heatmap with its
+- figures (`studykit.analysis.figures.report_figures`): alignment pass@k, training accuracy, the ratio heatmap with its
   intervals, and pass@k before and after training of the RQ3 claims and ground truth;
 
 and logs the folder into the study's parent run (`tracking.study_run`, tag `rq=study`; the cells are its children)
 as `report/` artifacts with metrics `report/<verdict>` counts and `report/missing`. A parent run that no live
 process owns (made here, or left by a killed study) is marked FINISHED; a running study's stays its own.
-This module reads MLflow; it never imports the study layer (studykit.study, study_runner, cli): the caller expands
+This module reads MLflow; it never imports the study layer (studykit.study.spec, study_runner, cli): the caller expands
 the study file and passes the cells.
 """
 
@@ -32,19 +32,36 @@ from typing import Any
 
 import pandas as pd
 
-from .config import RunConfig
-from .runs import (  # noqa: F401  (parse_pass_key, pass_columns, histories: re-exported)
-    Counts, Selection, client, experiments_of, finished_runs, histories, load_counts, parse_pass_key, pass_columns,
-    primary_set, select_cells,
+from studykit.config.schema import RunConfig
+from studykit.analysis.runs import (
+    Counts,
+    Selection,
+    client,
+    experiments_of,
+    finished_runs,
+    histories,
+    load_counts,
+    parse_pass_key,
+    pass_columns,
+    primary_set,
+    select_cells,
 )
-from .verdicts import CLAIM_RQS, RECORD_FIELDS, markdown, records, rule_text, thresholds_of, verdict_table  # noqa: F401
+from studykit.analysis.verdicts import (  # noqa: F401
+    CLAIM_RQS,
+    RECORD_FIELDS,
+    markdown,
+    records,
+    rule_text,
+    thresholds_of,
+    verdict_table,
+)
 
 N_BOOT = 2000
 ALPHA = 0.05
 
 
 def load_runs(study: str, cells: Sequence[RunConfig], uri: str | None = None) -> Selection:
-    """The runs that count for the study's cells (see studykit.runs) and the cells that have none."""
+    """The runs that count for the study's cells (see studykit.analysis.runs) and the cells that have none."""
     if not cells:
         raise ValueError(f"study {study!r}: no cells given (expand the study file and pass [c.config for c in cells])")
     return select_cells(finished_runs(experiments_of(cells, study), uri), cells)
@@ -108,7 +125,7 @@ def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None,
     files[1].write_text(f"# Verdicts: study `{study}`\n\n{_missing_text(sel.missing, sel.n_cells)}\n"
                         + markdown(table, th, n_boot, ALPHA))
     if figures:
-        from . import figures as figs
+        from studykit.analysis import figures as figs
 
         files += figs.report_figures(runs, hist, table, folder, counts)
     report = Report(study, table, folder, files, missing=sel.missing, n_cells=sel.n_cells)
@@ -121,7 +138,7 @@ def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None,
 def _log_report(study: str, experiments: list[str], uri: str | None, folder: Path, table: pd.DataFrame,
                 missing: int) -> str:
     """Log the report folder into the study's parent run, in the first of `experiments` that exists."""
-    from .tracking import owner_state, study_run
+    from studykit.tracking.experiment import owner_state, study_run
 
     mlc = client(uri)
     exp = next(e for e in map(mlc.get_experiment_by_name, experiments) if e is not None)

@@ -39,9 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import procs, tracking
-from .config import RunConfig
-from .locks import polling_lock
+from studykit.infra import procs
+from studykit.tracking import experiment as tracking
+from studykit.config.schema import RunConfig
+from studykit.infra.locks import polling_lock
 
 WAIT_OWNER_S = 15.0
 

@@ -68,7 +68,7 @@ def _package_version() -> str:
     try:
         return version("studykit")
     except PackageNotFoundError:
-        from . import __version__
+        from studykit import __version__
 
         return __version__
 
@@ -77,7 +77,7 @@ def base_weights(source: str) -> str:
     """Identity of the base weights at `source` (a toy cache folder, another local folder, or a hub id)."""
     path = Path(source)
     if path.is_dir():
-        from .toy.cache import MARKER
+        from studykit.toy.cache import MARKER
 
         if (path / MARKER).is_file():
             files = json.loads((path / MARKER).read_text()).get("files") or {}

@@ -1,13 +1,13 @@
 """Reading a study's runs back from MLflow: which runs count, their metric keys, histories and per-problem counts.
 
-Shared by `studykit.analysis` (the verdict report) and `studykit.figures` (plots), so neither imports the other's
+Shared by `studykit.analysis.report` (the verdict report) and `studykit.analysis.figures` (plots), so neither imports the other's
 internals. The rule for which runs count: a study is its CURRENT cells (the `RunConfig`s its study file expands to);
 a run counts only when it is FINISHED and its `config_hash` tag is one of those cells' hashes, and when a cell has
 several FINISHED runs the newest (latest start time) wins. A run of an edited config, or of a cell that the study
 no longer has, changes nothing. Cells without a FINISHED run are reported as missing, never silently dropped.
 
 Per-problem correct counts come from the `eval_counts/<set>/step_<step>.json` artifacts that the trainer logs at
-every evaluation (see `studykit.evaluation.counts_artifact` for the format).
+every evaluation (see `studykit.engine.evaluation.counts_artifact` for the format).
 """
 
 from __future__ import annotations
@@ -25,19 +25,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import RunConfig
-from .evaluation import COUNTS_DIR
+from studykit.config.schema import RunConfig
+from studykit.engine.evaluation import COUNTS_DIR
 
 TAGS = ("study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash",
-        "code_version", "base_weights")  # the last two: studykit.provenance (None in runs of older code)
+        "code_version", "base_weights")  # the last two: studykit.tracking.provenance (None in runs of older code)
 # MLflow forbids "@" in metric names, so `pass@k` is logged under another spelling; accept the usual ones.
 PASS_RE = re.compile(r"^eval/(?P<set>.+)/pass(?:@|_at_|_at|_|-|\.|:)(?P<k>\d+)$")
 _STEP_RE = re.compile(r"step_(\d+)\.json$")
 
 
 def client(uri: str | None = None):
-    """An MlflowClient on `studykit.tracking.tracking_uri(uri)` (explicit > $MLFLOW_TRACKING_URI > ./mlruns)."""
-    from .tracking import client as tracking_client
+    """An MlflowClient on `studykit.tracking.experiment.tracking_uri(uri)` (explicit > $MLFLOW_TRACKING_URI > ./mlruns)."""
+    from studykit.tracking.experiment import client as tracking_client
 
     return tracking_client(uri)
 

@@ -1,17 +1,17 @@
 """Running a study: dependency order, claims, failures, signals, the compare step, the exit code.
 
-`run_study(path, workers, only, dry_run)` executes the cells of `studykit.study.expand` (see that module for the
-study schema) through an executor (`studykit.executors`; `local` runs each cell as a papermill subprocess that
+`run_study(path, workers, only, dry_run)` executes the cells of `studykit.study.spec.expand` (see that module for the
+study schema) through an executor (`studykit.study.executors`; `local` runs each cell as a papermill subprocess that
 cannot outlive the study); `run_one(notebook, params_file)` runs one cell. The executed notebook goes to
 `outputs/<study>/<cell>.ipynb` and is logged as an artifact (`notebook/`) to the cell's run, found by its
 config_hash tag.
 
-Guarantees (`studykit.claims` has the details):
+Guarantees (`studykit.study.claims` has the details):
 * A cell is finished when a FINISHED run of its config hash has its notebook in the store; finished cells are
   skipped. Every other cell runs under its claim (an exclusive lock per config hash), so any number of study
   processes, of the same or different studies, on one store run each cell once: a second process waits for the
   claim and then skips the cell the first finished. A finished cell whose run another code version made (tag
-  `code_version`, studykit.provenance) is reused with a warning line counting them; `rerun_stale` (`--rerun-stale`)
+  `code_version`, studykit.tracking.provenance) is reused with a warning line counting them; `rerun_stale` (`--rerun-stale`)
   runs it again instead.
 * After a kill of any process at any moment, the same command repairs the store under the claims: stale RUNNING
   runs are marked KILLED (or resumed by the trainer from their checkpoint), a FINISHED run that lost its notebook
@@ -42,16 +42,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import claims
-from .config import ConfigError, load_yaml
-from .executors import Executor, make
-from .study import Cell, StudySpec, _notebook, expand, load_spec, select
+from studykit.study import claims
+from studykit.config.schema import ConfigError, load_yaml
+from studykit.study.executors import Executor, make
+from studykit.study.spec import Cell, StudySpec, _notebook, expand, load_spec, select
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def resolve_uri(uri: str | None = None) -> str:
-    from .tracking import tracking_uri
+    from studykit.tracking.experiment import tracking_uri
 
     return tracking_uri(uri)
 
@@ -138,8 +138,8 @@ def _outcome(ctx: _Context, cell: Cell, rc: int, tail: str, run_id: str | None, 
 def _schedule(ctx: _Context, cells: list[Cell], workers: int, progress: bool, study: str = "",
               skipped: int = 0) -> list[CellOutcome]:
     """Run `cells` (and first the toy builds they need) `workers` at a time in dependency order."""
-    from .executors.builds import BuildRunner, toy_builds
-    from .study_progress import StudyProgress
+    from studykit.study.executors.builds import BuildRunner, toy_builds
+    from studykit.study.progress import StudyProgress
 
     builds = toy_builds(cells)
     needs = {cell: label for label, b in builds.items() for cell in b.cells}
@@ -228,8 +228,8 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
               uri: str | None = None, progress: bool = True, compare: bool = True, executor: str = "local",
               address: str | None = None, rerun_stale: bool = False) -> StudySummary:
     """Run every (selected) cell of a study; see the module docstring. Returns the per-cell outcomes.
-    `executor`: "local" (process pool) or "ray" (one Ray task per cell at `address`; `studykit.executors.ray`).
-    Finished cells whose run has another `code_version` than this process (studykit.provenance) are reused with a
+    `executor`: "local" (process pool) or "ray" (one Ray task per cell at `address`; `studykit.study.executors.ray`).
+    Finished cells whose run has another `code_version` than this process (studykit.tracking.provenance) are reused with a
     warning; `rerun_stale` runs them again (a new run; the old one stays FINISHED, the newest counts)."""
     here = Path(path)
     spec = load_spec(here)
@@ -281,8 +281,8 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
 
 def _stale_cells(ctx: _Context, cells: list[Cell], outcomes: dict[str, CellOutcome], rerun: bool) -> list[Cell]:
     """Warn about finished cells run by other code; with `rerun`, take them out of `outcomes` and return them."""
-    from .provenance import code_version, stale, stale_warning
-    from .tracking import client
+    from studykit.tracking.provenance import code_version, stale, stale_warning
+    from studykit.tracking.experiment import client
 
     current = code_version()
     names = stale(client(ctx.uri), {n: o.run_id for n, o in outcomes.items() if o.run_id}, current)
@@ -298,8 +298,8 @@ def _stale_cells(ctx: _Context, cells: list[Cell], outcomes: dict[str, CellOutco
 
 def _open_parent(ctx: _Context, spec: StudySpec, cells: list[Cell]) -> str:
     """The study's parent run (made once, reused by every rerun), RUNNING and owned by this process."""
-    from .runs import experiments_of
-    from .tracking import client, owner_tags, study_run
+    from studykit.analysis.runs import experiments_of
+    from studykit.tracking.experiment import client, owner_tags, study_run
 
     run_id = study_run(spec.name, experiments_of([c.config for c in cells], spec.name)[0], ctx.uri)
     mlc = client(ctx.uri)
@@ -311,7 +311,7 @@ def _open_parent(ctx: _Context, spec: StudySpec, cells: list[Cell]) -> str:
 
 def _adopt(ctx: _Context, parent: str, run_ids: list[str]) -> None:
     """Finished cell runs made before the study had a parent run (older code, `studykit run`) become its children."""
-    from .tracking import client
+    from studykit.tracking.experiment import client
 
     mlc = client(ctx.uri)
     for run_id in run_ids:
@@ -321,7 +321,7 @@ def _adopt(ctx: _Context, parent: str, run_ids: list[str]) -> None:
 
 def _close_parent(ctx: _Context, run_id: str, status: str, reason: str) -> None:
     """The study's outcome on its run: the status and, as `status_reason`, the summary line ("study toy: done 3")."""
-    from .tracking import client
+    from studykit.tracking.experiment import client
 
     mlc = client(ctx.uri)
     mlc.set_tag(run_id, "status_reason", reason[:500])
@@ -436,7 +436,7 @@ def _is_run_notebook(notebook: Path) -> bool:
 def run_one(notebook: str | Path, params_file: str | Path, uri: str | None = None) -> CellOutcome:
     """Run one notebook with one params file. Run notebooks get the full validated config (an invalid file raises
     ConfigError before anything is created); other notebooks (10_compare) get the YAML as it is."""
-    from .config import load
+    from studykit.config.schema import load
 
     notebook = Path(notebook)
     if not notebook.is_file():

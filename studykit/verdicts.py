@@ -1,10 +1,10 @@
 """The verdict table: does each claim of arXiv 2508.21188 hold on each model x task cell, and how sure are we?
 
-Pure (no MLflow): `verdict_table(runs, hist, counts, thresholds)` takes the selected runs (`studykit.runs`), their
+Pure (no MLflow): `verdict_table(runs, hist, counts, thresholds)` takes the selected runs (`studykit.analysis.runs`), their
 metric histories and their per-problem correct counts, and returns one row per claim x model x task; `records` and
-`markdown` are its verdicts.json and verdicts.md forms. `studykit.analysis` reads the runs and writes the report.
+`markdown` are its verdicts.json and verdicts.md forms. `studykit.analysis.report` reads the runs and writes the report.
 
-The rule (thresholds from `studykit.config.CompareSpec`: holds 0.7, partial 0.3, min_effect 0.02):
+The rule (thresholds from `studykit.config.schema.CompareSpec`: holds 0.7, partial 0.3, min_effect 0.02):
 
 - delta of a run = final-step pass@1 minus step-0 pass@1 on the run's primary eval set, per problem from the counts
   (`eval_counts/<set>/step_<step>.json`), so the mean over problems is the logged pass@1 change.
@@ -18,12 +18,12 @@ The rule (thresholds from `studykit.config.CompareSpec`: holds 0.7, partial 0.3,
   its mean delta is below `min_effect`. Otherwise `holds` when ratio_lo >= holds, `partial` when partial <= ratio_lo
   and ratio_hi < holds, `fails` when ratio_hi < partial, and `uncertain` when the interval straddles a threshold.
   Runs that logged no per-problem counts (older code) give no interval: their claims are `uncertain` (noted).
-- `provenance` (studykit.provenance): `same` when the row's runs (its seeds and their gt partners) share one
+- `provenance` (studykit.tracking.provenance): `same` when the row's runs (its seeds and their gt partners) share one
   `code_version` and one `base_weights` tag; `mixed` when either differs: the numbers stay, the verdict becomes
   `n/a (mixed provenance)`; `unknown` when a run lacks the tags (older stores): the verdict stays, a note says so.
 - `colour`: the paper's three-way colour of the cell (`strong, clean`, `strong, contaminated`, `weak, clean` ...),
   read from the study's alignment run of the same model and task (its `alignment` tag: strength by pass@k,
-  contamination by the probe, studykit.alignment); empty when that run has no probe.
+  contamination by the probe, studykit.probes.alignment); empty when that run has no probe.
 - Every row also reports the change in pass@k at the largest logged k (`k_max`): the RQ3 claims (negative / positive
   samples, W-REINFORCE) are about the whole pass@k spectrum, not only pass@1.
 
@@ -42,9 +42,10 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from . import metrics, provenance
-from .config import CompareSpec
-from .runs import Counts, pass1_key, passmax_key
+from studykit.scoring import metrics
+from studykit.tracking import provenance
+from studykit.config.schema import CompareSpec
+from studykit.analysis.runs import Counts, pass1_key, passmax_key
 
 CLAIM_RQS = ("rq1", "rq2", "rq3", "ablation")
 RECORD_FIELDS = (
@@ -271,7 +272,7 @@ def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict
                   thresholds: Any = None, baseline: str = "ground_truth", n_boot: int = 2000, alpha: float = 0.05,
                   seed: int = 0) -> pd.DataFrame:
     """One row per claim x model x task (see the module docstring for the rule). `counts`: run_id -> step ->
-    Counts of the run's primary eval set (`studykit.runs.load_counts`); without them no intervals."""
+    Counts of the run's primary eval set (`studykit.analysis.runs.load_counts`); without them no intervals."""
     th = thresholds_of(thresholds)
     boot = {"n_boot": n_boot, "alpha": alpha, "seed": seed}
     cols = [*RECORD_FIELDS, *DIAGNOSTICS]

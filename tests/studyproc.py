@@ -41,7 +41,7 @@ class World:
     def study(self, *args: str, study: Path = SMOKE) -> subprocess.Popen:
         self.started += 1
         log = open(self.work / f"cli-{self.started}.log", "w")
-        cmd = [sys.executable, "-m", "studykit.cli", "study", str(study), "--workers", "2", *args]
+        cmd = [sys.executable, "-m", "studykit.cli.commands", "study", str(study), "--workers", "2", *args]
         return subprocess.Popen(cmd, cwd=self.work, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
 
     def client(self):
@@ -52,7 +52,7 @@ class World:
     def runs(self, experiment: str = "smoke") -> list:
         if not (self.work / "mlruns" / "mlflow.db").is_file():
             return []
-        from studykit import tracking
+        from studykit.tracking import experiment as tracking
 
         client = tracking.client(self.uri)
         exp = client.get_experiment_by_name(experiment)
@@ -156,7 +156,7 @@ def has_notebook(world: World, run_id: str) -> bool:
 def check_invariants(world: World, study: Path = SMOKE) -> dict[str, list]:
     """One FINISHED run per cell with its notebook, nothing RUNNING, every KILLED run with a reason, verdicts written.
     Returns the runs by cell name."""
-    from studykit.study import expand, load_spec
+    from studykit.study.spec import expand, load_spec
 
     name = load_spec(study).name
     runs = world.runs(name)
@@ -194,7 +194,7 @@ def assert_trained(runs: list) -> None:
 
 def finished_cell_runs(uri: str, experiment: str = "smoke") -> list:
     """The FINISHED runs of the study's cells in the store at `uri`."""
-    from studykit import tracking
+    from studykit.tracking import experiment as tracking
 
     client = tracking.client(uri)
     exp = client.get_experiment_by_name(experiment)

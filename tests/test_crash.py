@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from studykit.study import expand
+from studykit.study.spec import expand
 from studyproc import SMOKE, World, check_invariants, has_notebook, kill, wait_for
 
 pytestmark = pytest.mark.slow

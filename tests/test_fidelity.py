@@ -8,10 +8,11 @@ import mlflow
 import numpy as np
 import pytest
 
-from studykit import rewards, trainer
-from studykit.config import validate
-from studykit.rollout import collect
-from studykit.sampling.base import Group
+from studykit.scoring import rewards
+from studykit.engine import trainer
+from studykit.config.schema import validate
+from studykit.engine.rollout import collect
+from studykit.policy.sampling.base import Group
 from studykit.tasks import Problem
 
 
@@ -77,8 +78,8 @@ def test_a_run_where_no_group_ever_varied_warns_loudly(tmp_path, toy_learner, ca
 def test_the_verdict_notes_a_run_without_reward_variance():
     import pandas as pd
 
-    from studykit import verdicts
-    from studykit.runs import Counts
+    from studykit.analysis import verdicts
+    from studykit.analysis.runs import Counts
 
     ids = [f"p{i}" for i in range(8)]
     pre = np.array([2] * 8)

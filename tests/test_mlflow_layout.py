@@ -10,10 +10,12 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from studykit import provenance, runs, tracking, trainer
+from studykit.tracking import provenance, experiment as tracking
+from studykit.analysis import runs
+from studykit.engine import trainer
 from studykit.toy import ensure_built
-from studykit.config import validate
-from studykit.study import expand
+from studykit.config.schema import validate
+from studykit.study.spec import expand
 
 ROOT = Path(__file__).resolve().parent.parent
 KIND = "mlflow.experimentKind"

@@ -1,4 +1,4 @@
-"""Provenance: the code version and base-weights tags (studykit.provenance), verdict rows whose runs differ in them
+"""Provenance: the code version and base-weights tags (studykit.tracking.provenance), verdict rows whose runs differ in them
 (refused: `n/a (mixed provenance)`), runs of older stores without them (flagged `unknown`, not refused), and the
 study's handling of finished cells run by other code (a warning, or `--rerun-stale`)."""
 
@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studykit import claims, provenance, verdicts
-from studykit.config import validate
-from studykit.runs import Counts
+from studykit.study import claims
+from studykit.tracking import provenance
+from studykit.analysis import verdicts
+from studykit.config.schema import validate
+from studykit.analysis.runs import Counts
 
 N = 8
 IDS = [f"toy-{i}" for i in range(40)]
@@ -146,7 +148,7 @@ def test_runs_of_older_stores_load_as_unknown_provenance_not_refused():
 
 @pytest.fixture
 def store(tmp_path):
-    from studykit import tracking
+    from studykit.tracking import experiment as tracking
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = validate({"study": "s", "rq": "rq1", "claim": "random", "tracking": {"uri": uri}})
@@ -165,14 +167,14 @@ def test_settle_reruns_a_cell_finished_by_other_code_only_when_asked(store):
     assert claims.settle(cfg, uri, tmp / "out.ipynb").state == "done"  # reused by default
     assert claims.settle(cfg, uri, tmp / "out.ipynb", require_version="old").state == "done"
     assert claims.settle(cfg, uri, tmp / "out.ipynb", require_version="new").state == "todo"
-    from studykit import tracking
+    from studykit.tracking import experiment as tracking
 
     assert tracking.client(uri).get_run(rid).info.status == "FINISHED"  # the old run is left as it is
 
 
 def test_the_study_warns_about_reused_stale_cells_and_reruns_them_when_asked(store, capsys, monkeypatch):
-    from studykit import study_runner
-    from studykit.study import Cell
+    from studykit.study import runner as study_runner
+    from studykit.study.spec import Cell
 
     uri, cfg, rid, tmp = store
     monkeypatch.setattr(provenance, "code_version", lambda: "new")
@@ -189,7 +191,7 @@ def test_the_study_warns_about_reused_stale_cells_and_reruns_them_when_asked(sto
     monkeypatch.setattr(provenance, "code_version", lambda: "old")  # the current code: nothing said, nothing rerun
     outcomes = {"random-s0": study_runner.CellOutcome("random-s0", "skipped", rid)}
     assert study_runner._stale_cells(ctx, cells, outcomes, rerun=True) == [] and capsys.readouterr().err == ""
-    from studykit import cli
+    from studykit.cli import commands as cli
 
     assert cli.build_parser().parse_args(["study", "x.yaml", "--rerun-stale"]).rerun_stale
 
@@ -201,8 +203,8 @@ def test_studykit_report_lists_the_mixed_rows(tmp_path, capsys):
     from mlflow.tracking import MlflowClient
     from test_analysis import _counts, _history, _log
 
-    from studykit import cli
-    from studykit.study import expand
+    from studykit.cli import commands as cli
+    from studykit.study.spec import expand
 
     root = Path(__file__).resolve().parent.parent
     path = tmp_path / "mixed.yaml"
@@ -229,7 +231,7 @@ def test_studykit_report_lists_the_mixed_rows(tmp_path, capsys):
 
 
 def test_the_sets_report_names_models_whose_runs_mix_versions():
-    from studykit.set_report import provenance_lines
+    from studykit.analysis.set_report import provenance_lines
 
     runs = pd.DataFrame([{"model": "m", "task": "toy", "claim": c, "condition": c, "seed": "0", **tags}
                          for c, tags in (("alignment", SAME), ("ground_truth", SAME),
