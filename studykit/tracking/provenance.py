@@ -35,7 +35,7 @@ from typing import Any
 CODE_TAG = "code_version"
 WEIGHTS_TAG = "base_weights"
 KEYS = (CODE_TAG, WEIGHTS_TAG)
-_PKG = Path(__file__).resolve().parent
+_PKG = Path(__file__).resolve().parents[1]  # the studykit package folder
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _SAMPLE = 1 << 20
 
