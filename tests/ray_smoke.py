@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from studykit.infra.procs import answers, free_port
+from studyproc import assert_trained, finished_cell_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params/studies/smoke.yaml"
@@ -100,6 +101,7 @@ def ray_smoke(tmp_path_factory):
             killer.join(5)
             second = run_study(SMOKE, executor="ray", uri=uri, progress=False)
             third = run_study(SMOKE, executor="ray", uri=uri, progress=False, compare=False)
+        assert_trained(finished_cell_runs(uri))
         yield {"work": work, "uri": uri, "runs": (first, second, third), "killed": killed, "executor": "ray"}
     finally:
         if started_ray:

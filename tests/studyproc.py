@@ -27,6 +27,8 @@ class World:
     cache: Path
     mark: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: int = 0
+    cli: subprocess.Popen | None = None  # the study CLI a moment watches (set by the test)
+    frozen: list = field(default_factory=list)  # processes `freeze` stopped
 
     @property
     def uri(self) -> str:
@@ -67,6 +69,27 @@ class World:
                 continue
         return mine
 
+    def freeze(self, cli: subprocess.Popen) -> list[psutil.Process]:
+        """SIGSTOP every process of this world but the study CLI `cli`: nothing they do happens until `thaw`."""
+        frozen = []
+        for p in self.processes():
+            if p.pid != cli.pid:
+                try:
+                    p.suspend()
+                    frozen.append(p)
+                except psutil.Error:
+                    pass
+        self.frozen = frozen
+        return frozen
+
+    def thaw(self) -> None:
+        for p in self.frozen:
+            try:
+                p.resume()
+            except psutil.Error:
+                pass
+        self.frozen = []
+
     def no_process_left(self, timeout: float = 10.0) -> list[str]:
         deadline = time.monotonic() + timeout
         while (left := self.processes()) and time.monotonic() < deadline:
@@ -74,11 +97,28 @@ class World:
         return [" ".join(p.cmdline()[:4]) for p in left if p.is_running()]
 
 
-def kill(proc: subprocess.Popen, how: str) -> None:
+def _sigint_pending(proc: psutil.Process) -> bool:
+    """Whether SIGINT waits to be delivered to `proc` (a stopped process keeps its signals pending)."""
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+    except OSError:
+        return False
+    masks = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(m & (1 << (signal.SIGINT - 1)) for m in masks)
+
+
+def kill(proc: subprocess.Popen, how: str, world: World | None = None) -> None:
     """SIGKILL the CLI alone ("cli"), or it and all its descendants at once ("tree"); or SIGTERM the CLI ("term"),
-    which must stop its cells and exit 130."""
+    which must stop its cells and exit 130. Processes the moment froze (`world.freeze`) stay stopped until the
+    CLI's interrupt is pending in them (SIGTERM), so a cell is stopped exactly at the state the moment saw."""
+    frozen = list(world.frozen) if world else []
     if how == "term":
         proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while frozen and not any(_sigint_pending(p) for p in frozen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the CLI signals the whole tree in one loop: let it reach every process
+        world and world.thaw()
         assert proc.wait(timeout=180) == 130
         return
     victims = [psutil.Process(proc.pid)]
@@ -89,6 +129,7 @@ def kill(proc: subprocess.Popen, how: str) -> None:
             v.send_signal(signal.SIGKILL)
         except psutil.Error:
             pass
+    world and world.thaw()  # SIGKILL ends stopped processes too; the ones the CLI-only kill spared run on
     proc.wait(timeout=30)
 
 
@@ -134,8 +175,28 @@ def check_invariants(world: World, study: Path = SMOKE) -> dict[str, list]:
         if r.info.status == "FINISHED":
             assert r.data.tags.get("owner_pid") and r.data.tags.get("owner_host"), r.data.tags
     assert (world.work / "reports" / name / "verdicts.json").is_file()
+    assert_trained([r for runs_ in by_cell.values() for r in runs_ if r.info.status == "FINISHED"])
     parents = [r for r in runs if r.data.tags.get("rq") == "study"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED", "one parent run per study, FINISHED"
     cell_runs = [r for r in runs if r.data.tags.get("config_hash")]
     assert all(r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for r in cell_runs), "orphan cell run"
     return by_cell
+
+
+def assert_trained(runs: list) -> None:
+    """Every FINISHED training run updated its policy: some group of the run had reward variance (the trainer's
+    `train/no_variance_run` is 0). A smoke model that never answers right leaves ground truth untrained."""
+    for r in runs:
+        if r.data.tags.get("rq") in ("rq1", "rq2", "rq3", "ablation"):
+            assert r.data.metrics.get("train/no_variance_run") == 0.0, (
+                f"{r.data.tags.get('claim')} run {r.info.run_id}: no group had reward variance, no update ran")
+
+
+def finished_cell_runs(uri: str, experiment: str = "smoke") -> list:
+    """The FINISHED runs of the study's cells in the store at `uri`."""
+    from studykit.tracking import experiment as tracking
+
+    client = tracking.client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=500)
+    return [r for r in runs if r.data.tags.get("config_hash")]

@@ -13,7 +13,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from studyproc import World, check_invariants, has_notebook, kill, wait_for
+from studykit.study.spec import expand
+from studyproc import SMOKE, World, check_invariants, has_notebook, kill, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +31,27 @@ def mid_alignment(world):
     return (run := _run(world, "alignment")) and run.info.run_id
 
 
+LAST_STEP = next(c.config.train.steps for c in expand(SMOKE) if c.config.rq == "rq1")
+
+
 def mid_training(world, claim="ground_truth"):
-    run = _run(world, claim)
-    steps = run and [m.step for m in world.client().get_metric_history(run.info.run_id, "train/reward_mean")]
-    return steps and f"run {run.info.run_id[:8]} checkpointed at step {max(steps)}"
+    """The claim's run checkpointed at a step before its last, seen with the cells' processes stopped (they stay
+    stopped until the kill), so the kill lands at that step: never after the run's last step, when a SIGTERM finds
+    the run finished and nothing to resume. Polled with the processes stopped only once the run exists: between
+    two polls a cell runs for a fraction of a step."""
+    if _run(world, claim) is None:
+        return None
+    world.freeze(world.cli)
+    seen = None
+    try:
+        run = _run(world, claim)
+        steps = run and [m.step for m in world.client().get_metric_history(run.info.run_id, "train/reward_mean")]
+        if steps and max(steps) < LAST_STEP:
+            seen = f"run {run.info.run_id[:8]} checkpointed at step {max(steps)} of {LAST_STEP}"
+        return seen
+    finally:
+        if not seen:
+            world.thaw()
 
 
 def finished_without_notebook(world):
@@ -59,10 +77,10 @@ def test_kills_at_every_moment_then_the_same_command_repairs_the_store(tmp_path)
     world.work.mkdir()
     seen = []
     for label, moment, how in MOMENTS:
-        proc = world.study()
+        proc = world.cli = world.study()
         what = wait_for(proc, lambda: moment(world))
         assert what, f"{label}: the study ended before the moment (see {world.work}/cli-{world.started}.log)"
-        kill(proc, how)
+        kill(proc, how, world)
         assert world.no_process_left() == [], f"{label}: processes outlived the study ({how} kill)"
         seen.append((label, how, what))
     final = world.study()

@@ -4,12 +4,11 @@ claim ratios are 0, 0.25, 1 and 1, so the claim turns `holds` between the second
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 
-from test_analysis import IDS, KS, N, P, PASS, _history, _log
+from test_analysis import KS, N, P, PASS, _history, _log
 
 from studykit.analysis import report as analysis
 from studykit.analysis.thresholds import CROSSES

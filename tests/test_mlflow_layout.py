@@ -10,9 +10,10 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from studykit.tracking import provenance, experiment as tracking
 from studykit.analysis import runs
-from studykit.tracking import experiment as tracking
 from studykit.engine import trainer
+from studykit.toy import ensure_built
 from studykit.config.schema import validate
 from studykit.study.spec import expand
 
@@ -109,8 +110,16 @@ def test_a_resumed_cell_keeps_its_parent_source_and_datasets(tmp_path, toy_learn
     with pytest.raises(KeyboardInterrupt):
         trainer.train(cfg, progress=False)
     monkeypatch.setattr(trainer, "_train_step", real_step)
+    started = tracking.client(uri).search_runs([tracking.experiment_id("t", uri)], "tags.rq = 'rq1'")[0].data.tags
+    built = ensure_built("custom", progress=False, **toy_learner)
+    assert started["code_version"] == provenance.code_version()
+    assert started["base_weights"] == provenance.base_weights(str(built))
+    assert started["base_weights"].startswith(f"toy:{built.name}@")
+    monkeypatch.setattr(provenance, "code_version", lambda: "newer")  # resumed by other code: recorded as such
     result = trainer.train(cfg, progress=False)
     run = tracking.client(uri).get_run(result.run_id)
+    assert run.data.tags["code_version"] == f"{started['code_version']} then newer"
+    assert run.data.tags["base_weights"] == started["base_weights"]
     assert run.info.status == "FINISHED" and run.data.tags["resumed_from_step"] == "1"
     tags = run.data.tags
     assert tags["mlflow.parentRunId"] == parent

@@ -26,12 +26,14 @@ from studykit.study.spec import expand
 from studykit.study.runner import run_study
 
 from ray_smoke import ray_smoke  # noqa: F401 (a fixture: the same smoke study through --executor ray)
+from studyproc import assert_trained, finished_cell_runs
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params/studies/smoke.yaml"
-TAGS = {"study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash", "git_sha"}
+TAGS = {"study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash", "git_sha",
+        "code_version", "base_weights"}
 HAVE_ALIGNMENT = importlib.util.find_spec("studykit.probes.alignment") is not None
 
 
@@ -47,6 +49,7 @@ def smoke(tmp_path_factory):
         first = run_study(SMOKE, workers=2, only="ground_truth", compare=False, progress=False)
         second = run_study(SMOKE, workers=2, progress=False)
         third = run_study(SMOKE, workers=2, progress=False, compare=False)
+    assert_trained(finished_cell_runs(uri))  # ground truth too: the smoke model answers some problems
     return {"work": work, "uri": uri, "runs": (first, second, third)}
 
 
@@ -120,6 +123,7 @@ def test_compare_wrote_the_verdict_table(any_smoke):
         assert len(rec["delta_pass1_per_seed"]) == 1 and rec["seeds"] == [0] and rec["n_seeds"] == 1
         # one seed and counts logged: no interval, and the verdict says why (runs without counts: plain `uncertain`)
         assert rec["verdict"] in ("baseline", "n/a (gt flat)", "uncertain (1 seed)") and rec["ratio_lo"] is None
+        assert rec["provenance"] == "same"  # one checkout, one toy build: the row's runs share both tags
     assert "Rule:" in (folder / "verdicts.md").read_text() and "| random |" in second.verdicts
     assert (smoke["work"] / "outputs/smoke/10_compare.ipynb").is_file()
     if HAVE_ALIGNMENT:

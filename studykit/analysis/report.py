@@ -7,6 +7,8 @@ rule, the seed pairing, the bootstrap intervals and the departures from the pape
 
 - `verdicts.json`: {"study", "rule", "thresholds", "bootstrap": {"n_boot", "alpha", "seed", "resample"},
   "cells": number of cells, "runs": number of runs used, "missing": {"count", "cells": [run names]},
+  "provenance": {"mixed": [rows], "unknown": [rows]} (`claim | model | task` of the rows whose runs differ in code
+  version or base weights, or lack those tags: studykit.tracking.provenance),
   "records": [one record per claim x model x task with `verdicts.RECORD_FIELDS`]};
 - `verdicts.md`: the same table in markdown, the rule, the cells with no FINISHED run ("missing: N cells: ..."),
   the claims that did not clearly reproduce, notes;
@@ -115,7 +117,10 @@ def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None,
                           "resample": "problems (the same problems for claim and ground truth) plus a seed layer "
                                       "(Student t, n_seeds - 1 degrees of freedom); none for one seed"},
             "cells": sel.n_cells, "runs": int(len(runs)),
-            "missing": {"count": len(sel.missing), "cells": sel.missing}, "records": records(table)}
+            "missing": {"count": len(sel.missing), "cells": sel.missing},
+            "provenance": {state: [f"{r['claim']} | {r['model']} | {r['task']}" for _, r in table.iterrows()
+                                   if r["provenance"] == state] for state in ("mixed", "unknown")},
+            "records": records(table)}
     files = [folder / "verdicts.json", folder / "verdicts.md"]
     files[0].write_text(json.dumps(meta, indent=2))
     files[1].write_text(f"# Verdicts: study `{study}`\n\n{_missing_text(sel.missing, sel.n_cells)}\n"
@@ -153,7 +158,8 @@ def _log_report(study: str, experiments: list[str], uri: str | None, folder: Pat
     counts = table["verdict"].value_counts()
     values = {f"report/{v}": float(counts.get(v, 0)) for v in ("holds", "partial", "fails")}
     values["report/uncertain"] = float(table["verdict"].str.startswith("uncertain").sum())  # `uncertain (1 seed)` too
-    values |= {"report/n_a": float(table["verdict"].str.startswith("n/a").sum()), "report/missing": float(missing)}
+    values |= {"report/n_a": float(table["verdict"].str.startswith("n/a").sum()), "report/missing": float(missing),
+               "report/mixed_provenance": float((table["provenance"] == "mixed").sum())}
     for key, value in values.items():
         mlc.log_metric(run_id, key, value)
     mlc.log_artifacts(run_id, str(folder), artifact_path="report")

@@ -28,7 +28,8 @@ import pandas as pd
 from studykit.config.schema import RunConfig
 from studykit.engine.evaluation import COUNTS_DIR
 
-TAGS = ("study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash")
+TAGS = ("study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash",
+        "code_version", "base_weights")  # the last two: studykit.tracking.provenance (None in runs of older code)
 # MLflow forbids "@" in metric names, so `pass@k` is logged under another spelling; accept the usual ones.
 PASS_RE = re.compile(r"^eval/(?P<set>.+)/pass(?:@|_at_|_at|_|-|\.|:)(?P<k>\d+)$")
 _STEP_RE = re.compile(r"step_(\d+)\.json$")

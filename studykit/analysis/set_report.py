@@ -25,6 +25,7 @@ import pandas as pd
 
 from studykit.config.schema import RunConfig
 from studykit.analysis.report import load_runs
+from studykit.tracking import provenance
 from studykit.analysis.runs import histories, pass_columns
 from studykit.analysis.verdicts import CLAIM_RQS
 
@@ -40,7 +41,8 @@ def probe_rows(runs: pd.DataFrame) -> list[dict[str, Any]]:
         for s in sets:
             k = max(kk for ss, kk in passes if ss == s)
             row: dict[str, Any] = {"model": run["model"], "task": run["task"], "set": s, "alignment": run["alignment"],
-                                   f"pass@{k}": float(run[f"metrics.{passes[(s, k)]}"]), "k": k}
+                                   f"pass@{k}": float(run[f"metrics.{passes[(s, k)]}"]), "k": k,
+                                   **{t: run.get(t) for t in provenance.KEYS}}
             for col in run.index:
                 m = _PROBE_RE.match(col)
                 if m and m["set"] == s and pd.notna(run[col]):
@@ -66,7 +68,19 @@ def claim_rows(runs: pd.DataFrame, hist: pd.DataFrame) -> list[dict[str, Any]]:
                         "pass1_end": float(h["value"].iloc[-1]),
                         "delta_pass1": float(h["value"].iloc[-1] - h["value"].iloc[0]),
                         "recall_share_end": None if recall is None or pd.isna(recall) else float(recall),
-                        "steps": [int(x) for x in h["step"]], "pass1": [float(x) for x in h["value"]]})
+                        "steps": [int(x) for x in h["step"]], "pass1": [float(x) for x in h["value"]],
+                        **{t: run.get(t) for t in provenance.KEYS}})
+    return out
+
+
+def provenance_lines(runs: pd.DataFrame) -> list[str]:
+    """Per model x task whose runs (alignment and training, every seed) do not share one code version and one set
+    of base weights, or lack those tags (older code): one markdown line saying how (studykit.tracking.provenance)."""
+    out = []
+    for (model, task), group in runs.groupby(["model", "task"], sort=True):
+        found = provenance.check([(f"{r['condition'] or r['claim']} s{r['seed']}", r) for _, r in group.iterrows()])
+        if found.state != "same":
+            out.append(f"- {model} / {task}: {found.detail}")
     return out
 
 
@@ -139,10 +153,12 @@ def write(study: str, cells: Sequence[RunConfig], uri: str | None = None, out_di
     folder = Path(out_dir) / study
     folder.mkdir(parents=True, exist_ok=True)
     files = [folder / "sets.json", folder / "sets.md"]
-    files[0].write_text(json.dumps({"study": study, "missing": sel.missing, "alignment": probes, "runs": claims},
-                                   indent=1))
+    mixed = provenance_lines(runs)
+    files[0].write_text(json.dumps({"study": study, "missing": sel.missing, "alignment": probes, "runs": claims,
+                                    "provenance": mixed}, indent=1))
     files[1].write_text(f"# Every eval set: study `{study}`\n\n{len(sel.missing)} cells without a FINISHED run"
-                        f"{': ' + ', '.join(sel.missing) if sel.missing else ''}.\n\n" + markdown(probes, claims))
+                        f"{': ' + ', '.join(sel.missing) if sel.missing else ''}.\n\n" + markdown(probes, claims)
+                        + ("\n## Provenance\n\n" + "\n".join(mixed) + "\n" if mixed else ""))
     if png := plot_curves(claims, folder / "sets_curves.png"):
         files.append(png)
     return files

@@ -20,6 +20,9 @@ The rule (thresholds from `studykit.config.schema.CompareSpec`: holds 0.7, parti
   and ratio_hi < holds, `fails` when ratio_hi < partial, and `uncertain` when the interval straddles a threshold.
   Runs that logged no per-problem counts (older code) give no interval: their claims are `uncertain` (noted).
   One paired seed gives no interval either (no seed variance to estimate): `uncertain (1 seed)`.
+- `provenance` (studykit.tracking.provenance): `same` when the row's runs (its seeds and their gt partners) share one
+  `code_version` and one `base_weights` tag; `mixed` when either differs: the numbers stay, the verdict becomes
+  `n/a (mixed provenance)`; `unknown` when a run lacks the tags (older stores): the verdict stays, a note says so.
 - `colour`: the paper's three-way colour of the cell (`strong, clean`, `strong, contaminated`, `weak, clean` ...),
   read from the study's alignment run of the same model and task (its `alignment` tag: strength by pass@k,
   contamination by the probe, studykit.probes.alignment); empty when that run has no probe.
@@ -42,6 +45,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from studykit.scoring import metrics
+from studykit.tracking import provenance
 from studykit.config.schema import CompareSpec
 from studykit.analysis.runs import Counts, pass1_key, passmax_key
 
@@ -50,10 +54,12 @@ ONE_SEED = "uncertain (1 seed)"  # a verdict word: starts with `uncertain`, so c
 RECORD_FIELDS = (
     "claim", "model", "task", "alignment", "colour", "seeds", "n_seeds", "base_pass1", "delta_pass1_per_seed",
     "delta_pass1", "delta_lo", "delta_hi", "gt_delta_pass1_per_seed", "gt_delta_pass1", "gt_delta_lo", "gt_delta_hi",
-    "ratio", "ratio_lo", "ratio_hi", "verdict", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax",
+    "ratio", "ratio_lo", "ratio_hi", "verdict", "provenance", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax",
     "delta_pass_at_kmax_lo", "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", "note")
 DIAGNOSTICS = ("train/clip_frac", "train/format_rate", "train/method_share/sum", "train/method_share/count",
-               "train/method_share/max", "train/method_share/recall", "train/method_share/other")
+               "train/method_share/max", "train/method_share/recall", "train/method_share/other",
+               "train/no_variance_run")
+NO_VARIANCE = "metrics.train/no_variance_run"  # the trainer's whole-run flag: no group ever had reward variance
 _COLOUR_RE = re.compile(r"^(strong|weak), (clean|contaminated)\b")
 NAN = math.nan
 
@@ -246,6 +252,22 @@ def _compare(row: _Row, gt: _Row | None, th: CompareSpec, boot: dict[str, Any]) 
                       verdict=judge(interval.lo, interval.hi, th))
 
 
+def _provenance(row: _Row, gt: _Row | None) -> None:
+    """Do the runs the row rests on (its seeds and their ground-truth partners) share one code version and one set
+    of base weights? A mixed row keeps its numbers but gets no verdict word: its ratio would measure the change of
+    code or weights as much as the claim (rerun the stale cells: `studykit study --rerun-stale`)."""
+    seeds = row.values.get("seeds") or []
+    used = [(f"{row.claim} s{s}", row.runs[s].run) for s in seeds if s in row.runs]
+    used += [(f"{gt.claim} s{s}", gt.runs[s].run) for s in seeds if gt is not None and s in gt.runs]
+    found = provenance.check(used)
+    row.values["provenance"] = found.state
+    if found.state != "same":
+        row.notes.append(found.detail)
+    if found.state == "mixed" and row.values.get("verdict") not in ("baseline",) \
+            and not str(row.values.get("verdict")).startswith("n/a"):
+        row.values["verdict"] = "n/a (mixed provenance)"
+
+
 def _baseline(row: _Row, th: CompareSpec, boot: dict[str, Any]) -> None:
     row.values.update(_describe(row, _seeds(row.runs), boot), gt_delta_pass1_per_seed=[],
                       gt_delta_pass1=NAN, gt_delta_lo=NAN, gt_delta_hi=NAN, ratio=NAN, ratio_lo=NAN, ratio_hi=NAN,
@@ -284,13 +306,19 @@ def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict
             r.values.update(alignment=_alignment(group), colour=colours.get((model, task)), **_diagnostics(group))
             if dups:
                 r.notes.append(f"several cells share this label on seeds {_seeds(set(dups))}: the newest run is used")
+            if flat := _seeds({s for s, ev in evs.items() if ev.run.get(NO_VARIANCE) == 1}):
+                r.notes.append(f"NO REWARD VARIANCE on seeds {flat}: no group of the run had any, so its update "
+                               "did nothing")
     for (name, model, task), row in rows.items():
         abl = name.partition("@")[2]
         own_base = f"{baseline}@{abl}" if abl else baseline
         if name == own_base:
             _baseline(row, th, boot)
+            _provenance(row, None)
         else:
-            _compare(row, rows.get((own_base, model, task)) or rows.get((baseline, model, task)), th, boot)
+            gt = rows.get((own_base, model, task)) or rows.get((baseline, model, task))
+            _compare(row, gt, th, boot)
+            _provenance(row, gt)
         row.values["note"] = "; ".join(row.notes)
     order = list(dict.fromkeys(name for name, _, _ in rows))
 
@@ -351,7 +379,8 @@ def rule_text(thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -
             f"{th.partial} <= ratio_lo and ratio_hi < {th.holds}, **fails** if ratio_hi < {th.partial}, "
             f"**uncertain** when the interval straddles a threshold, **uncertain (1 seed)** when one paired seed "
             f"gives no interval; **n/a (gt flat)** (no ratio) when ground truth "
-            f"did not gain significantly (its delta interval reaches 0, or its mean delta < {th.min_effect}). "
+            f"did not gain significantly (its delta interval reaches 0, or its mean delta < {th.min_effect}); "
+            f"**n/a (mixed provenance)** when the row's runs differ in code version or base weights. "
             f"k_max: the largest logged k; delta_pass_at_kmax is the change of pass@k_max. Departure: the paper "
             f"judges by eye from one seed's curves; the ratio rule and the intervals are studykit's.")
 
@@ -386,7 +415,7 @@ def _fmt(v: Any, signed: bool = False) -> str:
 
 MD_COLUMNS = ("claim", "model", "task", "alignment", "colour", "seeds", "n_seeds", "base_pass1",
               "delta_pass1_per_seed", "delta_pass1", "delta_lo", "delta_hi", "ratio", "ratio_lo", "ratio_hi", "verdict",
-              "k_max", "delta_pass_at_kmax", "peak_delta_pass1", "peak_step")
+              "provenance", "k_max", "delta_pass_at_kmax", "peak_delta_pass1", "peak_step")
 
 
 def _explain(row: pd.Series) -> str:
@@ -419,6 +448,7 @@ def markdown(table: pd.DataFrame, thresholds: Any = None, n_boot: int = 2000, al
               if row["verdict"] in ("fails", "partial") or row["verdict"].startswith("uncertain")]
     if misses:
         body += "\n### Claims that did not clearly reproduce\n\n" + "\n".join(misses) + "\n"
+    body += provenance.section(table)
     notes = [f"- **{row['claim']}** on {row['model']} / {row['task']}: {row['note']}" for _, row in table.iterrows()
              if row["note"]]
     if notes:

@@ -43,7 +43,8 @@ def cmd_study(args) -> int:
     from studykit.study.runner import format_summary, run_study
 
     summary = run_study(args.file, workers=args.workers, only=args.only, dry_run=args.dry_run, uri=args.uri,
-                        compare=not args.no_compare, executor=args.executor, address=args.address)
+                        compare=not args.no_compare, executor=args.executor, address=args.address,
+                        rerun_stale=args.rerun_stale)
     if args.dry_run:
         from studykit.study.spec import expand, select
 
@@ -94,6 +95,11 @@ def cmd_report(args) -> int:
     report = write_report(spec.name, [c.config for c in expand(path)], uri=args.uri, thresholds=th, out_dir=args.out)
     print((report.out_dir / "verdicts.md").read_text())
     print("wrote", *report.files, sep="\n  ")
+    from studykit.tracking.provenance import rows
+
+    if flagged := rows(report.table):  # last, where it is seen: rows whose runs do not share one version
+        print(f"provenance: {len(flagged)} rows with mixed or unknown code version / base weights:", *flagged,
+              sep="\n")
     return 0
 
 
@@ -160,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="glob (or substring) on cell names, e.g. 'random-*-s0'")
     p.add_argument("--dry-run", action="store_true", help="validate and list the cells; run nothing")
     p.add_argument("--no-compare", action="store_true", help="skip the compare notebook at the end")
+    p.add_argument("--rerun-stale", action="store_true",
+                   help="run again the finished cells whose run has another code_version than this checkout "
+                        "(untagged runs of older code included); without it they are reused with a warning")
     _uri_option(p)
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: a process pool on this machine (default); ray: one Ray task per cell")

@@ -3,6 +3,13 @@
 Dynamic sampling as in DAPO (Yu et al. 2025) and the paper: groups whose rewards all agree carry no GRPO signal and
 are dropped; up to `algo.max_gen_batches` generation batches of fresh prompts are drawn to refill the batch.
 Kept groups are never duplicated: a step trains on fewer groups when refilling fails, and logs the filtered fraction.
+
+Reward fidelity (as TTRL and Intuitor log it), over every sampled group of the step: `train/zero_var_frac`, the share
+of groups whose training rewards all agree (no group-relative signal); for a reward other than ground truth,
+`train/reward_accuracy`, the share of completions whose reward agrees with their true correctness (rewarded means
+reward > 0, or for `self_certainty`, a continuous signal, reward above its group's mean: a positive GRPO advantage);
+for `majority_vote`, `train/label_accuracy`, the share of groups whose voted label is right (a group with no
+extractable answer has no label: counted as wrong).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np
     """
     t = cfg.train
     out, seen = Rollouts(), {"groups": 0, "filtered": 0, "all": [], "correct": [], "format": [], "len": [],
-                             "trunc": [], "texts": []}
+                             "trunc": [], "texts": [], "flat": 0, "agree": [], "label": []}
     for batch_no in range(cfg.algo.max_gen_batches if cfg.algo.dynamic_sampling else 1):
         need = t.prompts_per_step - len(out.problems) // t.group_size
         if need <= 0:
@@ -61,7 +68,12 @@ def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np
         "train/accuracy": float(np.mean(seen["correct"])), "train/format_rate": float(np.mean(seen["format"])),
         "train/response_len": float(np.mean(seen["len"])), "train/truncated_frac": float(np.mean(seen["trunc"])),
         "train/filtered_frac": seen["filtered"] / n_groups, "train/kept_groups": len(out.problems) // t.group_size,
+        "train/zero_var_frac": seen["flat"] / n_groups,
     }
+    if seen["agree"]:
+        out.stats["train/reward_accuracy"] = float(np.mean(seen["agree"]))
+    if seen["label"]:
+        out.stats["train/label_accuracy"] = float(np.mean(seen["label"]))
     out.stats.update(share_diagnostics(task, seen["texts"], "train/"))
     return out
 
@@ -82,6 +94,7 @@ def _score(cfg, problems, groups, reward_fn, rng, out: Rollouts, seen: dict, nee
         seen["trunc"].extend(group.truncated)
         seen["texts"].extend(group.texts)
         out.per_problem_accuracy[problem.id] = float(res.correct.mean())
+        _fidelity(cfg.reward.name, res, seen)
         if not keep[i] or kept >= need:
             seen["filtered"] += int(not keep[i])
             continue
@@ -95,6 +108,18 @@ def _score(cfg, problems, groups, reward_fn, rng, out: Rollouts, seen: dict, nee
             out.texts.append(group.texts[j])
             out.rewards.append(float(res.rewards[j]))
             out.correct.append(bool(res.correct[j]))
+
+
+def _fidelity(name: str, res, seen: dict) -> None:
+    """Record how far one group's training reward is from the truth (module docstring)."""
+    r = np.asarray(res.rewards, dtype=np.float64)
+    seen["flat"] += int(r.size == 0 or r.max() == r.min())
+    if name == "ground_truth":
+        return
+    paid = r > r.mean() if name == "self_certainty" else r > 0
+    seen["agree"].extend((paid == np.asarray(res.correct, dtype=bool)).tolist())
+    if name == "majority_vote":
+        seen["label"].append(bool(res.extra.get("majority_correct")))
 
 
 def pack(rollouts: Rollouts, index: list[int], pad_id: int) -> dict[str, torch.Tensor]:

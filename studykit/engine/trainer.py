@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -50,6 +51,7 @@ from studykit.policy.sampling import make_sampler
 from studykit.tasks import get as get_task
 from studykit.engine.update import NonFiniteLoss
 from studykit.infra.plugins import PluginError
+from studykit.tracking import provenance
 
 
 @dataclass
@@ -108,6 +110,7 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
             _restore(run, state)
         try:
             _loop(run, ckpt, progress)
+            _check_reward_variance(run)
             _log_artifacts(run)
         except KeyboardInterrupt:
             with _interrupts_held():  # a second SIGINT (papermill forwards one) must not cut the record short
@@ -179,7 +182,7 @@ def _resumable_run_id(cfg: RunConfig, state: dict | None) -> str | None:
 
 def _log_start(run: _Run) -> None:
     cfg = run.cfg
-    mlflow.set_tags(tracking.run_tags(cfg))
+    mlflow.set_tags(tracking.run_tags(cfg) | provenance.tags(run.policy.base_path))
     mlflow.log_params(cfg.flat())
     mlflow.log_text(json.dumps(cfg.model_dump(mode="json"), indent=2), "config.json")
     run.metrics.add(timing.startup_metrics(), step=0)  # bench/study_time.py: the cell's time before any work
@@ -195,7 +198,7 @@ def _log_start(run: _Run) -> None:
 
 def _log_datasets(run: _Run) -> None:
     """The training set (the one example of a one-shot run, else the pool) and the eval sets as dataset inputs."""
-    cfg, d = run.cfg, run.cfg.data
+    d = run.cfg.data
     if run.one_shot is not None:
         train = (f"train ({d.task}/{d.train_split} one-shot #{run.one_shot[0].id})", [run.one_shot[0]])
     else:
@@ -213,6 +216,7 @@ def _restore(run: _Run, state: dict) -> None:
     replay(run.run_id, state.get("pending_metrics", []))  # the checkpoint was saved, its metrics maybe not logged
     stored = mlflow.get_run(run.run_id).data
     run.last.update(stored.metrics)
+    mlflow.set_tags(provenance.resumed(stored.tags, run.policy.base_path))  # resumed by other code: recorded
     _resumed_tags(run.run_id, stored.tags, run.step)
 
 
@@ -302,6 +306,29 @@ def _save(run: _Run, ckpt) -> None:
         state["one_shot"] = as_state(*run.one_shot)
     checkpoint.save(ckpt, run.policy, run.optimizer, run.scheduler, state)
     run.metrics.flush(run.run_id)  # after the save: a kill in between is repaired by `replay` on resume
+
+
+NO_VARIANCE = "train/no_variance_run"  # 1: no group of the whole run had reward variance (verdicts note it)
+
+
+def _check_reward_variance(run: _Run) -> None:
+    """Say loudly when no sampled group of the whole run had any reward variance: with a group-relative estimator
+    (or dynamic sampling, which drops such groups) every update was then a no-op, and the run only looks trained.
+    Read from the logged history, so a resumed run judges all its steps (once: a run resumed after the check has it)."""
+    if NO_VARIANCE in run.last:
+        return
+    history = mlflow.MlflowClient().get_metric_history(run.run_id, "train/zero_var_frac")
+    flat = bool(history) and all(m.value >= 1.0 for m in history)
+    mlflow.log_metric(NO_VARIANCE, float(flat), step=run.step)
+    run.last[NO_VARIANCE] = float(flat)
+    if flat:
+        algo = run.cfg.algo
+        noop = algo.dynamic_sampling or not algo.estimator.endswith("_reinforce")
+        text = (f"no group in the whole run ({len(history)} steps) had any reward variance"
+                + (": every update was a no-op (the policy did not train)" if noop else
+                   f": {algo.estimator} still updates on constant rewards, but no group compared its samples"))
+        print(f"WARNING: {run.cfg.run_name()}: {text}", file=sys.stderr, flush=True)
+        mlflow.set_tag("warning", text)
 
 
 def _log_samples(rolls, step: int) -> None:

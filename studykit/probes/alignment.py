@@ -33,6 +33,7 @@ from studykit.engine.evaluation import evaluate_set, label_for, metric_key  # no
 from studykit.policy.models import from_config
 from studykit.policy.sampling import make_sampler
 from studykit.tasks import get as get_task
+from studykit.tracking import provenance
 
 
 @dataclass
@@ -88,7 +89,8 @@ def measure(cfg: RunConfig, progress: bool = True) -> AlignmentResult:
     result = AlignmentResult("", "", rule_text(cfg) + ("; " + contamination_rule_text(cfg) if probe_on else ""))
     try:
         with mlflow.start_run(experiment_id=experiment) as run:
-            mlflow.set_tags(tracking.run_tags(cfg) | {"rq": "alignment"} | tracking.owner_tags())
+            mlflow.set_tags(tracking.run_tags(cfg) | {"rq": "alignment"} | tracking.owner_tags()
+                            | provenance.tags(policy.base_path))
             mlflow.log_params(cfg.flat())
             mlflow.log_metrics(timing.startup_metrics(), step=0)  # bench/study_time.py: time before any work
             for es in cfg.eval.sets:

@@ -159,8 +159,10 @@ def log_notebook(client: Any, run_id: str, path: Path) -> None:
 
 
 def settle(cfg: RunConfig, uri: str, out_nb: Path, wait_s: float = WAIT_OWNER_S,
-           probe: Probe | None = None) -> Settled:
-    """Repair what a kill left for this cell (module docstring); call it holding the cell's claim."""
+           probe: Probe | None = None, require_version: str | None = None) -> Settled:
+    """Repair what a kill left for this cell (module docstring); call it holding the cell's claim.
+    `require_version` (`studykit study --rerun-stale`): a FINISHED run with another `code_version` tag is left as
+    it is and does not finish the cell."""
     client = tracking.client(uri)
     runs = tracking.find_runs(cfg, None, uri=uri)
     busy = reap(client, [r for r in runs if r.info.status == "RUNNING"], "stale: left RUNNING by a killed process",
@@ -174,7 +176,8 @@ def settle(cfg: RunConfig, uri: str, out_nb: Path, wait_s: float = WAIT_OWNER_S,
         return Settled("busy", waiting.info.run_id, f"run {waiting.info.run_id} of this cell is trained by "
                                                     f"{waiting.data.tags['engine']} ({waiting.info.status}, not imported "
                                                     "yet: `studykit import verl` ends it)")
-    finished = [r for r in runs if r.info.status == "FINISHED"]
+    finished = [r for r in runs if r.info.status == "FINISHED"
+                and (require_version is None or r.data.tags.get("code_version") == require_version)]
     done = next((r for r in finished if complete(client, r)), None)
     if done is not None:
         return Settled("done", done.info.run_id)

@@ -10,7 +10,9 @@ Guarantees (`studykit.study.claims` has the details):
 * A cell is finished when a FINISHED run of its config hash has its notebook in the store; finished cells are
   skipped. Every other cell runs under its claim (an exclusive lock per config hash), so any number of study
   processes, of the same or different studies, on one store run each cell once: a second process waits for the
-  claim and then skips the cell the first finished.
+  claim and then skips the cell the first finished. A finished cell whose run another code version made (tag
+  `code_version`, studykit.tracking.provenance) is reused with a warning line counting them; `rerun_stale` (`--rerun-stale`)
+  runs it again instead.
 * After a kill of any process at any moment, the same command repairs the store under the claims: stale RUNNING
   runs are marked KILLED (or resumed by the trainer from their checkpoint), a FINISHED run that lost its notebook
   gets it back, and the study ends with one FINISHED run per cell, each with its notebook, and the verdict table.
@@ -86,6 +88,7 @@ class _Context:
     uri: str
     executor: Executor
     stop: threading.Event
+    require_version: str | None = None  # --rerun-stale: a FINISHED run of other code does not finish a cell
     builds: object | None = None  # the toy-build stage's BuildRunner while it exists (stopped with the executor)
 
     @classmethod
@@ -108,7 +111,7 @@ def _run_cell(ctx: _Context, cell: Cell) -> CellOutcome:
             return CellOutcome(cell.name, "interrupted", error="not started: the study was interrupted")
         out_nb = ctx.out_dir / f"{cell.name}.ipynb"
         probe = getattr(ctx.executor, "owner_state", None)  # asks a remote run owner's own host (executors/ray)
-        settled = claims.settle(cfg, ctx.uri, out_nb, probe=probe)
+        settled = claims.settle(cfg, ctx.uri, out_nb, probe=probe, require_version=ctx.require_version)
         if settled.state != "todo":
             status = "skipped" if settled.state == "done" else "failed"
             return CellOutcome(cell.name, status, settled.run_id, settled.note or None, time.time() - t0)
@@ -223,9 +226,11 @@ def _compare(ctx: _Context, spec: StudySpec, here: Path) -> tuple[str, str | Non
 
 def run_study(path: str | Path, workers: int | None = 2, only: str | None = None, dry_run: bool = False,
               uri: str | None = None, progress: bool = True, compare: bool = True, executor: str = "local",
-              address: str | None = None) -> StudySummary:
+              address: str | None = None, rerun_stale: bool = False) -> StudySummary:
     """Run every (selected) cell of a study; see the module docstring. Returns the per-cell outcomes.
-    `executor`: "local" (process pool) or "ray" (one Ray task per cell at `address`; `studykit.study.executors.ray`)."""
+    `executor`: "local" (process pool) or "ray" (one Ray task per cell at `address`; `studykit.study.executors.ray`).
+    Finished cells whose run has another `code_version` than this process (studykit.tracking.provenance) are reused with a
+    warning; `rerun_stale` runs them again (a new run; the old one stays FINISHED, the newest counts)."""
     here = Path(path)
     spec = load_spec(here)
     cells = select(expand(here), only)  # everything validated before any MLflow call
@@ -244,6 +249,7 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
             outcomes[c.name] = CellOutcome(c.name, "skipped", rid)
         else:
             todo.append(c)
+    todo += _stale_cells(ctx, cells, outcomes, rerun_stale)
     result = {"verdicts": ("", None)}
     started = time.time()
     parent = _open_parent(ctx, spec, cells)
@@ -271,6 +277,23 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
     _close_parent(ctx, parent, {0: "FINISHED", 130: "KILLED"}.get(summary.exit_code, "FAILED"),
                   format_summary(summary).splitlines()[0])
     return summary
+
+
+def _stale_cells(ctx: _Context, cells: list[Cell], outcomes: dict[str, CellOutcome], rerun: bool) -> list[Cell]:
+    """Warn about finished cells run by other code; with `rerun`, take them out of `outcomes` and return them."""
+    from studykit.tracking.provenance import code_version, stale, stale_warning
+    from studykit.tracking.experiment import client
+
+    current = code_version()
+    names = stale(client(ctx.uri), {n: o.run_id for n, o in outcomes.items() if o.run_id}, current)
+    if names:
+        print(stale_warning(names, current, rerun), file=sys.stderr)
+    if not rerun:
+        return []
+    ctx.require_version = current
+    for name in names:
+        del outcomes[name]
+    return [c for c in cells if c.name in names]
 
 
 def _open_parent(ctx: _Context, spec: StudySpec, cells: list[Cell]) -> str:

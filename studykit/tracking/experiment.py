@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-import mlflow
-from mlflow.tracking import MlflowClient
 
 from studykit.config.schema import RunConfig
 from studykit.infra import procs
