@@ -161,6 +161,12 @@ class RewardConfig(_Section):
     """Bernoulli probability for `random` (Spurious Rewards uses 0.5)."""
 
 
+TIS_CAP_QLORA_VLLM = 2.0
+"""`algo.tis_cap` of a vllm-sampled qlora run when none is given: verl's token-level truncated importance sampling
+(docs/advance/rollout_is.md, `rollout_is_threshold: 2.0`, mode truncate; Yao et al. 2025, "Your efficient RL
+framework secretly brings you off-policy RL training", use C = 2)."""
+
+
 class AlgoConfig(_Section):
     estimator: Literal[ESTIMATORS] = "grpo"  # type: ignore[valid-type]
     """Advantage estimator (studykit.grpo.compute_advantages), always on the training reward. `nsr`/`psr`: the
@@ -192,7 +198,9 @@ class AlgoConfig(_Section):
     tis_cap: Num | None = Field(None, ge=1)
     """Truncated importance sampling for the sampler/trainer mismatch (verl's and TRL's TIS): the policy-gradient
     term of each token is weighted by min(exp(old_logprob - sampler_logprob), tis_cap). None = off (the paper).
-    Needs old_logprobs `recompute`. In the config hash only when set."""
+    Needs old_logprobs `recompute`. In the config hash only when set. When not given, a `vllm` sampler with a
+    `qlora` fine-tune gets `TIS_CAP_QLORA_VLLM` (vLLM samples from the bf16 base + adapter, the trainer takes
+    gradients through the NF4 base); `tis_cap: null` written out turns it off."""
 
     @model_validator(mode="before")
     @classmethod
@@ -408,6 +416,16 @@ class RunConfig(_Section):
             raise CheckError("got 'vllm' with model.finetune 'full'; expected model.finetune 'lora' or 'qlora' "
                                     "(full-weight sync into vLLM is not implemented), or train.sampler 'hf'",
                                     "train.sampler")
+        return self
+
+    @model_validator(mode="after")
+    def _tis_for_quantised_vllm(self) -> "RunConfig":
+        """vLLM + QLoRA samples from another model than the one trained: truncated importance sampling on unless
+        `algo.tis_cap` was given (null included). Other pairings keep their hash: the field stays None."""
+        a = self.algo
+        if self.train.sampler == "vllm" and self.model.finetune == "qlora" and "tis_cap" not in a.model_fields_set \
+                and a.old_logprobs == "recompute":
+            a.tis_cap = TIS_CAP_QLORA_VLLM
         return self
 
     @model_validator(mode="after")
