@@ -4,7 +4,8 @@
 CUDA run, before weights load (studykit.trainer, studykit.alignment), and refuses a run that cannot fit, naming the
 settings to change. On a machine without CUDA it is skipped with a log line.
 
-Memory model (bytes; N = parameters, counted on the meta device by studykit.arch; b = compute bytes, 2 for bf16):
+Memory model (bytes; N = parameters, counted on the meta device by studykit.arch; b = activation bytes: 2 for bf16,
+4 for fp32 and for QLoRA, whose residual stream is fp32 (`activation_dtype_bytes`)):
 * weights: full = 4N (fp32 master weights, studykit.models); lora = b x N; qlora = NF4 decoder linears at
   NF4_BYTES per weight (4 bits + double-quantised absmax) plus everything else at 4 bytes, since peft's
   `prepare_model_for_kbit_training` casts embeddings, lm_head and norms to fp32.
@@ -255,9 +256,10 @@ def parts_of(arch: Arch, s: Shape, total: float | None) -> tuple[list[Part], lis
     if s.finetune == "full" and s.b == 2:
         static.append(Part("autocast weight cache", 2 * arch.n_params, "bf16 copies of the weights under autocast"))
     seq_len = s.prompt + s.response
-    lora_kw = dict(lora_fp32_inputs=s.finetune != "full" and s.b == 2, rank=s.rank,
+    act_b = activation_dtype_bytes(s)
+    lora_kw = dict(lora_fp32_inputs=s.finetune != "full" and act_b == 2, rank=s.rank,
                    n_adapted=len(_layer_targets(arch, s)))
-    act, layer = activation_bytes(arch, s.micro, seq_len, s.b, s.checkpointing, **lora_kw)
+    act, layer = activation_bytes(arch, s.micro, seq_len, act_b, s.checkpointing, **lora_kw)
     logits_b = 4 if s.finetune == "qlora" or s.b == 4 else 2
     logits, chunk = logits_bytes(arch, s.micro, s.response, logits_b, s.chunk)
     ck = "with" if s.checkpointing else "without"
@@ -297,6 +299,14 @@ def parts_of(arch: Arch, s: Shape, total: float | None) -> tuple[list[Part], lis
                                 f"{rows} rows x {seq_len} tokens"),
                   Part("HF sampler logits", 2 * rows * arch.vocab * 4, f"{rows} rows x vocab, fp32")]
     return sample, update, problems
+
+
+def activation_dtype_bytes(s: Shape) -> int:
+    """Bytes per element of the residual stream and the tensors saved for backward. QLoRA's is fp32 whatever the
+    compute dtype: `prepare_model_for_kbit_training` casts embeddings and norms to fp32, and bitsandbytes'
+    Linear4bit computes in the compute dtype but returns its input's dtype, so every hidden state, q/k/v and MLP
+    tensor stays fp32 (and peft's adapters need no fp32 input copies)."""
+    return 4 if s.finetune == "qlora" else s.b
 
 
 def _layer_targets(arch: Arch, s: Shape) -> list:

@@ -295,3 +295,43 @@ def test_gpu_check_runs_its_code_path_on_cpu_with_tiny(capsys):
     assert all(r["tokens"] == 2 * 2 * 8 and r["update_s"] > 0 and r["update_peak"] is None for r in result["steps"])
     assert result["predicted"]["update"] > result["predicted"]["sample"] > 0
     assert "planned" in capsys.readouterr().out
+
+
+# ---- issue 20, item 7: QLoRA's fp32 residual stream
+
+
+def test_qlora_activations_are_fp32_as_the_model_computes_them(tiny_model_dir):
+    """The planner's activation dtype is the one a bf16 QLoRA policy's layers really produce (fp32: embeddings and
+    norms cast by prepare_model_for_kbit_training, Linear4bit returns its input's dtype), and bf16 for bf16 LoRA."""
+    from studykit import models
+
+    seen = {}
+    for finetune in ("qlora", "lora"):
+        pol = models.load_policy(str(tiny_model_dir), finetune=finetune, dtype="bfloat16", lora_rank=4,
+                                 lora_alpha=8, device="cpu")
+        dtypes = set()
+        hooks = [m.register_forward_hook(lambda mod, inp, out: dtypes.add((out[0] if isinstance(out, tuple) else
+                                                                           out).dtype))
+                 for name, m in pol.model.named_modules()
+                 if name.endswith(("self_attn.q_proj", "mlp.act_fn", "mlp.down_proj", "input_layernorm"))
+                 or name.endswith(".layers.0")]
+        with torch.no_grad(), pol.autocast():
+            pol.model(input_ids=torch.tensor([[1, 5, 6, 7]]))
+        for h in hooks:
+            h.remove()
+        seen[finetune] = dtypes
+        shape = _shape(finetune=finetune, b=2)
+        assert {plan.activation_dtype_bytes(shape)} == {torch.empty(0, dtype=d).element_size() for d in dtypes}
+    assert seen == {"qlora": {torch.float32}, "lora": {torch.bfloat16}}
+
+
+def test_the_paper_update_peak_counts_an_fp32_residual_stream(qwen):
+    # Regression: counted in bf16 the paper shape's update peak was 19.4 GiB; fp32 activations give 21.2
+    up = plan.parts_of(qwen, _shape(), 80 * GiB)[1]
+    assert plan._peak(up) / GiB == pytest.approx(21.18, abs=0.01)
+    kept, layer = plan.activation_bytes(qwen, 4, 256 + 2048, 4, True, lora_fp32_inputs=False, rank=64,
+                                        n_adapted=7)
+    assert _part(up, "activations") == kept and _part(up, "one layer's backward") == layer
+    lora = plan.parts_of(qwen, _shape(finetune="lora"), 80 * GiB)[1]  # bf16 LoRA: bf16 stream, fp32 adapter inputs
+    assert _part(lora, "activations") == plan.activation_bytes(qwen, 4, 2304, 2, True, lora_fp32_inputs=True,
+                                                               rank=64, n_adapted=7)[0]
