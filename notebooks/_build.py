@@ -62,11 +62,13 @@ print(res.label)
 print(res.rule)
 fig = figures.plot_alignment(res, cfg)"""
 
-CONTAMINATION = """# The contamination probe (eval.contamination): prefix completion (exact match, ROUGE-L) and answer recall
+CONTAMINATION = """# The contamination probe (eval.contamination): prefix completion (exact match, ROUGE-L), partial-prompt
+# answer accuracy (the label's criterion) and answer recall (direct answering of the whole problem: a diagnostic)
 import pandas as pd
 rows = [{"set": s, "stat": stat, "fraction": f, "mean": v[0], "lo": v[1], "hi": v[2]}
         for s, r in res.contamination.items()
-        for stat, per in (("em", r.em), ("rougeL", r.rouge_l), ("answer_recall", {"-": r.answer_recall} if r.answer_recall else {}))
+        for stat, per in (("em", r.em), ("rougeL", r.rouge_l), ("answer_acc", r.answer_acc),
+                          ("answer_recall", {"-": r.answer_recall} if r.answer_recall else {}))
         for f, v in per.items()]
 pd.DataFrame(rows).round(3) if rows else 'probe off (eval.contamination.enabled = false)'"""
 

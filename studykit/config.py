@@ -286,14 +286,22 @@ class ContaminationConfig(_Section):
     fractions: list[Num] = Field(default_factory=lambda: [0.4, 0.6, 0.8], min_length=1)
     """Prefix fractions of each problem statement (by tokens, no template); each in (0, 1). The paper's probe
     uses 40/60/80% prefixes (Wu et al. 2025)."""
+    answer_fractions: list[Num] = Field(default_factory=lambda: [0.6, 0.8], min_length=1)
+    """Prefix fractions at which partial-prompt answer accuracy is measured: the model sees only that much of the
+    statement and must give the whole problem's answer (Wu et al. 2025: 60% and 80%); each in (0, 1)."""
     label_fraction: Num = 0.6
-    """The fraction whose exact match decides the label (one of `fractions`; Wu et al.'s headline is 60%)."""
+    """The fraction whose exact match and partial-prompt answer accuracy decide the label (one of `fractions` and
+    of `answer_fractions`; Wu et al.'s headline is 60%)."""
     em_threshold: Num = Field(0.1, ge=0, le=1)
     """`contaminated` when exact match at `label_fraction` >= this on the first eval set (studykit's choice: a
     model that never saw the text completes almost none exactly; Wu et al. report about 0 for clean Llama)."""
-    recall_threshold: Num = Field(0.5, ge=0, le=1)
-    """... or when answer recall (the answer with no reasoning) >= this (studykit's choice; recall alone can also
-    come from skill on easy problems, so its bar is high)."""
+    answer_threshold: Num = Field(0.2, ge=0, le=1)
+    """... or when partial-prompt answer accuracy at `label_fraction` >= this (studykit's choice, between Wu et
+    al.'s 2.4% for clean Llama-3.1-8B and 53.6% for Qwen2.5-Math-7B on MATH-500 at 60%). Answering the FULL
+    problem without reasoning (answer recall) is logged but never decides: a strong clean model does it too."""
+    answer_max_new_tokens: Int = Field(512, ge=1)
+    """Tokens generated past the true remainder's length for partial-prompt answer accuracy (room for a solution;
+    the toy's continuations stop at its eos within a few dozen, and a model's positions cap it)."""
     limit: Int | None = Field(None, ge=1)
     """Probe the first `limit` problems of each eval set (None = as many as the eval set uses)."""
     max_remainder_tokens: Int = Field(256, ge=1)
@@ -305,13 +313,15 @@ class ContaminationConfig(_Section):
 
     @model_validator(mode="after")
     def _fractions_fit(self) -> "ContaminationConfig":
-        """Every fraction in (0, 1); label_fraction one of them."""
-        for i, f in enumerate(self.fractions):
-            if not 0 < f < 1:
-                raise CheckError(f"got {f}; expected a number strictly between 0 and 1", f"fractions.{i}")
-        if self.label_fraction not in self.fractions:
-            raise CheckError(f"got {self.label_fraction}; expected one of fractions {self.fractions}",
-                             "label_fraction")
+        """Every fraction in (0, 1); label_fraction one of fractions and of answer_fractions."""
+        for name in ("fractions", "answer_fractions"):
+            for i, f in enumerate(getattr(self, name)):
+                if not 0 < f < 1:
+                    raise CheckError(f"got {f}; expected a number strictly between 0 and 1", f"{name}.{i}")
+        for name in ("fractions", "answer_fractions"):
+            if self.label_fraction not in getattr(self, name):
+                raise CheckError(f"got {self.label_fraction}; expected one of {name} {getattr(self, name)}",
+                                 "label_fraction")
         return self
 
 
