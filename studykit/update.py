@@ -8,8 +8,10 @@
   token-mean, its non-empty sequences for seq-mean-*), so the accumulated gradient is the mini-batch's for every
   aggregation. Token statistics are combined token-weighted (`combine_stats`).
 * Old log-probs: the first mini-batch takes them from its own training forward (the policy has not moved since
-  sampling); the others are recomputed before any update, per micro-batch under no_grad (as verl does), unless
-  `algo.old_logprobs` is `sampler`.
+  sampling); the others are recomputed before any update, per micro-batch under no_grad in eval mode (as verl
+  does), unless `algo.old_logprobs` is `sampler`. When the model has active dropout (`model.lora_dropout` > 0),
+  the first mini-batch's are recomputed in eval mode too: every mini-batch's old log-probs then come from the
+  same dropout-free forward, instead of the first carrying the training forward's dropout noise.
 * Reference log-probs (`algo.kl_coef > 0`, `make_reference`): per micro-batch under no_grad, before any update;
   the k3 penalty is `grpo.policy_loss`'s, logged as `train/kl_ref`.
 * Truncated importance sampling (`algo.tis_cap`): `grpo.tis_weights` of the trainer's old log-probs against the
@@ -127,13 +129,14 @@ def _logprobs(policy, model, b: dict, cfg) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def prepare(policy, batches: list[list[dict]], cfg, reference: Reference | None = None) -> None:
-    """Old log-probs of every mini-batch but the first (or the sampler's) and reference log-probs, per
-    micro-batch under no_grad, before any update."""
+    """Old log-probs of every mini-batch but the first (all of them when the model has dropout; or the sampler's)
+    and reference log-probs, per micro-batch under no_grad in eval mode, before any update."""
     model = policy.model
     if cfg.algo.old_logprobs == "sampler":
         for b in (b for micros in batches for b in micros):
             b["old_logprobs"] = b["sampler_logprobs"]
-    recompute = [b for micros in batches[1:] for b in micros] if cfg.algo.old_logprobs == "recompute" else []
+    first = 0 if has_dropout(model) else 1  # a dropout forward is not the policy's own log-probs: recompute all
+    recompute = [b for micros in batches[first:] for b in micros] if cfg.algo.old_logprobs == "recompute" else []
     if not recompute and reference is None:
         return
     with torch.no_grad():
@@ -144,6 +147,11 @@ def prepare(policy, batches: list[list[dict]], cfg, reference: Reference | None 
             for b in (b for micros in batches for b in micros):
                 with reference.context():
                     b["ref_logprobs"], _ = _logprobs(policy, reference.model, b, cfg)
+
+
+def has_dropout(model: torch.nn.Module) -> bool:
+    """Whether a training-mode forward of `model` drops anything (a Dropout module with p > 0)."""
+    return any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
 
 
 def combine_stats(parts: list[tuple[dict[str, float], float]]) -> dict[str, float]:
