@@ -51,8 +51,8 @@ VLLM_RUNTIME = 1.5 * GiB
 VLLM_ASLEEP = 0.5 * GiB
 """What a vLLM engine keeps on the GPU asleep at level 1 (its CUDA context; estimated)."""
 PROMPT_TOKENS = 256
-"""Assumed prompt length in tokens (a DeepScaleR problem in the think template is about 100-250; estimated);
-`studykit plan --prompt-tokens` overrides it."""
+"""Prompt length in tokens assumed only when the run's task pools cannot be read (a user's file missing):
+otherwise the plan uses the longest templated prompt (`studykit.prompt_lengths`); `--prompt-tokens` overrides."""
 SKIP_ENV = "STUDYKIT_SKIP_PLAN"
 """Set to 1 to start a CUDA run the pre-flight check would refuse (it is an estimate)."""
 
@@ -86,6 +86,8 @@ class Plan:
     problems: list[str] = field(default_factory=list)
     """Why the run cannot fit, each naming the setting to change."""
     timing: str = "unmeasured"
+    prompts: str = ""
+    """Where the planned prompt length came from (`prompt_lengths.planned`)."""
 
     @property
     def sample_peak(self) -> float:
@@ -117,6 +119,8 @@ class Plan:
             lines.append("  (*) the logits and one layer's backward are not in memory at once: the larger counts")
         lines.append(f"  expected peak {_gib(self.peak)} GiB; GPU: " + (
             f"{_gib(self.free)} GiB free of {_gib(self.total)} GiB ({self.gpu})" if self.total else self.gpu))
+        if self.prompts:
+            lines.append(f"  prompts: {self.prompts}")
         lines.append(f"  time per step: {self.timing}")
         lines.append("  fit not checked (GPU memory unknown)" if self.total is None else "  fits" if self.fits else "  DOES NOT FIT:\n" + "\n".join(f"    - {p}" for p in self.problems))
         return "\n".join(lines)
@@ -388,15 +392,22 @@ def gpu_memory(gib: float | None = None) -> tuple[float | None, float | None, st
     return None, None, "no CUDA device here: pass --gpu-memory GiB to plan for one"
 
 
-def make_plan(cfg, gib: float | None = None, prompt_tokens: int = PROMPT_TOKENS, timing: str = "unmeasured") -> Plan:
-    """The plan of a RunConfig on this machine's GPU, or on a `gib`-GiB one."""
+def make_plan(cfg, gib: float | None = None, prompt_tokens: int | None = None, timing: str = "unmeasured") -> Plan:
+    """The plan of a RunConfig on this machine's GPU, or on a `gib`-GiB one; prompts as long as the longest of the
+    run's pools (`prompt_lengths.planned`) unless `prompt_tokens` is given."""
+    from .prompt_lengths import planned
+
     arch = load_arch(cfg.model.name, dict(cfg.model.toy) or None)
+    if prompt_tokens is None:
+        prompt_tokens, note = planned(cfg, PROMPT_TOKENS)
+    else:
+        note = f"{prompt_tokens} tokens (--prompt-tokens)"
     s = shape_of(cfg, arch, prompt_tokens)
     total, free, gpu = gpu_memory(gib)
     sample, update, problems = parts_of(arch, s, total)
     if total is not None:
         problems = fit_problems(arch, s, total, free)
-    return Plan(arch, sample, update, total, free, gpu, problems, timing)
+    return Plan(arch, sample, update, total, free, gpu, problems, timing, prompts=note)
 
 
 def preflight(cfg, log=None) -> Plan | None:

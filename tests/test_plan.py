@@ -335,3 +335,59 @@ def test_the_paper_update_peak_counts_an_fp32_residual_stream(qwen):
     lora = plan.parts_of(qwen, _shape(finetune="lora"), 80 * GiB)[1]  # bf16 LoRA: bf16 stream, fp32 adapter inputs
     assert _part(lora, "activations") == plan.activation_bytes(qwen, 4, 2304, 2, True, lora_fp32_inputs=True,
                                                                rank=64, n_adapted=7)[0]
+
+
+# ---- issue 20, item 7c: prompt lengths from the task pools
+
+
+def _long_prompt_cfg(tmp_path, monkeypatch, model="Qwen/Qwen2.5-7B"):
+    monkeypatch.chdir(tmp_path)
+    rows = [{"problem": "word " * (100 + 40 * i) + "?", "answer": "2"} for i in range(30)]  # 506 .. 6306 chars
+    (tmp_path / "long.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return config.validate({"model": {"name": model, "finetune": "qlora", "dtype": "bfloat16"},
+                            "data": {"task": "deepscaler", "task_options": {"path": "long.jsonl"}, "template": "think"},
+                            "train": {"max_new_tokens": 512, "micro_batch_size": 2, "prompts_per_step": 4,
+                                      "group_size": 2},
+                            "eval": {"sets": [{"task": "toy", "limit": 4}]}})
+
+
+def test_the_plan_uses_the_longest_prompt_of_the_pool_not_256(tmp_path, monkeypatch):
+    from studykit import prompt_lengths
+    from studykit.tasks.templates import render
+
+    from studykit.tasks import get as get_task
+
+    monkeypatch.setattr(prompt_lengths, "local_tokenizer", lambda name: None)  # as on a machine without the cache
+    monkeypatch.setattr(prompt_lengths, "_MEASURED", {})
+    cfg = _long_prompt_cfg(tmp_path, monkeypatch)
+    lengths = prompt_lengths.measure(cfg)
+    longest = render(get_task("deepscaler", path="long.jsonl").load("train")[-1], "think", None)
+    assert lengths.max == -(-len(longest) // prompt_lengths.CHARS_PER_TOKEN) > 1700  # ceil(chars / 3.5)
+    assert lengths.p50 < lengths.p95 <= lengths.max and "estimated at 3.5 characters per token" in lengths.source
+    measured, assumed = plan.make_plan(cfg, 24), plan.make_plan(cfg, 24, prompt_tokens=256)
+    assert f"x {lengths.max + 512} tokens" in next(p.note for p in measured.update if p.name == "activations")
+    assert measured.update_peak > assumed.update_peak  # the 256-token assumption under-counted this pool
+    assert "max 1," in measured.report() and "(--prompt-tokens)" in assumed.report()
+
+
+def test_prompt_lengths_count_with_a_local_tokenizer_and_fall_back_when_the_pool_is_missing(tmp_path, monkeypatch,
+                                                                                           tiny_model_dir):
+    from studykit import prompt_lengths
+    from studykit.models import load_tokenizer
+    from studykit.sampling.base import prompt_token_ids
+    from studykit.tasks import get as get_task
+    from studykit.tasks.templates import render
+
+    monkeypatch.setattr(prompt_lengths, "_MEASURED", {})
+    cfg = _long_prompt_cfg(tmp_path, monkeypatch, model=str(tiny_model_dir))
+    tok = load_tokenizer(str(tiny_model_dir))
+    want = max(len(prompt_token_ids(tok, render(p, "think", tok)))
+               for p in get_task("deepscaler", path="long.jsonl").load("train"))
+    got = prompt_lengths.measure(cfg)
+    assert got.max == want and f"tokenizer of {tiny_model_dir}" in got.source
+    toy = prompt_lengths.measure(config.validate({"eval": {"sets": [{"task": "toy", "limit": 8}]}}))
+    assert (toy.max, toy.p95) == (8, 8) and "toy tokenizer" in toy.source  # <bos> Q d1 .. d5 =
+    (tmp_path / "long.jsonl").unlink()
+    prompt_lengths._MEASURED.clear()
+    tokens, note = prompt_lengths.planned(cfg, plan.PROMPT_TOKENS)
+    assert tokens == plan.PROMPT_TOKENS and "could not be read" in note and "long.jsonl" in note
