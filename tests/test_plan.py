@@ -294,7 +294,15 @@ def test_gpu_check_runs_its_code_path_on_cpu_with_tiny(capsys):
     assert result["device"] == "cpu" and [r["step"] for r in result["steps"]] == [1, 2]
     assert all(r["tokens"] == 2 * 2 * 8 and r["update_s"] > 0 and r["update_peak"] is None for r in result["steps"])
     assert result["predicted"]["update"] > result["predicted"]["sample"] > 0
-    assert "planned" in capsys.readouterr().out
+    # issue 20: the compared config is QLoRA (a 4-bit base: 2 layers x 7 linears), LoRA r=16; rates per step
+    assert result["base"] == "nf4" and result["linear4bit"] == 14 and result["config"]["rank"] == 16
+    assert all(r["rollout_tok_s"] > 0 and r["train_tok_s"] > 0 and r["step_s"] >= r["update_s"]
+               for r in result["steps"])
+    out = capsys.readouterr().out
+    assert "planned" in out and "rollout tokens/s" in out and "training tokens/s" in out and "s/step" in out
+    with pytest.raises(SystemExit) as help_exit:
+        gpu_check.main(["--help"])
+    assert help_exit.value.code == 0 and "--budget-s" in capsys.readouterr().out
 
 
 # ---- issue 20, item 7: QLoRA's fp32 residual stream
