@@ -1,8 +1,8 @@
 """One command for a CUDA machine, on the config others compare numbers with: a randomly initialised model with
 Qwen2.5-7B's architecture, its decoder linears quantised to 4-bit NF4 (bitsandbytes, bf16 compute, double quantisation:
-what `model.finetune: qlora` loads), LoRA r=16 on every linear through studykit.models' own QLoRA preparation,
+what `model.finetune: qlora` loads), LoRA r=16 on every linear through studykit.policy.models' own QLoRA preparation,
 16 prompts x 8 samples, 512 new tokens, micro-batch 4, the HF sampler. Per step it prints rollout tokens/s, training
-tokens/s, seconds per step and each phase's CUDA peak memory beside studykit.plan's prediction, and stops starting
+tokens/s, seconds per step and each phase's CUDA peak memory beside studykit.planning.plan's prediction, and stops starting
 steps when the next one would pass `--budget-s` (480 s: the whole run stays within 8 minutes).
 
     .venv/bin/python bench/gpu_check.py                  # CUDA: the config above
@@ -12,7 +12,7 @@ steps when the next one would pass `--budget-s` (480 s: the whole run stays with
 Needs torch, transformers, peft and bitsandbytes (vLLM is not used). No weights and no tokenizer are downloaded:
 the architecture comes from studykit's shipped config, the weights are random (every completion runs to
 --response tokens, the worst case for time and memory), and prompts are random token ids through a word-level
-tokenizer over the model's whole vocabulary. Rewards are random (no verifier); the update is studykit.update's.
+tokenizer over the model's whole vocabulary. Rewards are random (no verifier); the update is studykit.engine.update's.
 Not run on a GPU yet: the time per step is unmeasured (estimated 1-2 minutes on one H100-class GPU).
 Training tokens/s counts prompt + completion tokens through the update's forward and backward passes.
 """
@@ -39,7 +39,7 @@ def tokenizer_over(vocab: int):
 
 
 def build_config(tiny: bool):
-    from studykit import arch
+    from studykit.planning import arch
 
     if tiny:
         from transformers import Qwen2Config
@@ -72,9 +72,9 @@ def quantize_linears(model, device: str, compute_dtype) -> int:
             setattr(parent, name, q)
             swapped += 1
     model.is_loaded_in_4bit = True  # what peft's prepare_model_for_kbit_training reads
-    from studykit.models import _disable_cpu_weight_packing
+    from studykit.policy.models import _disable_cpu_weight_packing
 
-    _disable_cpu_weight_packing(model)  # as studykit.models does: one differentiable path on CPU (--tiny)
+    _disable_cpu_weight_packing(model)  # as studykit.policy.models does: one differentiable path on CPU (--tiny)
     return swapped
 
 
@@ -82,7 +82,7 @@ def make_policy(config, device: str, dtype, rank: int, finetune: str = "qlora"):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from studykit.models import Policy, _add_lora
+    from studykit.policy.models import Policy, _add_lora
 
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -100,8 +100,8 @@ def make_policy(config, device: str, dtype, rank: int, finetune: str = "qlora"):
 def rollouts_from(groups, rng):
     import torch
 
-    from studykit import grpo
-    from studykit.rollout import Rollouts
+    from studykit.engine import grpo
+    from studykit.engine.rollout import Rollouts
     from studykit.tasks import Problem
 
     rewards = torch.tensor(rng.integers(0, 2, (len(groups), len(groups[0].token_ids))), dtype=torch.float32)
@@ -157,8 +157,10 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import torch
 
-    from studykit import arch as arch_mod, config as config_mod, plan, update
-    from studykit.sampling.hf import HFSampler
+    from studykit.planning import arch as arch_mod, plan
+    from studykit.config import schema as config_mod
+    from studykit.engine import update
+    from studykit.policy.sampling.hf import HFSampler
 
     tiny = args.tiny
     prompts, group = args.prompts or (2 if tiny else 16), args.group or (2 if tiny else 8)

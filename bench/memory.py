@@ -1,15 +1,15 @@
 """Peak memory of one GRPO update on CPU against micro-batch size, response length and mini-batch size, beside the
-planner's estimate (studykit.plan).
+planner's estimate (studykit.planning.plan).
 
     .venv/bin/python bench/memory.py [--layers 4 --hidden 512]
 
 The model is Qwen2.5's shape scaled down: its real 152,064-token vocabulary, GQA (8 heads, 2 KV heads), SiLU MLP,
 untied lm_head, a few layers and a small hidden size, randomly initialised in fp32, with LoRA r=16 on all linears
-(studykit.models' own wrapping), gradient checkpointing on unless a row says off. The `precision` column: `fp32`
+(studykit.policy.models' own wrapping), gradient checkpointing on unless a row says off. The `precision` column: `fp32`
 (LoRA over an fp32 base), `bf16` (LoRA over a bf16 base: bf16 activations, fp32 adapter inputs) and `qlora` (an
 NF4 base with bf16 compute, prepared by peft: an fp32 residual stream and fp32 logits); bf16 and qlora models are
-saved once and loaded through `studykit.models.load_policy`, as a run loads them. Each setting runs in its own process
-and measures one call of `studykit.update.update` (one mini-batch = one optimiser step, so every micro-batch is a
+saved once and loaded through `studykit.policy.models.load_policy`, as a run loads them. Each setting runs in its own process
+and measures one call of `studykit.engine.update.update` (one mini-batch = one optimiser step, so every micro-batch is a
 training forward/backward) on synthetic rollouts with one padded row per micro-batch, as real batches have.
 
 Why peak RSS, and how: torch's CPU tensors come from malloc, which tracemalloc does not see; the kernel's own
@@ -66,7 +66,7 @@ def status_kib(field: str) -> int:
 def rollouts(n: int, prompt: int, response: int, micro: int, vocab: int, seed: int = 0):
     import numpy as np
 
-    from studykit.rollout import Rollouts
+    from studykit.engine.rollout import Rollouts
     from studykit.tasks import Problem
 
     rng = np.random.default_rng(seed)
@@ -88,8 +88,10 @@ def child(a: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from studykit import arch as arch_mod, config, plan, update
-    from studykit.models import Policy, _add_lora
+    from studykit.planning import arch as arch_mod, plan
+    from studykit.config import schema as config
+    from studykit.engine import update
+    from studykit.policy.models import Policy, _add_lora
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -136,11 +138,11 @@ def _saved_and_loaded(model, finetune: str, dtype: str, ckpt: bool):
     import tempfile
     import types
 
-    from studykit.models import DTYPES, Policy, _add_lora, _load_base
+    from studykit.policy.models import DTYPES, Policy, _add_lora, _load_base
 
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
-        base = _load_base(folder, finetune, DTYPES[dtype], "cpu")  # the load path of studykit.models (no tokenizer)
+        base = _load_base(folder, finetune, DTYPES[dtype], "cpu")  # the load path of studykit.policy.models (no tokenizer)
     lora = _add_lora(base, finetune, RANK, 2 * RANK, 0.0, "all-linear", ckpt)
     return Policy(model=lora, tokenizer=types.SimpleNamespace(pad_token_id=0), name="bench", finetune=finetune,
                   base_path="", dtype=dtype, gradient_checkpointing=ckpt)

@@ -1,7 +1,7 @@
 """Build the study notebooks with nbformat, so they are reviewed as code: `python notebooks/_build.py`.
 
 Each run notebook has one cell tagged `parameters` with one variable per top-level field of
-`studykit.config.RunConfig`; its defaults are the laptop demo of `params/toy/demo.yaml` with the notebook's own
+`studykit.config.schema.RunConfig`; its defaults are the laptop demo of `params/toy/demo.yaml` with the notebook's own
 question set (`OWN`), validated and dumped in full, so a notebook run top to bottom by hand takes a minute or two on
 a CPU. The study runner and `studykit run` inject a whole validated config, so a study cell never sees these
 defaults. `10_compare.ipynb` takes `study_file`, `uri` and `thresholds` and reports on the study's current cells,
@@ -33,14 +33,14 @@ if Path.cwd().name == "notebooks" and (Path.cwd().parent / "params").is_dir():  
 SETUP = """import torch
 torch.set_num_threads(train.get("threads", 1))
 os.environ["OMP_NUM_THREADS"] = str(train.get("threads", 1))
-from studykit.config import validate
+from studykit.config.schema import validate
 if not tracking.get("source_name"):  # the MLflow run names this notebook as its source
     tracking = dict(tracking, source_name="notebooks/{name}")
 cfg = validate(dict(study=study, rq=rq, claim=claim, condition=condition, model=model, data=data, reward=reward,
                     algo=algo, train=train, eval=eval, tracking=tracking), source="notebook parameters")
 print(cfg.run_name(), cfg.config_hash())"""
 
-TRAIN = """from studykit.trainer import train as run_training
+TRAIN = """from studykit.engine.trainer import train as run_training
 result = run_training(cfg, progress=False)
 print(result.status, result.run_id)
 if result.status != "FINISHED":  # a FAILED run fails the cell (and the study's exit code)
@@ -50,11 +50,11 @@ if result.status != "FINISHED":  # a FAILED run fails the cell (and the study's 
 PLOT_RUN = """from studykit import figures
 fig = figures.plot_run(result.run_id)"""
 
-ONE_SHOT = """from studykit.analysis import run_summary
+ONE_SHOT = """from studykit.analysis.report import run_summary
 summary = run_summary(result.run_id)
 {k: v for k, v in summary.items() if "one_shot" in k}"""
 
-ALIGN = """from studykit.alignment import measure
+ALIGN = """from studykit.probes.alignment import measure
 from studykit import figures
 res = measure(cfg)
 print("run", res.run_id)
@@ -96,7 +96,7 @@ RECIPES = ("These defaults are a laptop demo (`params/toy/demo.yaml`: a small to
 
 def defaults(name: str) -> dict:
     """The validated, complete defaults of run notebook `name` (what its parameters cell holds)."""
-    from studykit.config import deep_merge, load_yaml, validate
+    from studykit.config.schema import deep_merge, load_yaml, validate
 
     return validate(deep_merge(load_yaml(DEMO), OWN[name]), source=f"{DEMO} + {name}").model_dump(mode="python")
 
@@ -133,7 +133,7 @@ thresholds = None  # e.g. {"holds": 0.7, "partial": 0.3, "min_effect": 0.02}; No
 
 COMPARE = [
     """from studykit import analysis
-from studykit.study import expand, load_spec
+from studykit.study.spec import expand, load_spec
 spec = load_spec(study_file)
 cells = expand(study_file)  # the study's current cells: only their runs count
 report = analysis.write_report(spec.name, [c.config for c in cells], uri=uri,
@@ -145,7 +145,7 @@ display(Markdown(report.out_dir.joinpath("verdicts.md").read_text()))""",
     """for png in sorted(report.out_dir.glob("*.png")):  # alignment pass@k, training curves, ratio heatmap, RQ3 pass@k
     display(Markdown(f"**{png.stem.replace('_', ' ')}** (`{png}`)"))
     display(Image(filename=str(png)))""",
-    """from studykit.claim_notes import explain_claims
+    """from studykit.analysis.claim_notes import explain_claims
 display(Markdown("## Per claim\\n\\n" + explain_claims(report.table)))
 print(f"MLflow: the study's parent run {report.run_id} holds this report; `studykit ui`, then open experiment "
       f"{spec.name!r} (its cells are the parent's children; group by the tag `group` to pool seeds)")""",

@@ -6,7 +6,7 @@ labels a pair `strong` when pass@`eval.alignment_k` on the first eval set is at 
 else `weak`; the rule text is logged with the result. One MLflow run per model x task, tagged `rq=alignment`.
 
 The label has the paper's second axis too: `clean` or `contaminated`, by the contamination probe
-(`studykit.contamination`, re-exported here as `contamination`) on every eval set, read on the first, with the
+(`studykit.probes.contamination`, re-exported here as `contamination`) on every eval set, read on the first, with the
 thresholds of `eval.contamination` (studykit's own). The run logs `contamination/<set>/em_<f>`,
 `contamination/<set>/rougeL_<f>`, `contamination/<set>/answer_acc_prefix<pct>` (partial-prompt answer accuracy,
 the label's criterion beside exact match) and `contamination/<set>/answer_recall` (a diagnostic), each with `_lo` /
@@ -22,13 +22,19 @@ from dataclasses import dataclass, field
 
 import mlflow
 
-from . import metrics, plan, timing, tracking
-from .config import RunConfig
-from .contamination import ContaminationResult, contamination  # noqa: F401  (contamination: public here too)
-from .evaluation import evaluate_set, metric_key
-from .models import from_config
-from .sampling import make_sampler
-from .tasks import get as get_task
+from studykit.scoring import metrics
+from studykit.planning import plan
+from studykit.infra import timing
+from studykit.tracking import experiment as tracking
+from studykit.config.schema import RunConfig
+from studykit.probes.contamination import (  # noqa: F401  (contamination: public here too)
+    ContaminationResult,
+    contamination,
+)
+from studykit.engine.evaluation import evaluate_set, metric_key
+from studykit.policy.models import from_config
+from studykit.policy.sampling import make_sampler
+from studykit.tasks import get as get_task
 
 
 @dataclass

@@ -6,7 +6,7 @@ Defaults follow the paper's recipe (arXiv 2508.21188, section 3: verl GRPO, clip
 no KL, dynamic sampling, T=1.0, 16 samples per prompt, lr 1e-6) except where a field says it departs.
 The toy-world values live in `params/toy/` with a comment per departure.
 An unknown key or a bad value raises `ConfigError` naming the field, the value and what is allowed. Beyond the
-schema, validation checks what a run would otherwise trip on minutes later (studykit.validation): registry names
+schema, validation checks what a run would otherwise trip on minutes later (studykit.config.validation): registry names
 (tasks, splits, templates, toy presets and knobs), sampler and task options against their constructors, the files
 and folders a config names, the tracking store's driver; integers are strict (`steps: true` is an error), numbers
 finite, names that become paths safe (SAFE_NAME), and a params file may neither be empty nor repeat a key.
@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from . import validation as checks
-from .paramfile import SAFE_NAME, Bool, CheckError, Int, Num, Seed, describe, read_params
+from studykit.config import validation as checks
+from studykit.config.paramfile import SAFE_NAME, Bool, CheckError, Int, Num, Seed, describe, read_params
 
 REWARDS = ("ground_truth", "random", "incorrect", "format", "majority_vote", "self_certainty")
 ESTIMATORS = ("grpo", "dr_grpo", "nsr", "psr", "nsr_reinforce", "psr_reinforce", "w_reinforce")
@@ -109,7 +109,7 @@ class OneShotConfig(_Section):
     None = the FINISHED run with `source_config_hash`."""
     source_config_hash: str | None = None
     """Config hash of that full-data ground-truth run; a study sets it to its baseline cell of the same model, task,
-    seed and ablation. None = this config with full data and ground truth's labels (studykit.one_shot)."""
+    seed and ablation. None = this config with full data and ground truth's labels (studykit.engine.one_shot)."""
     n_samples: Int = Field(16, ge=2)
     """Samples per example for `base_variance`."""
     pool: Int = Field(64, ge=1)
@@ -154,7 +154,7 @@ class DataConfig(_Section):
 
 class RewardConfig(_Section):
     name: Literal[REWARDS] = "ground_truth"  # type: ignore[valid-type]
-    """Reward condition (studykit.rewards)."""
+    """Reward condition (studykit.scoring.rewards)."""
     format_gate: Bool = True
     """Pay only well-formatted completions, as in the paper's reward."""
     p: Num = Field(0.5, ge=0, le=1)
@@ -169,7 +169,7 @@ framework secretly brings you off-policy RL training", use C = 2)."""
 
 class AlgoConfig(_Section):
     estimator: Literal[ESTIMATORS] = "grpo"  # type: ignore[valid-type]
-    """Advantage estimator (studykit.grpo.compute_advantages), always on the training reward. `nsr`/`psr`: the
+    """Advantage estimator (studykit.engine.grpo.compute_advantages), always on the training reward. `nsr`/`psr`: the
     paper's GRPO advantages on samples with reward < 1 / > 0; `nsr_reinforce`/`psr_reinforce`/`w_reinforce`:
     Zhu et al. 2025's own -1 / +1 / (+lam, -1) objectives without a baseline."""
     lam: Num = Field(0.1, ge=0)
@@ -185,7 +185,7 @@ class AlgoConfig(_Section):
     kl_coef: Num = Field(0.0, ge=0)
     """KL penalty to the initial policy (the paper: none), k3 estimator per token, logged as `train/kl_ref`. The
     reference is the base with the adapter disabled for lora/qlora (no extra memory) and a frozen copy of the
-    initial model for full fine-tuning (refused above studykit.update.REF_COPY_MAX_PARAMS parameters)."""
+    initial model for full fine-tuning (refused above studykit.engine.update.REF_COPY_MAX_PARAMS parameters)."""
     entropy_coef: Num = Field(0.0, ge=0)
     """Entropy bonus (the paper: none)."""
     dynamic_sampling: Bool = True
@@ -277,7 +277,7 @@ class TrainConfig(_Section):
 
 
 class ContaminationConfig(_Section):
-    """The contamination probe of the alignment notebook (studykit.contamination). Thresholds are studykit's own:
+    """The contamination probe of the alignment notebook (studykit.probes.contamination). Thresholds are studykit's own:
     the paper (arXiv 2508.21188) tests contamination by prefix completion (after Wu et al. 2025, arXiv 2507.10532)
     but states no cut-off."""
 
@@ -366,7 +366,7 @@ class TrackingConfig(_Section):
     sample_tables: Int = Field(4, ge=0)
     """How many steps log a sample table (prompt, completion, reward, correct)."""
     save_policy: Literal["auto", "adapter", "full", "none"] = "auto"
-    """What a finished run keeps as its `policy/` artifact (studykit.policy_store): `adapter` (lora/qlora only),
+    """What a finished run keeps as its `policy/` artifact (studykit.policy.store): `adapter` (lora/qlora only),
     `full` weights + tokenizer (for lora: the adapter merged in; not qlora), `none`; `auto` = the adapter for
     lora/qlora, full weights for full fine-tuning up to 200M parameters, else nothing (tag `policy_saved` says why)."""
 
@@ -400,7 +400,7 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _eval_tasks_build(self) -> "RunConfig":
-        """An eval set of another task than data.task is built without options (studykit.trainer), so it must be a
+        """An eval set of another task than data.task is built without options (studykit.engine.trainer), so it must be a
         task that needs none (not `math` / `deepscaler`, which need a path)."""
         checks.check_eval_tasks(self.data.task, [es.task for es in self.eval.sets])
         return self
@@ -520,7 +520,7 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class CompareSpec(BaseModel):
-    """The verdict thresholds of a study (its `compare:` section); `studykit.analysis` applies them."""
+    """The verdict thresholds of a study (its `compare:` section); `studykit.analysis.report` applies them."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 

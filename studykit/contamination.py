@@ -12,14 +12,14 @@ runs on for `answer_max_new_tokens` tokens past the true remainder's length, and
 `\\boxed{}`, `verify.extract_answer`) is scored with the task's verifier: a model that never saw the problem
 cannot know the part it was not shown (Qwen2.5-Math-7B: 53.6% on MATH-500 at 60%, Llama-3.1-8B: 2.4%). The EM
 continuation is the first remainder-length tokens of that same greedy run, so its numbers are unchanged. Each mean
-has a percentile bootstrap interval over problems (`studykit.metrics.bootstrap_ci`).
+has a percentile bootstrap interval over problems (`studykit.scoring.metrics.bootstrap_ci`).
 
 This is the test of the paper (arXiv 2508.21188, after Wu et al. 2025, arXiv 2507.10532: partial-prompt completion
 scored by EM and ROUGE-L). ROUGE tokens: rouge-score's default tokenizer lower-cases and drops every
 non-alphanumeric character, which would throw away `=`, the toy's tags and most of LaTeX; studykit's `RougeTokens`
 keeps case, keeps runs of letters/digits as one token and makes every other non-space character its own token
 (`Q 3 5 =` -> Q, 3, 5, =; `\\frac{1}{2}` -> \\, frac, {, 1, }, {, 2, }). Thresholds of the clean/contaminated label
-are studykit's own (`studykit.config.ContaminationConfig`): the paper states none.
+are studykit's own (`studykit.config.schema.ContaminationConfig`): the paper states none.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
-from .tasks import Problem
-from .tasks.templates import render
+from studykit.scoring import metrics
+from studykit.tasks import Problem
+from studykit.tasks.templates import render
 
 DEFAULT_FRACTIONS = (0.4, 0.6, 0.8)
 MAX_REMAINDER_TOKENS = 256  # bound on the generated continuation (a MATH-500 statement is ~60 tokens on average)
@@ -162,7 +162,7 @@ def answer_acc_name(fraction: float) -> str:
 def prefix_answer_correct(task: Any, problem: Problem, continuation: str) -> bool:
     """Whether the answer in the continuation of a cut statement (`<answer>` block, else the last `\\boxed{}`) is
     right for the whole problem; bounded (`extract_answer` caps the text), never raises."""
-    from .verify import extract_answer
+    from studykit.scoring.verify import extract_answer
 
     try:
         answer = extract_answer(continuation)
@@ -198,7 +198,7 @@ def recall_prompt(task: Any, problem: Problem, template: str, tokenizer: Any) ->
 
 def recall_correct(task: Any, problem: Problem, continuation: str) -> bool:
     """Score a recall continuation (the text after `<answer>`) with the task's verifier; bounded, never raises."""
-    from .verify import extract_answer
+    from studykit.scoring.verify import extract_answer
 
     text = continuation if "</answer>" in continuation else continuation.split("\n", 1)[0] + "</answer>"
     try:
@@ -252,7 +252,7 @@ def contamination(policy: Any, problems: list[Problem], fractions: tuple[float, 
         result.em[f], result.rouge_l[f] = _interval(em, n_boot, seed), _interval(rl, n_boot, seed)
         result.per_problem[f"em_{f:g}"], result.per_problem[f"rougeL_{f:g}"] = em, rl
     if recall:
-        from .sampling.base import prompt_token_ids
+        from studykit.policy.sampling.base import prompt_token_ids
 
         rows = [prompt_token_ids(tok, recall_prompt(task, p, template, tok)) for p in problems]
         conts = greedy_continue(policy, rows, [recall_max_new_tokens] * len(rows), batch_size)

@@ -21,7 +21,7 @@ Choices and departures:
   - `nsr_reinforce` / `psr_reinforce` / `w_reinforce` (Zhu et al.'s own objectives, REINFORCE without a group
     baseline): -1 on every unrewarded sample / +1 on every rewarded sample / +lam rewarded and -1 unrewarded.
     "Rewarded" means reward > 0. An all-wrong group carries -1 everywhere, which is the signal Zhu et al. train
-    on, so `studykit.config` turns dynamic sampling off by default for this family.
+    on, so `studykit.config.schema` turns dynamic sampling off by default for this family.
 * `policy_loss` is verl's PPO surrogate with asymmetric clipping but without verl's dual-clip bound
   (clip_ratio_c) for negative advantages. `approx_kl` in the stats is k2 = mean 0.5*(logprob - old)^2; the
   optional reference-KL penalty uses the k3 estimator exp(ref - lp) - (ref - lp) - 1.

@@ -1,12 +1,12 @@
 """The pre-flight plan of a GPU run: expected peak GPU memory by part, what the GPU has, and whether it fits.
 
 `studykit plan PARAMS [--gpu-memory GiB]` prints it; `preflight(cfg)` runs the same check at the start of every
-CUDA run, before weights load (studykit.trainer, studykit.alignment), and refuses a run that cannot fit, naming the
+CUDA run, before weights load (studykit.engine.trainer, studykit.probes.alignment), and refuses a run that cannot fit, naming the
 settings to change. On a machine without CUDA it is skipped with a log line.
 
-Memory model (bytes; N = parameters, counted on the meta device by studykit.arch; b = activation bytes: 2 for bf16,
+Memory model (bytes; N = parameters, counted on the meta device by studykit.planning.arch; b = activation bytes: 2 for bf16,
 4 for fp32 and for QLoRA, whose residual stream is fp32 (`activation_dtype_bytes`)):
-* weights: full = 4N (fp32 master weights, studykit.models); lora = b x N; qlora = NF4 decoder linears at
+* weights: full = 4N (fp32 master weights, studykit.policy.models); lora = b x N; qlora = NF4 decoder linears at
   NF4_BYTES per weight (4 bits + double-quantised absmax) plus everything else at 4 bytes, since peft's
   `prepare_model_for_kbit_training` casts embeddings, lm_head and norms to fp32.
 * trainable state: params + grads + AdamW's two moments, fp32: 16 bytes per LoRA parameter; full: 12N beside the
@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .arch import Arch, ArchUnknown, load_arch, lora_params
+from studykit.planning.arch import Arch, ArchUnknown, load_arch, lora_params
 
 GiB = 2 ** 30
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
@@ -52,7 +52,7 @@ VLLM_ASLEEP = 0.5 * GiB
 """What a vLLM engine keeps on the GPU asleep at level 1 (its CUDA context; estimated)."""
 PROMPT_TOKENS = 256
 """Prompt length in tokens assumed only when the run's task pools cannot be read (a user's file missing):
-otherwise the plan uses the longest templated prompt (`studykit.prompt_lengths`); `--prompt-tokens` overrides."""
+otherwise the plan uses the longest templated prompt (`studykit.planning.prompt_lengths`); `--prompt-tokens` overrides."""
 SKIP_ENV = "STUDYKIT_SKIP_PLAN"
 """Set to 1 to start a CUDA run the pre-flight check would refuse (it is an estimate)."""
 
@@ -222,8 +222,8 @@ class Shape:
 
 
 def shape_of(cfg, arch: Arch, prompt_tokens: int = PROMPT_TOKENS) -> Shape:
-    """The Shape of a studykit.config.RunConfig (unset options take the code's defaults)."""
-    from .models import AUTO_CHECKPOINTING_PARAMS
+    """The Shape of a studykit.config.schema.RunConfig (unset options take the code's defaults)."""
+    from studykit.policy.models import AUTO_CHECKPOINTING_PARAMS
 
     t, m = cfg.train, cfg.model
     rows = t.prompts_per_step * t.group_size
@@ -317,7 +317,7 @@ def _layer_targets(arch: Arch, s: Shape) -> list:
     """Adapted linears of one decoder layer (their lora_A outputs are saved per token)."""
     if s.finetune == "full":
         return []
-    from .arch import lora_targets
+    from studykit.planning.arch import lora_targets
 
     return [t for t in lora_targets(arch, s.targets) if t[0].split(".")[:3] == arch.linears[0][0].split(".")[:3]]
 
@@ -395,7 +395,7 @@ def gpu_memory(gib: float | None = None) -> tuple[float | None, float | None, st
 def make_plan(cfg, gib: float | None = None, prompt_tokens: int | None = None, timing: str = "unmeasured") -> Plan:
     """The plan of a RunConfig on this machine's GPU, or on a `gib`-GiB one; prompts as long as the longest of the
     run's pools (`prompt_lengths.planned`) unless `prompt_tokens` is given."""
-    from .prompt_lengths import planned
+    from studykit.planning.prompt_lengths import planned
 
     arch = load_arch(cfg.model.name, dict(cfg.model.toy) or None)
     if prompt_tokens is None:

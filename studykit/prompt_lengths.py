@@ -46,7 +46,7 @@ def local_tokenizer(name: str) -> tuple[Any, str] | None:
     from pathlib import Path
 
     if name.startswith("toy:"):
-        from .toy.tokenizer import build_tokenizer
+        from studykit.toy.tokenizer import build_tokenizer
 
         return build_tokenizer(), "the toy tokenizer"
     try:
@@ -72,7 +72,7 @@ def _sample(texts: list[str]) -> tuple[list[int], list[int]]:
 
 def _pools(cfg) -> list[tuple[str, list, str]]:
     """(name, problems, template) of the training pool (when the run trains) and every eval set."""
-    from .tasks import get as get_task
+    from studykit.tasks import get as get_task
 
     task = get_task(cfg.data.task, **cfg.data.task_options)
     out = []
@@ -111,8 +111,8 @@ def measure(cfg) -> PromptLengths:
 
 
 def _measure(cfg) -> PromptLengths:
-    from .sampling.base import prompt_token_ids
-    from .tasks.templates import render
+    from studykit.policy.sampling.base import prompt_token_ids
+    from studykit.tasks.templates import render
 
     found = local_tokenizer(cfg.model.name)
     tok, how = found if found else (None, f"estimated at {CHARS_PER_TOKEN} characters per token, no local tokenizer")

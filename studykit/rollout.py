@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import grpo
-from .config import RunConfig
-from .tasks import Problem, share_diagnostics
-from .tasks.templates import render
+from studykit.engine import grpo
+from studykit.config.schema import RunConfig
+from studykit.tasks import Problem, share_diagnostics
+from studykit.tasks.templates import render
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The verdict table judges each claim on its primary eval set only. A contamination study evaluates every run on a
 contaminated and a clean set (the toy's `test` and `test_clean`), and the question is how the two differ, so this
-report reads the same runs (studykit.runs: FINISHED, current cells, newest per cell) and writes:
+report reads the same runs (studykit.analysis.runs: FINISHED, current cells, newest per cell) and writes:
 
 - `sets.json` / `sets.md`: per alignment run, pass@k at the largest k and the contamination probe (exact match and
   ROUGE-L per prefix fraction, answer recall, each with its bootstrap interval) on every set; per claim run and
@@ -24,10 +24,10 @@ from typing import Any
 
 import pandas as pd
 
-from .config import RunConfig
-from .analysis import load_runs
-from .runs import histories, pass_columns
-from .verdicts import CLAIM_RQS
+from studykit.config.schema import RunConfig
+from studykit.analysis.report import load_runs
+from studykit.analysis.runs import histories, pass_columns
+from studykit.analysis.verdicts import CLAIM_RQS
 
 _PROBE_RE = re.compile(r"^metrics\.contamination/(?P<set>[^/]+)/"
                        r"(?P<stat>em_[\d.]+|rougeL_[\d.]+|answer_acc_prefix\d+|answer_recall)$")
@@ -160,7 +160,7 @@ def register(sub) -> None:
 
 
 def _cmd(args) -> int:
-    from .study import expand, load_spec  # the face layer: only the command handler expands study files
+    from studykit.study.spec import expand, load_spec  # the face layer: only the command handler expands study files
 
     spec = load_spec(args.file)
     for path in write(spec.name, [c.config for c in expand(args.file)], args.uri, args.out):

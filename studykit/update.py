@@ -32,8 +32,8 @@ import warnings
 import numpy as np
 import torch
 
-from . import grpo
-from .rollout import pack
+from studykit.engine import grpo
+from studykit.engine.rollout import pack
 
 REF_COPY_MAX_PARAMS = 2_000_000_000
 """A full fine-tune's KL reference is a frozen copy of the initial model (same storage dtype, so the KL at step 0 is
@@ -93,7 +93,7 @@ def make_reference(policy, kl_coef: float) -> Reference | None:
         raise ValueError(
             f"algo.kl_coef > 0 with finetune 'full' needs a frozen copy of the initial model as the reference; this "
             f"one has {n_params / 1e9:.1f}B parameters, over the {REF_COPY_MAX_PARAMS / 1e9:.0f}B limit "
-            "(studykit.update.REF_COPY_MAX_PARAMS). Use model.finetune lora or qlora (the reference is the base with "
+            "(studykit.engine.update.REF_COPY_MAX_PARAMS). Use model.finetune lora or qlora (the reference is the base with "
             "the adapter disabled, no copy) or algo.kl_coef 0")
     frozen = copy.deepcopy(policy.model).eval()
     frozen.requires_grad_(False)
@@ -105,7 +105,7 @@ def check_trainable_precision(policy) -> None:
     low = sorted({str(p.dtype) for p in policy.trainable_parameters() if p.dtype != torch.float32})
     if low:
         raise ValueError(f"trainable parameters are {low}, not float32: their optimiser updates would be rounded away. "
-                         "Load the policy with studykit.models (fp32 adapters; fp32 master weights under bf16 autocast "
+                         "Load the policy with studykit.policy.models (fp32 adapters; fp32 master weights under bf16 autocast "
                          "for full fine-tuning)")
 
 

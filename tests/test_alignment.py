@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import mlflow
 
-from studykit.alignment import label_for, measure
-from studykit.config import validate
+from studykit.probes.alignment import label_for, measure
+from studykit.config.schema import validate
 
 
 def test_measure_logs_the_whole_curve_and_labels_it(tmp_path, toy_learner):

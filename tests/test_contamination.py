@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from studykit import verdicts
-from studykit.config import ConfigError, validate
-from studykit.contamination import (
+from studykit.analysis import verdicts
+from studykit.config.schema import ConfigError, validate
+from studykit.probes.contamination import (
     RougeTokens, contamination, exact_match, recall_correct, rouge_l, split_ids, statement_ids,
 )
 from studykit.tasks import toy as toy_task
@@ -158,7 +158,7 @@ RECALL_HEAD = toy_task.RECALL_HEAD.split()
 
 
 def _colour(model, problems):
-    from studykit.alignment import colour_for
+    from studykit.probes.alignment import colour_for
 
     res = contamination(SimpleNamespace(model=model, tokenizer=build_tokenizer()), problems, task=toy_task.ToyTask(),
                         n_boot=50)
@@ -244,7 +244,7 @@ def test_contamination_config_checks_and_hash_scope():
 
 
 def test_the_verdict_table_shows_each_cells_colour():
-    from studykit.runs import Counts
+    from studykit.analysis.runs import Counts
 
     def run(rid, rq, claim, model, alignment):
         return {"run_id": rid, "rq": rq, "claim": claim, "condition": claim, "model": model, "task": "toy",
@@ -268,7 +268,7 @@ def test_the_verdict_table_shows_each_cells_colour():
 
 
 def test_the_set_report_puts_both_sets_side_by_side(tmp_path):
-    from studykit import set_report
+    from studykit.analysis import set_report
 
     runs = pd.DataFrame([
         {"run_id": "a", "rq": "alignment", "claim": "alignment", "condition": "alignment", "model": "toy:c",

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from studykit import grpo, models
-from studykit.rollout import Rollouts, pack
+from studykit.engine import grpo
+from studykit.policy import models
+from studykit.engine.rollout import Rollouts, pack
 
 
 def _right_padded(rollouts: Rollouts, index: list[int], pad_id: int) -> dict[str, torch.Tensor]:

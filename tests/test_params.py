@@ -10,10 +10,10 @@ import nbformat
 import pytest
 import yaml
 
-from studykit import cli
-from studykit.config import ConfigError, RunConfig, load
-from studykit.study import expand, select
-from studykit.study_runner import run_one, run_study
+from studykit.cli import commands as cli
+from studykit.config.schema import ConfigError, RunConfig, load
+from studykit.study.spec import expand, select
+from studykit.study.runner import run_one, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = sorted((ROOT / "params").rglob("*.yaml"))
@@ -79,7 +79,7 @@ def test_toy_study_grid_and_order():
     # the one-shot cell is pinned to the ground-truth cell of its own model, task and seed (not an ablation's)
     pinned = by["one_shot-strong-toy-s1"].data.one_shot.source_config_hash
     assert pinned == by["ground_truth-strong-toy-s1"].config_hash() != by["mb4x4-ground_truth-strong-toy-s1"].config_hash()
-    from studykit.one_shot import baseline_config
+    from studykit.engine.one_shot import baseline_config
 
     assert baseline_config(by["one_shot-strong-toy-s1"]).data.one_shot.source_config_hash is None
     assert by["nsr-weak-skill-toy-s0"].algo.estimator == "nsr" and by["nsr-weak-skill-toy-s0"].rq == "rq3"
@@ -115,7 +115,7 @@ def test_bad_run_key_and_value_name_the_field(tmp_path):
 
 
 def test_dynamic_sampling_defaults_off_for_zhu_et_al_estimators():
-    from studykit.config import validate
+    from studykit.config.schema import validate
 
     for est in ("w_reinforce", "nsr_reinforce", "psr_reinforce"):
         assert validate({"algo": {"estimator": est}}).algo.dynamic_sampling is False
@@ -126,7 +126,7 @@ def test_dynamic_sampling_defaults_off_for_zhu_et_al_estimators():
 
 def test_kl_and_vllm_sleep_are_accepted_now_that_the_engine_does_them():
     # Regression (issue 10): kl_coef != 0 and enable_sleep_mode were refused because the engine ignored them.
-    from studykit.config import validate
+    from studykit.config.schema import validate
 
     assert validate({"algo": {"kl_coef": 0.05}}).algo.kl_coef == 0.05
     cfg = validate({"model": {"finetune": "lora"},
@@ -141,7 +141,7 @@ def test_kl_and_vllm_sleep_are_accepted_now_that_the_engine_does_them():
     ("train", {"micro_batch_size": 0}, r"train\.micro_batch_size"),
 ])
 def test_settings_that_cannot_work_are_refused(section, value, field):
-    from studykit.config import validate
+    from studykit.config.schema import validate
 
     with pytest.raises(ConfigError, match=field):
         validate({section: value})
@@ -155,7 +155,7 @@ PINNED_HASHES = {"params/toy/base.yaml": "59a394fa189b", "params/toy/rq1_random.
 
 
 def test_new_gpu_settings_leave_existing_config_hashes_alone(supplied_data):
-    from studykit.config import validate
+    from studykit.config.schema import validate
 
     assert RunConfig().config_hash() == "4b961a29bb5b"
     for path, want in PINNED_HASHES.items():
@@ -174,7 +174,7 @@ def test_new_gpu_settings_leave_existing_config_hashes_alone(supplied_data):
 def test_tis_is_on_by_default_for_vllm_with_qlora(supplied_data):
     # Regression (issue 20, item 4): vLLM samples from the bf16 base + adapter while a qlora trainer differentiates
     # through the NF4 base; nothing corrected the mismatch (tis_cap None, clipping sees the trainer only).
-    from studykit.config import TIS_CAP_QLORA_VLLM, validate
+    from studykit.config.schema import TIS_CAP_QLORA_VLLM, validate
 
     pairing = {"model": {"finetune": "qlora"}, "train": {"sampler": "vllm"}}
     assert validate(pairing).algo.tis_cap == TIS_CAP_QLORA_VLLM == 2.0

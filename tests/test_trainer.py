@@ -7,9 +7,9 @@ import math
 import mlflow
 import pytest
 
-from studykit import trainer
-from studykit.config import validate
-from studykit.tracking import owner_state
+from studykit.engine import trainer
+from studykit.config.schema import validate
+from studykit.tracking.experiment import owner_state
 
 
 def _cfg(tmp_path, knobs, **sections):
@@ -87,7 +87,7 @@ def test_resume_continues_the_same_run(tmp_path, toy_learner, monkeypatch):
 
 
 def test_a_kill_between_checkpoint_and_metric_write_loses_no_step(tmp_path, toy_learner, monkeypatch):
-    from studykit.metric_buffer import MetricBuffer
+    from studykit.engine.metric_buffer import MetricBuffer
 
     cfg = _cfg(tmp_path, toy_learner, train={"steps": 4, "checkpoint_every": 2})
     real_flush, calls = MetricBuffer.flush, []
@@ -152,7 +152,7 @@ def test_one_shot_without_its_own_full_run_fails_and_creates_nothing(tmp_path, t
     _full_run(tmp_path, toy_learner, seed=1)
     client = mlflow.MlflowClient()
     before = len(client.search_runs([mlflow.get_experiment_by_name("t").experiment_id]))
-    from studykit.one_shot import OneShotSourceMissing
+    from studykit.engine.one_shot import OneShotSourceMissing
 
     with pytest.raises(OneShotSourceMissing, match=r"seed \(0\).*config hash"):
         trainer.train(_one_shot_cfg(tmp_path, toy_learner), progress=False)
@@ -164,7 +164,7 @@ def test_resumed_one_shot_run_keeps_its_example(tmp_path, toy_learner, monkeypat
     cfg = _one_shot_cfg(tmp_path, toy_learner, checkpoint_every=1)
     real_step = _interrupt_training_at(monkeypatch, cfg, 2)
     monkeypatch.setattr(trainer, "_train_step", real_step)
-    from studykit import one_shot
+    from studykit.engine import one_shot
 
     def no_second_choice(*args, **kwargs):
         raise AssertionError("a resumed run must not choose its example again")
@@ -173,7 +173,7 @@ def test_resumed_one_shot_run_keeps_its_example(tmp_path, toy_learner, monkeypat
     result = trainer.train(cfg, progress=False)
     run = mlflow.MlflowClient().get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["resumed_from_step"] == "1"
-    from studykit import checkpoint
+    from studykit.engine import checkpoint
 
     kept = checkpoint.peek(checkpoint.folder(cfg.tracking.checkpoint_dir, cfg.config_hash()))["one_shot"]
     assert kept["example_id"] == run.data.tags["one_shot.example_id"] and kept["rule"] == "historical_variance"
@@ -214,7 +214,7 @@ def test_weight_decay_reaches_the_optimizer(tmp_path, toy_learner):
 @pytest.mark.parametrize("every,steps,saved", [(2, 3, [2, 3]), (0, 2, [2])])
 def test_checkpoints_every_n_steps_and_always_at_the_final_step(tmp_path, toy_learner, monkeypatch, every, steps,
                                                                  saved):
-    from studykit import checkpoint
+    from studykit.engine import checkpoint
 
     real_save, steps_saved = trainer._save, []
     monkeypatch.setattr(trainer, "_save", lambda run, ckpt: steps_saved.append(run.step) or real_save(run, ckpt))
@@ -299,8 +299,8 @@ def test_sampler_sleeps_for_every_update_and_wakes_before_sampling_resume_includ
 def test_a_sampler_far_from_the_trainer_warns_and_tags_the_run(tmp_path, toy_learner, monkeypatch):
     # Issue 20, item 4: the HF sampler's log-probs shifted by 1 nat (as a bf16 vLLM behind a 4-bit trainer might
     # drift): the step warns, logs train/logprob_gap_exceeded 1 and the run gets the logprob_gap_warning tag
-    from studykit import update
-    from studykit.sampling.hf import HFSampler
+    from studykit.engine import update
+    from studykit.policy.sampling.hf import HFSampler
 
     real = HFSampler.generate
 

@@ -1,4 +1,4 @@
-"""studykit.update on the tiny Llama: micro-batched gradient accumulation equals the whole mini-batch for every
+"""studykit.engine.update on the tiny Llama: micro-batched gradient accumulation equals the whole mini-batch for every
 aggregation, statistics combine token-weighted, the KL reference starts at KL 0, TIS weights reach the loss."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from studykit import models, update
-from studykit.config import validate
-from studykit.rollout import Rollouts
+from studykit.policy import models
+from studykit.engine import update
+from studykit.config.schema import validate
+from studykit.engine.rollout import Rollouts
 
 N_SEQ = 7
 
@@ -154,8 +155,8 @@ def _pre_issue_10_update(policy, optimizer, rolls, cfg, step):
     import numpy as np
     from test_grpo import _reference_token_logprobs
 
-    from studykit import grpo
-    from studykit.rollout import pack
+    from studykit.engine import grpo
+    from studykit.engine.rollout import pack
 
     model, t = policy.model, cfg.train.temperature
     order = np.random.default_rng(cfg.train.seed + step).permutation(len(rolls)).tolist()
@@ -193,7 +194,7 @@ def test_without_micro_batches_the_update_is_the_old_one_bit_for_bit(policy):
 
 
 def test_old_and_reference_logprobs_run_per_micro_batch_under_no_grad(policy, monkeypatch):
-    from studykit import grpo
+    from studykit.engine import grpo
 
     rolls = _rollouts(len(policy.tokenizer), seed=5, empty=False)
     cfg = _cfg(train={"mini_batches": 2, "micro_batch_size": 3}, algo={"old_logprobs": "recompute", "kl_coef": 0.1})

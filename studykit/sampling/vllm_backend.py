@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Group, check_generate_args, prompt_token_ids
-from .hf import _eos_ids
+from studykit.policy.sampling.base import Group, check_generate_args, prompt_token_ids
+from studykit.policy.sampling.hf import _eos_ids
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
