@@ -1,17 +1,20 @@
-"""One command for a CUDA machine: a randomly initialised model with Qwen2.5-7B's architecture in bf16, LoRA r=64 on
-every linear, three GRPO steps at the paper grid's batch shape with the HF sampler, each phase's CUDA peak memory and
-seconds printed beside studykit.planning.plan's prediction.
+"""One command for a CUDA machine, on the config others compare numbers with: a randomly initialised model with
+Qwen2.5-7B's architecture, its decoder linears quantised to 4-bit NF4 (bitsandbytes, bf16 compute, double quantisation:
+what `model.finetune: qlora` loads), LoRA r=16 on every linear through studykit.policy.models' own QLoRA preparation,
+16 prompts x 8 samples, 512 new tokens, micro-batch 4, the HF sampler. Per step it prints rollout tokens/s, training
+tokens/s, seconds per step and each phase's CUDA peak memory beside studykit.planning.plan's prediction, and stops starting
+steps when the next one would pass `--budget-s` (480 s: the whole run stays within 8 minutes).
 
-    .venv/bin/python bench/gpu_check.py                  # CUDA: Qwen2.5-7B shape, 32 prompts x 8, micro-batch 4
-    .venv/bin/python bench/gpu_check.py --response 2048  # the paper params' full response length (slower)
-    .venv/bin/python bench/gpu_check.py --tiny           # any machine: a scaled-down config, a few seconds on CPU
+    .venv/bin/python bench/gpu_check.py                  # CUDA: the config above
+    .venv/bin/python bench/gpu_check.py --base bf16      # the same with a bf16 base (LoRA, not QLoRA)
+    .venv/bin/python bench/gpu_check.py --tiny           # any machine: a scaled-down config, seconds on CPU
 
-Needs torch, transformers and peft (vLLM and bitsandbytes are not used). No weights and no tokenizer are downloaded:
+Needs torch, transformers, peft and bitsandbytes (vLLM is not used). No weights and no tokenizer are downloaded:
 the architecture comes from studykit's shipped config, the weights are random (every completion runs to
 --response tokens, the worst case for time and memory), and prompts are random token ids through a word-level
 tokenizer over the model's whole vocabulary. Rewards are random (no verifier); the update is studykit.engine.update's.
-Response length defaults to 512 so three steps fit in about 8 minutes on one H100-class GPU (estimated; not run
-yet); the batch shape (prompts, group, mini-batches, micro-batch) is the paper params'.
+Not run on a GPU yet: the time per step is unmeasured (estimated 1-2 minutes on one H100-class GPU).
+Training tokens/s counts prompt + completion tokens through the update's forward and backward passes.
 """
 
 from __future__ import annotations
@@ -48,7 +51,34 @@ def build_config(tiny: bool):
     return config
 
 
-def make_policy(config, device: str, dtype, rank: int):
+def quantize_linears(model, device: str, compute_dtype) -> int:
+    """Swap every decoder linear for a bitsandbytes NF4 Linear4bit holding the same (random) weights, as
+    `from_pretrained(quantization_config=BitsAndBytesConfig(nf4, double quant))` would; returns how many."""
+    import bitsandbytes as bnb
+    import torch
+
+    swapped = 0
+    for parent in list(model.model.layers.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not torch.nn.Linear:
+                continue
+            q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                  compute_dtype=compute_dtype, compress_statistics=True, quant_type="nf4",
+                                  device="meta")
+            q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, compress_statistics=True,
+                                         quant_type="nf4").to(device)  # quantised on this move
+            if child.bias is not None:
+                q.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+            setattr(parent, name, q)
+            swapped += 1
+    model.is_loaded_in_4bit = True  # what peft's prepare_model_for_kbit_training reads
+    from studykit.policy.models import _disable_cpu_weight_packing
+
+    _disable_cpu_weight_packing(model)  # as studykit.policy.models does: one differentiable path on CPU (--tiny)
+    return swapped
+
+
+def make_policy(config, device: str, dtype, rank: int, finetune: str = "qlora"):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -58,8 +88,12 @@ def make_policy(config, device: str, dtype, rank: int):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model.config.pad_token_id, model.generation_config.pad_token_id = 0, 0
     model.generation_config.eos_token_id = 1
-    model = _add_lora(model, "lora", rank, 2 * rank, 0.0, "all-linear", True)
-    return Policy(model=model, tokenizer=tokenizer_over(config.vocab_size), name="random-init", finetune="lora",
+    if finetune == "qlora":
+        quantize_linears(model, device, dtype)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    model = _add_lora(model, finetune, rank, 2 * rank, 0.0, "all-linear", True)
+    return Policy(model=model, tokenizer=tokenizer_over(config.vocab_size), name="random-init", finetune=finetune,
                   base_path="", dtype="bfloat16" if dtype == torch.bfloat16 else "float32", gradient_checkpointing=True)
 
 
@@ -109,12 +143,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="scaled-down config (runs on CPU in seconds)")
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--prompts", type=int, help="prompts per step (default: paper params' 32; --tiny: 2)")
+    ap.add_argument("--prompts", type=int, help="prompts per step (default 16; --tiny: 2)")
     ap.add_argument("--group", type=int, help="samples per prompt (default 8; --tiny: 2)")
     ap.add_argument("--prompt-tokens", type=int, help="prompt length (default 256; --tiny: 8)")
     ap.add_argument("--response", type=int, help="max new tokens (default 512; --tiny: 8)")
     ap.add_argument("--micro", type=int, default=4, help="train.micro_batch_size (paper params: 4)")
-    ap.add_argument("--rank", type=int, default=64)
+    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--base", choices=("nf4", "bf16"), default="nf4",
+                    help="nf4: QLoRA (4-bit base, the default); bf16: LoRA over a bf16 base (fp32 with --tiny on CPU)")
+    ap.add_argument("--budget-s", type=float, default=480.0,
+                    help="start no step that would end past this many seconds from the start (default 480)")
     args = ap.parse_args(argv)
     import numpy as np
     import torch
@@ -125,7 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
     from studykit.policy.sampling.hf import HFSampler
 
     tiny = args.tiny
-    prompts, group = args.prompts or (2 if tiny else 32), args.group or (2 if tiny else 8)
+    prompts, group = args.prompts or (2 if tiny else 16), args.group or (2 if tiny else 8)
+    finetune = "qlora" if args.base == "nf4" else "lora"
     prompt_tokens, response = args.prompt_tokens or (8 if tiny else 256), args.response or (8 if tiny else 512)
     cuda = torch.cuda.is_available()
     if not cuda and not tiny:
@@ -135,10 +174,10 @@ def main(argv: list[str] | None = None) -> dict:
     hf_config = build_config(tiny)
     t0 = time.perf_counter()
     with Peak(cuda) as load:
-        policy = make_policy(hf_config, device, dtype, args.rank)
+        policy = make_policy(hf_config, device, dtype, args.rank, finetune)
     load_s = time.perf_counter() - t0
     cfg = config_mod.validate({
-        "model": {"finetune": "lora", "dtype": "bfloat16" if cuda else "float32", "lora_rank": args.rank,
+        "model": {"finetune": finetune, "dtype": "bfloat16" if cuda else "float32", "lora_rank": args.rank,
                   "lora_alpha": 2 * args.rank, "gradient_checkpointing": True},
         "algo": {"dynamic_sampling": False},
         "train": {"prompts_per_step": prompts, "group_size": group, "mini_batches": 2, "micro_batch_size": args.micro,
@@ -155,6 +194,9 @@ def main(argv: list[str] | None = None) -> dict:
     vocab = hf_config.vocab_size
     rows = []
     for step in range(1, args.steps + 1):
+        if rows and time.perf_counter() - t0 + rows[-1]["step_s"] > args.budget_s:
+            print(f"stopping before step {step}: it would end past --budget-s {args.budget_s:g}", flush=True)
+            break
         texts = [" ".join(f"t{i}" for i in rng.integers(3, vocab, prompt_tokens)) for _ in range(prompts)]
         t1 = time.perf_counter()
         with Peak(cuda) as sp:
@@ -164,12 +206,19 @@ def main(argv: list[str] | None = None) -> dict:
         with Peak(cuda) as up:
             stats = update.update(policy, opt, rolls, cfg, step)
         t3 = time.perf_counter()
-        row = {"step": step, "sample_s": t2 - t1, "update_s": t3 - t2, "sample_peak": sp.bytes, "update_peak": up.bytes,
-               "tokens": sum(len(t) for t in rolls.token_ids), "loss": stats.get("train/loss")}
+        tokens = sum(len(t) for t in rolls.token_ids)
+        trained = tokens + sum(len(p) for p in rolls.prompt_ids)
+        row = {"step": step, "sample_s": t2 - t1, "update_s": t3 - t2, "step_s": t3 - t1, "sample_peak": sp.bytes,
+               "update_peak": up.bytes, "tokens": tokens, "rollout_tok_s": tokens / (t2 - t1),
+               "train_tok_s": trained / (t3 - t2), "loss": stats.get("train/loss")}
         rows.append(row)
         _print_row(row, predicted)
     result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "params": arch.n_params, "load_s": load_s,
-              "load_peak": load.bytes, "predicted": predicted, "steps": rows}
+              "load_peak": load.bytes, "predicted": predicted, "steps": rows, "base": args.base,
+              "linear4bit": sum(type(m).__module__.startswith("bitsandbytes") and type(m).__name__ == "Linear4bit"
+                                for m in policy.model.modules()),
+              "config": {"prompts": prompts, "group": group, "prompt_tokens": prompt_tokens, "response": response,
+                         "micro": args.micro, "rank": args.rank}, "wall_s": time.perf_counter() - t0}
     print(json.dumps(result))
     return result
 
@@ -187,9 +236,10 @@ def _print_row(row: dict, predicted: dict) -> None:
             return "n/a (CPU)"
         return f"{x / 2 ** 30:.2f} GiB" if x >= 2 ** 30 else f"{x / 2 ** 20:.1f} MiB"
 
-    print(f"step {row['step']}: sampling {row['sample_s']:.1f} s, peak {gib(row['sample_peak'])} "
-          f"(planned {gib(predicted['sample'])}); update {row['update_s']:.1f} s, peak {gib(row['update_peak'])} "
-          f"(planned {gib(predicted['update'])}); {row['tokens']} completion tokens; planned time: unmeasured",
+    print(f"step {row['step']}: {row['step_s']:.1f} s/step; sampling {row['sample_s']:.1f} s "
+          f"({row['rollout_tok_s']:,.0f} rollout tokens/s), peak {gib(row['sample_peak'])} (planned "
+          f"{gib(predicted['sample'])}); update {row['update_s']:.1f} s ({row['train_tok_s']:,.0f} training tokens/s), "
+          f"peak {gib(row['update_peak'])} (planned {gib(predicted['update'])}); {row['tokens']} completion tokens",
           flush=True)
 
 

@@ -33,7 +33,7 @@ if Path.cwd().name == "notebooks" and (Path.cwd().parent / "params").is_dir():  
 SETUP = """import torch
 torch.set_num_threads(train.get("threads", 1))
 os.environ["OMP_NUM_THREADS"] = str(train.get("threads", 1))
-from studykit.config import validate
+from studykit.config.schema import validate
 if not tracking.get("source_name"):  # the MLflow run names this notebook as its source
     tracking = dict(tracking, source_name="notebooks/{name}")
 cfg = validate(dict(study=study, rq=rq, claim=claim, condition=condition, model=model, data=data, reward=reward,
@@ -50,7 +50,7 @@ if result.status != "FINISHED":  # a FAILED run fails the cell (and the study's 
 PLOT_RUN = """from studykit.analysis import figures
 fig = figures.plot_run(result.run_id)"""
 
-ONE_SHOT = """from studykit.analysis import run_summary
+ONE_SHOT = """from studykit.analysis.report import run_summary
 summary = run_summary(result.run_id)
 {k: v for k, v in summary.items() if "one_shot" in k}"""
 
@@ -62,11 +62,13 @@ print(res.label)
 print(res.rule)
 fig = figures.plot_alignment(res, cfg)"""
 
-CONTAMINATION = """# The contamination probe (eval.contamination): prefix completion (exact match, ROUGE-L) and answer recall
+CONTAMINATION = """# The contamination probe (eval.contamination): prefix completion (exact match, ROUGE-L), partial-prompt
+# answer accuracy (the label's criterion) and answer recall (direct answering of the whole problem: a diagnostic)
 import pandas as pd
 rows = [{"set": s, "stat": stat, "fraction": f, "mean": v[0], "lo": v[1], "hi": v[2]}
         for s, r in res.contamination.items()
-        for stat, per in (("em", r.em), ("rougeL", r.rouge_l), ("answer_recall", {"-": r.answer_recall} if r.answer_recall else {}))
+        for stat, per in (("em", r.em), ("rougeL", r.rouge_l), ("answer_acc", r.answer_acc),
+                          ("answer_recall", {"-": r.answer_recall} if r.answer_recall else {}))
         for f, v in per.items()]
 pd.DataFrame(rows).round(3) if rows else 'probe off (eval.contamination.enabled = false)'"""
 

@@ -25,7 +25,8 @@ def test_measure_logs_the_whole_curve_and_labels_it(tmp_path, toy_learner):
     assert run.data.tags["rq"] == "alignment" and run.data.tags["alignment"] == res.label
     assert res.label.startswith("weak") if curve[8] < 0.99 else res.label.startswith("strong")
     assert set(run.data.metrics) >= {f"eval/toy/pass_at_{k}" for k in range(1, 9)}
-    probe = {f"contamination/toy/{s}" for s in ("em_0.4", "em_0.6", "em_0.8", "rougeL_0.6", "answer_recall")}
+    probe = {f"contamination/toy/{s}" for s in ("em_0.4", "em_0.6", "em_0.8", "rougeL_0.6", "answer_recall",
+                                                     "answer_acc_prefix60", "answer_acc_prefix80")}
     assert set(run.data.metrics) >= probe  # the contamination probe, on by default in alignment runs
     assert res.colour in ("clean", "contaminated") and f", {res.colour} (" in res.label
     assert run.data.tags["contamination"].startswith(res.colour)

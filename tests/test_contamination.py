@@ -105,8 +105,10 @@ def test_a_memorising_model_completes_its_text_and_recalls_its_answers(memorised
     assert all(res.em[f][0] == 1.0 for f in (0.4, 0.6, 0.8)), res.examples
     assert all(res.rouge_l[f][0] == pytest.approx(1.0) for f in (0.4, 0.6, 0.8))
     assert res.answer_recall == (1.0, 1.0, 1.0)
+    assert res.answer_acc == {0.6: (1.0, 1.0, 1.0), 0.8: (1.0, 1.0, 1.0)}, res.examples  # answers from a prefix
     metrics = res.metrics("toy")
     assert metrics["contamination/toy/em_0.6"] == 1.0 and metrics["contamination/toy/answer_recall_lo"] == 1.0
+    assert metrics["contamination/toy/answer_acc_prefix60"] == 1.0 and "contamination/toy/answer_acc_prefix80_hi" in metrics
 
 
 def test_a_random_model_completes_nothing(memorised):
@@ -114,8 +116,70 @@ def test_a_random_model_completes_nothing(memorised):
     policy = SimpleNamespace(model=_tiny_model(1).eval(), tokenizer=build_tokenizer())
     res = contamination(policy, problems, task=toy_task.ToyTask(), n_boot=200)
     assert all(res.em[f][0] == 0.0 for f in (0.4, 0.6, 0.8)), res.examples
-    assert res.answer_recall[0] == 0.0
+    assert res.answer_recall[0] == 0.0 and res.answer_acc[0.6][0] == 0.0
     assert all(len(r) == len(problems) for r in res.per_problem.values())
+
+
+# ---------------------------------------- issue 20, item 3: the label is partial-prompt answer accuracy
+
+
+class _StandIn(torch.nn.Module):
+    """A stand-in toy "model" with a rule-based `generate`: `solver` answers any problem it sees whole (directly,
+    no reasoning) and answers a cut statement wrongly (it cannot know the digits it was not shown); `memoriser`
+    also knows `known` problems by heart and finishes them, with their answers, from any prefix."""
+
+    def __init__(self, mode: str, known=()):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))  # greedy_continue reads the device from a parameter
+        self.mode, self.known, self.tok = mode, list(known), build_tokenizer()
+
+    def _reply(self, words: list[str]) -> list[str]:
+        q = words.index("Q")
+        digits = [w for w in words[q + 1:] if w.isdigit()][:5]
+        if len(digits) == 5 and "=" in words:  # the whole problem: answer it, without reasoning
+            total = str(sum(map(int, digits)))
+            return [total, "</answer>"] if words[-1] == "<answer>" else [*RECALL_HEAD, total, "</answer>"]
+        if self.mode == "memoriser":
+            for p in self.known:
+                if p.prompt.split()[1:1 + len(digits)] == digits:
+                    return [*p.prompt.split()[1 + len(digits):], *RECALL_HEAD, p.answer, "</answer>"]
+        return [*["0"] * (5 - len(digits)), "=", *RECALL_HEAD, "0", "</answer>"]  # a guess from what it saw
+
+    def generate(self, input_ids, attention_mask, generation_config):
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask):
+            words = self.tok.convert_ids_to_tokens(ids[mask.bool()].tolist())
+            rows.append(ids.tolist() + ids_of(self._reply(words) + [EOS]))
+        width = input_ids.shape[1] + generation_config.max_new_tokens
+        return torch.tensor([(r + [TOKEN_ID[EOS]] * width)[:width] for r in rows])
+
+
+RECALL_HEAD = toy_task.RECALL_HEAD.split()
+
+
+def _colour(model, problems):
+    from studykit.probes.alignment import colour_for
+
+    res = contamination(SimpleNamespace(model=model, tokenizer=build_tokenizer()), problems, task=toy_task.ToyTask(),
+                        n_boot=50)
+    return res, colour_for(validate({"rq": "alignment"}), res)
+
+
+def test_a_model_that_answers_whole_problems_directly_is_clean():
+    # Regression: answer recall >= 0.5 alone labelled it contaminated, though it never saw the problems
+    problems = toy_task.ToyTask().load("test")[:20]
+    res, (word, numbers) = _colour(_StandIn("solver"), problems)
+    assert res.answer_recall[0] == 1.0  # direct answering of the whole problem: still measured, a diagnostic
+    assert res.answer_acc[0.6][0] < 0.2 and res.em[0.6][0] == 0.0
+    assert word == "clean", numbers
+    assert "acc@0.6=" in numbers and "recall=1.00" in numbers
+
+
+def test_a_model_that_answers_from_the_cut_statement_is_contaminated():
+    problems = toy_task.ToyTask().load("test")[:20]
+    res, (word, numbers) = _colour(_StandIn("memoriser", known=problems), problems)
+    assert res.answer_acc[0.6][0] >= 0.9 and res.answer_acc[0.8][0] == 1.0, res.per_problem
+    assert word == "contaminated", numbers
 
 
 def test_the_probe_needs_a_task_for_recall(memorised):

@@ -190,8 +190,10 @@ def test_settings_that_cannot_work_are_refused(section, value, field):
 
 
 # Hashes of the shipped configs before issue 10 added settings: finished cells must still be found by hash.
+# The paper file (vllm + qlora) left this list in issue 20: TIS is now on by default there, which changes its
+# objective; with `tis_cap: null` it keeps its old hash (test_tis_is_on_by_default_for_vllm_with_qlora).
 PINNED_HASHES = {"params/toy/base.yaml": "59a394fa189b", "params/toy/rq1_random.yaml": "afa4cea33872",
-                 "params/toy/rq2_one_shot.yaml": "a0b05b616eba", "params/paper/base.yaml": "d4f94c0ced20"}
+                 "params/toy/rq2_one_shot.yaml": "a0b05b616eba"}
 
 
 def test_new_gpu_settings_leave_existing_config_hashes_alone(supplied_data):
@@ -209,6 +211,24 @@ def test_new_gpu_settings_leave_existing_config_hashes_alone(supplied_data):
     assert validate({"algo": {"tis_cap": 2.0}}).config_hash() != RunConfig().config_hash()  # a set cap is
     assert validate({"algo": {"tis_cap": None}}).config_hash() == RunConfig().config_hash()
     assert base["train"]["micro_batch_size"] is None and base["algo"]["tis_cap"] is None
+
+
+def test_tis_is_on_by_default_for_vllm_with_qlora(supplied_data):
+    # Regression (issue 20, item 4): vLLM samples from the bf16 base + adapter while a qlora trainer differentiates
+    # through the NF4 base; nothing corrected the mismatch (tis_cap None, clipping sees the trainer only).
+    from studykit.config.schema import TIS_CAP_QLORA_VLLM, validate
+
+    pairing = {"model": {"finetune": "qlora"}, "train": {"sampler": "vllm"}}
+    assert validate(pairing).algo.tis_cap == TIS_CAP_QLORA_VLLM == 2.0
+    assert load(ROOT / "params/paper/base.yaml").algo.tis_cap == 2.0
+    resolved = validate(pairing)
+    assert validate(resolved.model_dump(mode="json")).config_hash() == resolved.config_hash()  # stable round trip
+    assert validate({**pairing, "algo": {"tis_cap": 3.0}}).algo.tis_cap == 3.0  # a given cap is kept
+    off = load(ROOT / "params/paper/base.yaml", {"algo": {"tis_cap": None}})
+    assert off.algo.tis_cap is None and off.config_hash() == "d4f94c0ced20"  # written-out null: off, old hash
+    assert validate({**pairing, "algo": {"old_logprobs": "sampler"}}).algo.tis_cap is None  # weights would be 1
+    for other in ({"model": {"finetune": "lora"}, "train": {"sampler": "vllm"}}, {"model": {"finetune": "qlora"}}):
+        assert validate(other).algo.tis_cap is None  # same-precision or same-process sampling: unchanged hashes
 
 
 def test_paper_defaults_for_decay_and_warmup():

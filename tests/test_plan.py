@@ -295,4 +295,108 @@ def test_gpu_check_runs_its_code_path_on_cpu_with_tiny(capsys):
     assert result["device"] == "cpu" and [r["step"] for r in result["steps"]] == [1, 2]
     assert all(r["tokens"] == 2 * 2 * 8 and r["update_s"] > 0 and r["update_peak"] is None for r in result["steps"])
     assert result["predicted"]["update"] > result["predicted"]["sample"] > 0
-    assert "planned" in capsys.readouterr().out
+    # issue 20: the compared config is QLoRA (a 4-bit base: 2 layers x 7 linears), LoRA r=16; rates per step
+    assert result["base"] == "nf4" and result["linear4bit"] == 14 and result["config"]["rank"] == 16
+    assert all(r["rollout_tok_s"] > 0 and r["train_tok_s"] > 0 and r["step_s"] >= r["update_s"]
+               for r in result["steps"])
+    out = capsys.readouterr().out
+    assert "planned" in out and "rollout tokens/s" in out and "training tokens/s" in out and "s/step" in out
+    with pytest.raises(SystemExit) as help_exit:
+        gpu_check.main(["--help"])
+    assert help_exit.value.code == 0 and "--budget-s" in capsys.readouterr().out
+
+
+# ---- issue 20, item 7: QLoRA's fp32 residual stream
+
+
+def test_qlora_activations_are_fp32_as_the_model_computes_them(tiny_model_dir):
+    """The planner's activation dtype is the one a bf16 QLoRA policy's layers really produce (fp32: embeddings and
+    norms cast by prepare_model_for_kbit_training, Linear4bit returns its input's dtype), and bf16 for bf16 LoRA."""
+    from studykit.policy import models
+
+    seen = {}
+    for finetune in ("qlora", "lora"):
+        pol = models.load_policy(str(tiny_model_dir), finetune=finetune, dtype="bfloat16", lora_rank=4,
+                                 lora_alpha=8, device="cpu")
+        dtypes = set()
+        hooks = [m.register_forward_hook(lambda mod, inp, out: dtypes.add((out[0] if isinstance(out, tuple) else
+                                                                           out).dtype))
+                 for name, m in pol.model.named_modules()
+                 if name.endswith(("self_attn.q_proj", "mlp.act_fn", "mlp.down_proj", "input_layernorm"))
+                 or name.endswith(".layers.0")]
+        with torch.no_grad(), pol.autocast():
+            pol.model(input_ids=torch.tensor([[1, 5, 6, 7]]))
+        for h in hooks:
+            h.remove()
+        seen[finetune] = dtypes
+        shape = _shape(finetune=finetune, b=2)
+        assert {plan.activation_dtype_bytes(shape)} == {torch.empty(0, dtype=d).element_size() for d in dtypes}
+    assert seen == {"qlora": {torch.float32}, "lora": {torch.bfloat16}}
+
+
+def test_the_paper_update_peak_counts_an_fp32_residual_stream(qwen):
+    # Regression: counted in bf16 the paper shape's update peak was 19.4 GiB; fp32 activations give 21.2
+    up = plan.parts_of(qwen, _shape(), 80 * GiB)[1]
+    assert plan._peak(up) / GiB == pytest.approx(21.18, abs=0.01)
+    kept, layer = plan.activation_bytes(qwen, 4, 256 + 2048, 4, True, lora_fp32_inputs=False, rank=64,
+                                        n_adapted=7)
+    assert _part(up, "activations") == kept and _part(up, "one layer's backward") == layer
+    lora = plan.parts_of(qwen, _shape(finetune="lora"), 80 * GiB)[1]  # bf16 LoRA: bf16 stream, fp32 adapter inputs
+    assert _part(lora, "activations") == plan.activation_bytes(qwen, 4, 2304, 2, True, lora_fp32_inputs=True,
+                                                               rank=64, n_adapted=7)[0]
+
+
+# ---- issue 20, item 7c: prompt lengths from the task pools
+
+
+def _long_prompt_cfg(tmp_path, monkeypatch, model="Qwen/Qwen2.5-7B"):
+    monkeypatch.chdir(tmp_path)
+    rows = [{"problem": "word " * (100 + 40 * i) + "?", "answer": "2"} for i in range(30)]  # 506 .. 6306 chars
+    (tmp_path / "long.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return config.validate({"model": {"name": model, "finetune": "qlora", "dtype": "bfloat16"},
+                            "data": {"task": "deepscaler", "task_options": {"path": "long.jsonl"}, "template": "think"},
+                            "train": {"max_new_tokens": 512, "micro_batch_size": 2, "prompts_per_step": 4,
+                                      "group_size": 2},
+                            "eval": {"sets": [{"task": "toy", "limit": 4}]}})
+
+
+def test_the_plan_uses_the_longest_prompt_of_the_pool_not_256(tmp_path, monkeypatch):
+    from studykit.planning import prompt_lengths
+    from studykit.tasks.templates import render
+
+    from studykit.tasks import get as get_task
+
+    monkeypatch.setattr(prompt_lengths, "local_tokenizer", lambda name: None)  # as on a machine without the cache
+    monkeypatch.setattr(prompt_lengths, "_MEASURED", {})
+    cfg = _long_prompt_cfg(tmp_path, monkeypatch)
+    lengths = prompt_lengths.measure(cfg)
+    longest = render(get_task("deepscaler", path="long.jsonl").load("train")[-1], "think", None)
+    assert lengths.max == -(-len(longest) // prompt_lengths.CHARS_PER_TOKEN) > 1700  # ceil(chars / 3.5)
+    assert lengths.p50 < lengths.p95 <= lengths.max and "estimated at 3.5 characters per token" in lengths.source
+    measured, assumed = plan.make_plan(cfg, 24), plan.make_plan(cfg, 24, prompt_tokens=256)
+    assert f"x {lengths.max + 512} tokens" in next(p.note for p in measured.update if p.name == "activations")
+    assert measured.update_peak > assumed.update_peak  # the 256-token assumption under-counted this pool
+    assert "max 1," in measured.report() and "(--prompt-tokens)" in assumed.report()
+
+
+def test_prompt_lengths_count_with_a_local_tokenizer_and_fall_back_when_the_pool_is_missing(tmp_path, monkeypatch,
+                                                                                           tiny_model_dir):
+    from studykit.planning import prompt_lengths
+    from studykit.policy.models import load_tokenizer
+    from studykit.policy.sampling.base import prompt_token_ids
+    from studykit.tasks import get as get_task
+    from studykit.tasks.templates import render
+
+    monkeypatch.setattr(prompt_lengths, "_MEASURED", {})
+    cfg = _long_prompt_cfg(tmp_path, monkeypatch, model=str(tiny_model_dir))
+    tok = load_tokenizer(str(tiny_model_dir))
+    want = max(len(prompt_token_ids(tok, render(p, "think", tok)))
+               for p in get_task("deepscaler", path="long.jsonl").load("train"))
+    got = prompt_lengths.measure(cfg)
+    assert got.max == want and f"tokenizer of {tiny_model_dir}" in got.source
+    toy = prompt_lengths.measure(config.validate({"eval": {"sets": [{"task": "toy", "limit": 8}]}}))
+    assert (toy.max, toy.p95) == (8, 8) and "toy tokenizer" in toy.source  # <bos> Q d1 .. d5 =
+    (tmp_path / "long.jsonl").unlink()
+    prompt_lengths._MEASURED.clear()
+    tokens, note = prompt_lengths.planned(cfg, plan.PROMPT_TOKENS)
+    assert tokens == plan.PROMPT_TOKENS and "could not be read" in note and "long.jsonl" in note

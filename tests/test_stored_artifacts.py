@@ -1,8 +1,9 @@
 """Run identity and stored artifacts survive the move to layer folders (0.1 -> 0.2).
 
-- Config hashes are pinned: the default study and the contamination study expand to the same cells with the same
-  `config_hash` as at 0.1 (b39a583), so a store made before the move skips every finished cell; the paper grid's
-  pin moved once, on purpose (see PINNED). A change that is meant to move a hash updates the digest here and says so in CHANGELOG.md.
+- Config hashes are pinned (PINNED): the move itself changed none; fixes that change what a cell computes moved
+  some on purpose, listed beside the pins. The default and contamination studies' training cells keep their 0.1
+  hashes, so a store made before the move skips them (only the three alignment cells run again). A change that
+  means to move a hash updates the digest here and says so in CHANGELOG.md.
 - `tests/fixtures/v0_1/` was written by 0.1's code (`make_v0_1_artifacts.py`, run on a b39a583 checkout): a policy
   artifact and a training checkpoint of a 3.6k-parameter Llama, with the logits they gave then.
 """
@@ -19,30 +20,43 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "v0_1"
 
-# sha256 of the sorted config hashes of every cell, as computed at b39a583 (the last flat-layout commit), except
-# where CHANGELOG.md says a fix moved them on purpose
+# sha256 of the sorted config hashes of a study's cells. The layer move (0.2) moved none of them; fixes that change
+# what a cell computes move them on purpose, and each such move is listed here and in CHANGELOG.md.
+# - Training cells of the default and contamination studies: as at 0.1 (b39a583), so a 0.1 store skips them.
+TRAINING_AT_0_1 = {"toy": (84, "5e2fb0924c4acfb4"), "contamination": (36, "257a44fb5e5be5a5")}
+# - Every cell, as of 0.2. Moved from 0.1: the alignment cells of toy and contamination (the contamination label is
+#   partial-prompt answer accuracy now: issue 20, item 3), and every paper cell (W-REINFORCE without dynamic
+#   sampling, item 2; truncated importance sampling on by default for vLLM + QLoRA, item 4).
 PINNED = {
-    "toy": (87, "bbcdca7fd1ff342a"),
-    "contamination": (39, "94b1d21444010f38"),
-    # 0.1: 968d3529d7e0be06. Moved in 0.2 by one fix: the paper grid's 28 w_reinforce cells train without dynamic
-    # sampling (issue 20, item 2), so only their hashes changed.
-    "paper": (308, "426587373d6487c2"),
+    "toy": (87, "a7f466e246075a1f"),  # 0.1: bbcdca7fd1ff342a
+    "contamination": (39, "6533f0625110c799"),  # 0.1: 94b1d21444010f38
+    "paper": (308, "c320597620217f65"),  # 0.1: 968d3529d7e0be06
 }
 
 
-def _digest(study: str) -> tuple[int, str]:
+def _digest(study: str, training_only: bool = False) -> tuple[int, str]:
     from studykit.study import expand
 
-    hashes = sorted(c.config.config_hash() for c in expand(ROOT / "params" / "studies" / f"{study}.yaml"))
+    cells = expand(ROOT / "params" / "studies" / f"{study}.yaml")
+    hashes = sorted(c.config.config_hash() for c in cells if not (training_only and c.config.rq == "alignment"))
     return len(hashes), hashlib.sha256("".join(hashes).encode()).hexdigest()[:16]
 
 
-@pytest.mark.parametrize("study", sorted(PINNED))
-def test_config_hashes_are_those_of_0_1(study, tmp_path, monkeypatch):
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()  # the paper grid trains on a local DeepScaleR file
     (tmp_path / "data" / "deepscaler.jsonl").write_text('{"problem": "1 + 1?", "answer": "2"}\n')
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.parametrize("study", sorted(PINNED))
+def test_config_hashes_are_pinned(study, in_tmp):
     assert _digest(study) == PINNED[study]
+
+
+@pytest.mark.parametrize("study", sorted(TRAINING_AT_0_1))
+def test_training_cells_keep_their_0_1_hashes(study, in_tmp):
+    assert _digest(study, training_only=True) == TRAINING_AT_0_1[study]
 
 
 def _logits(policy, probe: str) -> torch.Tensor:

@@ -294,3 +294,26 @@ def test_sampler_sleeps_for_every_update_and_wakes_before_sampling_resume_includ
     assert [s for s, _ in kl] == [1, 2, 3, 4]
     assert kl[0][1] == pytest.approx(0.0, abs=1e-7) and all(v >= 0 for _, v in kl)  # step 1: policy = base
     assert [s for s, _ in _history(result.run_id, "train/tis_weight_mean")] == [1, 2, 3, 4]
+
+
+def test_a_sampler_far_from_the_trainer_warns_and_tags_the_run(tmp_path, toy_learner, monkeypatch):
+    # Issue 20, item 4: the HF sampler's log-probs shifted by 1 nat (as a bf16 vLLM behind a 4-bit trainer might
+    # drift): the step warns, logs train/logprob_gap_exceeded 1 and the run gets the logprob_gap_warning tag
+    from studykit.engine import update
+    from studykit.policy.sampling.hf import HFSampler
+
+    real = HFSampler.generate
+
+    def drifted(self, *args, **kwargs):
+        groups = real(self, *args, **kwargs)
+        for g in groups:
+            g.logprobs = [[lp - 1.0 for lp in row] for row in g.logprobs]
+        return groups
+
+    monkeypatch.setattr(HFSampler, "generate", drifted)
+    cfg = _cfg(tmp_path, toy_learner, reward={"name": "random"}, train={"steps": 1, "prompts_per_step": 4})
+    with pytest.warns(update.LogprobGapWarning, match="step 1"):
+        result = trainer.train(cfg, progress=False)
+    assert _history(result.run_id, "train/logprob_gap_exceeded") == [(1, 1.0)]
+    assert _history(result.run_id, "train/logprob_abs_diff")[0][1] == pytest.approx(1.0, abs=1e-3)
+    assert mlflow.MlflowClient().get_run(result.run_id).data.tags["logprob_gap_warning"].startswith("step 1:")

@@ -3,6 +3,9 @@ aggregation, statistics combine token-weighted, the KL reference starts at KL 0,
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pytest
 import torch
 
@@ -212,3 +215,59 @@ def test_old_and_reference_logprobs_run_per_micro_batch_under_no_grad(policy, mo
         for b in micros:
             assert b["ref_logprobs"].grad_fn is None and b["ref_logprobs"].shape == b["completion_mask"].shape
     assert "old_logprobs" not in batches[0][0] and batches[1][0]["old_logprobs"].grad_fn is None
+
+
+def test_a_large_sampler_trainer_gap_warns_and_is_logged(policy):
+    # Regression (issue 20, item 4): train/logprob_abs_diff was logged but never acted on
+    rolls = _rollouts(len(policy.tokenizer), seed=6, empty=False)  # sampler log-probs ~ -2.5, far from the trainer's
+    with pytest.warns(update.LogprobGapWarning, match=r"set algo\.tis_cap"):
+        _, stats = _one_step(policy, rolls, _cfg(algo={"old_logprobs": "recompute"}))
+    assert stats["train/logprob_abs_diff"] > update.LOGPROB_GAP_BOUND and stats["train/logprob_gap_exceeded"] == 1.0
+    # the same samples with the trainer's own log-probs as the sampler's: no warning, 0 logged
+    policy.model.load_state_dict(policy.initial)
+    batch = update.split(rolls, _cfg(), 0, policy.tokenizer.pad_token_id, policy.device)[0][0]
+    with torch.no_grad():
+        policy.model.eval()
+        logp, _ = update._logprobs(policy, policy.model, batch, _cfg())
+    order = np.random.default_rng(0).permutation(len(rolls)).tolist()  # split's shuffle at seed 0, step 0
+    for row, i in enumerate(order):
+        rolls.sampler_logprobs[i] = logp[row][batch["completion_mask"][row] > 0].tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", update.LogprobGapWarning)
+        _, stats = _one_step(policy, rolls, _cfg(algo={"old_logprobs": "recompute"}))
+    assert stats["train/logprob_abs_diff"] < 1e-4 and stats["train/logprob_gap_exceeded"] == 0.0
+
+
+def test_check_logprob_gap_names_the_active_correction():
+    assert update.check_logprob_gap(0.05, 3, None) == 0.0
+    with pytest.warns(update.LogprobGapWarning, match=r"step 3.*0\.5 nats.*tis_cap 2\.0"):
+        assert update.check_logprob_gap(0.5, 3, 2.0) == 1.0
+
+
+def test_with_lora_dropout_every_mini_batch_gets_dropout_free_old_logprobs(tiny_model_dir):
+    # Regression (issue 20): the first mini-batch's old log-probs came from the training forward (dropout noise,
+    # so they were not the policy's), the others from eval mode; now all come from the eval-mode forward
+    torch.manual_seed(0)
+    pol = models.load_policy(str(tiny_model_dir), finetune="lora", lora_rank=4, lora_alpha=8, lora_dropout=0.5,
+                             device="cpu")
+    assert update.has_dropout(pol.model)
+    with torch.no_grad():
+        for name, p in pol.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # a non-zero adapter: its dropped inputs change the output
+    rolls = _rollouts(len(pol.tokenizer), seed=7, empty=False)
+    cfg = _cfg(train={"mini_batches": 2}, algo={"old_logprobs": "recompute"})
+    batches = update.split(rolls, cfg, 0, pol.tokenizer.pad_token_id, pol.device)
+    update.prepare(pol, batches, cfg)
+    pol.model.train()
+    opt = torch.optim.SGD(pol.trainable_parameters(), lr=0.0)  # no update: the policy stays the sampling one
+    for i, micros in enumerate(batches):
+        update.minibatch_step(pol, opt, micros, cfg, 0, first=i == 0)
+    pol.model.eval()
+    with torch.no_grad():
+        for micros in batches:
+            for b in micros:
+                want, _ = update._logprobs(pol, pol.model, b, cfg)
+                assert torch.equal(b["old_logprobs"], want)  # the first mini-batch's too
+    no_dropout = models.load_policy(str(tiny_model_dir), finetune="lora", lora_rank=4, lora_alpha=8, device="cpu")
+    assert not update.has_dropout(no_dropout.model)  # without dropout the first keeps its own forward's (bit for bit)

@@ -29,7 +29,8 @@ from studykit.tracking import provenance
 from studykit.analysis.runs import histories, pass_columns
 from studykit.analysis.verdicts import CLAIM_RQS
 
-_PROBE_RE = re.compile(r"^metrics\.contamination/(?P<set>[^/]+)/(?P<stat>em_[\d.]+|rougeL_[\d.]+|answer_recall)$")
+_PROBE_RE = re.compile(r"^metrics\.contamination/(?P<set>[^/]+)/"
+                       r"(?P<stat>em_[\d.]+|rougeL_[\d.]+|answer_acc_prefix\d+|answer_recall)$")
 
 
 def probe_rows(runs: pd.DataFrame) -> list[dict[str, Any]]:
@@ -96,7 +97,7 @@ def markdown(probes: list[dict[str, Any]], claims: list[dict[str, Any]]) -> str:
     lines = ["## Alignment and contamination of each base model, per eval set", ""]
     if probes:
         stats = list(dict.fromkeys(k for r in probes for k in r if k.startswith(("pass@", "em_", "rougeL_",
-                                                                                  "answer_recall"))))
+                                                                                  "answer_acc", "answer_recall"))))
         lines += ["| model | set | " + " | ".join(stats) + " | alignment tag |", "|---|---|" + "---|" * (len(stats) + 1)]
         lines += [f"| {r['model']} | {r['set']} | " + " | ".join(_fmt(r.get(s)) for s in stats)
                   + f" | {r['alignment']} |" for r in probes]

@@ -16,8 +16,10 @@ def register(sub) -> None:
     p.add_argument("params", help="run YAML or study YAML")
     p.add_argument("--gpu-memory", type=float, metavar="GiB",
                    help="plan for a GPU of this many GiB (default: this machine's, torch.cuda.mem_get_info)")
-    p.add_argument("--prompt-tokens", type=int, default=plan.PROMPT_TOKENS,
-                   help=f"assumed prompt length (default {plan.PROMPT_TOKENS})")
+    p.add_argument("--prompt-tokens", type=int, default=None,
+                   help="prompt length to plan for (default: the longest templated prompt of the run's task pools, "
+                        f"counted with the model's tokenizer where it is local, else estimated; {plan.PROMPT_TOKENS} "
+                        "when the pools cannot be read)")
     p.add_argument("--uri", help="MLflow store to look up measured step times (default: the run's)")
     p.set_defaults(func=cmd_plan)
 
@@ -34,7 +36,7 @@ def _configs(path: str) -> list[tuple[str, object]]:
 
 
 def cmd_plan(args) -> int:
-    if args.prompt_tokens < 1:
+    if args.prompt_tokens is not None and args.prompt_tokens < 1:
         print("error: --prompt-tokens: expected an integer >= 1", file=sys.stderr)
         return 2
     configs = _configs(args.params)

@@ -189,6 +189,12 @@ class RewardConfig(_Section):
         return checks.check_plugin_options("reward", info.data["name"], options, REWARDS, "reward.p / format_gate")
 
 
+TIS_CAP_QLORA_VLLM = 2.0
+"""`algo.tis_cap` of a vllm-sampled qlora run when none is given: verl's token-level truncated importance sampling
+(docs/advance/rollout_is.md, `rollout_is_threshold: 2.0`, mode truncate; Yao et al. 2025, "Your efficient RL
+framework secretly brings you off-policy RL training", use C = 2)."""
+
+
 class AlgoConfig(_Section):
     estimator: str = "grpo"
     """Advantage estimator (studykit.engine.grpo.compute_advantages), always on the training reward. `nsr`/`psr`: the
@@ -231,7 +237,9 @@ class AlgoConfig(_Section):
     tis_cap: Num | None = Field(None, ge=1)
     """Truncated importance sampling for the sampler/trainer mismatch (verl's and TRL's TIS): the policy-gradient
     term of each token is weighted by min(exp(old_logprob - sampler_logprob), tis_cap). None = off (the paper).
-    Needs old_logprobs `recompute`. In the config hash only when set."""
+    Needs old_logprobs `recompute`. In the config hash only when set. When not given, a `vllm` sampler with a
+    `qlora` fine-tune gets `TIS_CAP_QLORA_VLLM` (vLLM samples from the bf16 base + adapter, the trainer takes
+    gradients through the NF4 base); `tis_cap: null` written out turns it off."""
 
     _estimator = field_validator("estimator")(_estimator_name)
 
@@ -342,14 +350,22 @@ class ContaminationConfig(_Section):
     fractions: list[Num] = Field(default_factory=lambda: [0.4, 0.6, 0.8], min_length=1)
     """Prefix fractions of each problem statement (by tokens, no template); each in (0, 1). The paper's probe
     uses 40/60/80% prefixes (Wu et al. 2025)."""
+    answer_fractions: list[Num] = Field(default_factory=lambda: [0.6, 0.8], min_length=1)
+    """Prefix fractions at which partial-prompt answer accuracy is measured: the model sees only that much of the
+    statement and must give the whole problem's answer (Wu et al. 2025: 60% and 80%); each in (0, 1)."""
     label_fraction: Num = 0.6
-    """The fraction whose exact match decides the label (one of `fractions`; Wu et al.'s headline is 60%)."""
+    """The fraction whose exact match and partial-prompt answer accuracy decide the label (one of `fractions` and
+    of `answer_fractions`; Wu et al.'s headline is 60%)."""
     em_threshold: Num = Field(0.1, ge=0, le=1)
     """`contaminated` when exact match at `label_fraction` >= this on the first eval set (studykit's choice: a
     model that never saw the text completes almost none exactly; Wu et al. report about 0 for clean Llama)."""
-    recall_threshold: Num = Field(0.5, ge=0, le=1)
-    """... or when answer recall (the answer with no reasoning) >= this (studykit's choice; recall alone can also
-    come from skill on easy problems, so its bar is high)."""
+    answer_threshold: Num = Field(0.2, ge=0, le=1)
+    """... or when partial-prompt answer accuracy at `label_fraction` >= this (studykit's choice, between Wu et
+    al.'s 2.4% for clean Llama-3.1-8B and 53.6% for Qwen2.5-Math-7B on MATH-500 at 60%). Answering the FULL
+    problem without reasoning (answer recall) is logged but never decides: a strong clean model does it too."""
+    answer_max_new_tokens: Int = Field(512, ge=1)
+    """Tokens generated past the true remainder's length for partial-prompt answer accuracy (room for a solution;
+    the toy's continuations stop at its eos within a few dozen, and a model's positions cap it)."""
     limit: Int | None = Field(None, ge=1)
     """Probe the first `limit` problems of each eval set (None = as many as the eval set uses)."""
     max_remainder_tokens: Int = Field(256, ge=1)
@@ -361,13 +377,15 @@ class ContaminationConfig(_Section):
 
     @model_validator(mode="after")
     def _fractions_fit(self) -> "ContaminationConfig":
-        """Every fraction in (0, 1); label_fraction one of them."""
-        for i, f in enumerate(self.fractions):
-            if not 0 < f < 1:
-                raise CheckError(f"got {f}; expected a number strictly between 0 and 1", f"fractions.{i}")
-        if self.label_fraction not in self.fractions:
-            raise CheckError(f"got {self.label_fraction}; expected one of fractions {self.fractions}",
-                             "label_fraction")
+        """Every fraction in (0, 1); label_fraction one of fractions and of answer_fractions."""
+        for name in ("fractions", "answer_fractions"):
+            for i, f in enumerate(getattr(self, name)):
+                if not 0 < f < 1:
+                    raise CheckError(f"got {f}; expected a number strictly between 0 and 1", f"{name}.{i}")
+        for name in ("fractions", "answer_fractions"):
+            if self.label_fraction not in getattr(self, name):
+                raise CheckError(f"got {self.label_fraction}; expected one of {name} {getattr(self, name)}",
+                                 "label_fraction")
         return self
 
 
@@ -480,6 +498,16 @@ class RunConfig(_Section):
             raise CheckError("got 'vllm' with model.finetune 'full'; expected model.finetune 'lora' or 'qlora' "
                                     "(full-weight sync into vLLM is not implemented), or train.sampler 'hf'",
                                     "train.sampler")
+        return self
+
+    @model_validator(mode="after")
+    def _tis_for_quantised_vllm(self) -> "RunConfig":
+        """vLLM + QLoRA samples from another model than the one trained: truncated importance sampling on unless
+        `algo.tis_cap` was given (null included). Other pairings keep their hash: the field stays None."""
+        a = self.algo
+        if self.train.sampler == "vllm" and self.model.finetune == "qlora" and "tis_cap" not in a.model_fields_set \
+                and a.old_logprobs == "recompute":
+            a.tis_cap = TIS_CAP_QLORA_VLLM
         return self
 
     @model_validator(mode="after")

@@ -353,7 +353,7 @@ def token_logprobs(
     """Log-probs and entropies [B, T] of the tokens in the last T positions of `input_ids` under the tempered
     model (logits / temperature).
 
-    input_ids/attention_mask: [B, L] (left-padded prompt followed by the right-padded completion);
+    input_ids/attention_mask: [B, L] (`rollout.pack`: left-padded prompt+completion, rows ending in the last column);
     completion_mask: [B, T] marks the completion tokens among the last T positions (T = L is allowed and then
     aligns with input_ids; position 0 must be unmarked). Positions outside the mask are returned as 0.
     Only the logits of positions from the first marked one on are computed (`logits_to_keep`), and their

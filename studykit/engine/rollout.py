@@ -123,7 +123,13 @@ def _fidelity(name: str, res, seen: dict) -> None:
 
 
 def pack(rollouts: Rollouts, index: list[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded prompt+completion tensors for the samples in `index` (completion_mask marks response tokens)."""
+    """Left-padded prompt+completion tensors for the samples in `index` (completion_mask marks response tokens).
+
+    Every row ends in the last column, so the completions occupy the last max(completion length) columns whatever
+    the prompts' lengths: `grpo.token_logprobs` computes logits only from the first completion column on, and a
+    right-padded batch would widen that window by the spread of prompt+completion starts (issue 20, item 7b).
+    Positions come from the attention mask (`token_logprobs`), so a row's log-probs do not depend on its padding.
+    """
     seqs = [rollouts.prompt_ids[i] + rollouts.token_ids[i] for i in index]
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -132,9 +138,11 @@ def pack(rollouts: Rollouts, index: list[int], pad_id: int) -> dict[str, torch.T
     old = torch.zeros((len(seqs), width), dtype=torch.float32)
     for row, i in enumerate(index):
         p, c = len(rollouts.prompt_ids[i]), len(rollouts.token_ids[i])
-        ids[row, : p + c] = torch.tensor(seqs[row])
-        attn[row, : p + c] = 1
-        comp[row, p : p + c] = 1
-        old[row, p : p + c] = torch.tensor(rollouts.sampler_logprobs[i][:c] + [0.0] * (c - len(rollouts.sampler_logprobs[i])))
+        start = width - p - c
+        ids[row, start:] = torch.tensor(seqs[row])
+        attn[row, start:] = 1
+        comp[row, width - c:] = 1
+        lp = rollouts.sampler_logprobs[i][:c]
+        old[row, width - c:] = torch.tensor(lp + [0.0] * (c - len(lp)))
     adv = torch.tensor([rollouts.advantages[i] for i in index], dtype=torch.float32)
     return {"input_ids": ids, "attention_mask": attn, "completion_mask": comp, "sampler_logprobs": old, "advantages": adv}

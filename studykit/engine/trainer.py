@@ -257,6 +257,9 @@ def _train_step(run: _Run, step: int) -> dict[str, float]:
     lr = run.optimizer.param_groups[0]["lr"]  # the rate this step's update uses (the scheduler moves it after)
     run.sampler.sleep()  # vLLM with enable_sleep_mode frees its memory for the update; a no-op otherwise
     stats = _update(run, rolls) if len(rolls) else {"train/skipped_update": 1.0}
+    if stats.get("train/logprob_gap_exceeded"):  # the warning went to the log; the tag makes it visible in the UI
+        mlflow.set_tag("logprob_gap_warning", f"step {step}: sampler/trainer log-prob gap "
+                                              f"{stats['train/logprob_abs_diff']:.3g} > {update.LOGPROB_GAP_BOUND}")
     run.scheduler.step()
     run.sampler.sync(run.policy)
     run.sampler.wake_up()  # weights, then KV cache: ready for the next sampling or evaluation

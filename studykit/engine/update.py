@@ -8,12 +8,15 @@
   token-mean, its non-empty sequences for seq-mean-*), so the accumulated gradient is the mini-batch's for every
   aggregation. Token statistics are combined token-weighted (`combine_stats`).
 * Old log-probs: the first mini-batch takes them from its own training forward (the policy has not moved since
-  sampling); the others are recomputed before any update, per micro-batch under no_grad (as verl does), unless
-  `algo.old_logprobs` is `sampler`.
+  sampling); the others are recomputed before any update, per micro-batch under no_grad in eval mode (as verl
+  does), unless `algo.old_logprobs` is `sampler`. When the model has active dropout (`model.lora_dropout` > 0),
+  the first mini-batch's are recomputed in eval mode too: every mini-batch's old log-probs then come from the
+  same dropout-free forward, instead of the first carrying the training forward's dropout noise.
 * Reference log-probs (`algo.kl_coef > 0`, `make_reference`): per micro-batch under no_grad, before any update;
   the k3 penalty is `grpo.policy_loss`'s, logged as `train/kl_ref`.
 * Truncated importance sampling (`algo.tis_cap`): `grpo.tis_weights` of the trainer's old log-probs against the
-  sampler's.
+  sampler's. The first mini-batch's mean |trainer - sampler| log-prob gap is logged (`train/logprob_abs_diff`);
+  above `LOGPROB_GAP_BOUND` the step warns (`LogprobGapWarning`) and logs `train/logprob_gap_exceeded` 1.
 
 Forward passes run under `Policy.autocast()` (bf16 autocast over fp32 master weights for a bf16 full fine-tune)
 and log-probs are taken `train.logprob_chunk` token rows at a time (`grpo.token_logprobs`). With
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 
 import numpy as np
 import torch
@@ -36,6 +40,28 @@ REF_COPY_MAX_PARAMS = 2_000_000_000
 exactly 0); above this many parameters the copy is refused: use lora/qlora, whose reference costs no memory."""
 _SUMMED = {"loss", "pg_loss"}  # already normalised by the mini-batch's denominator: micro-batches add up
 _MAXED = {"ratio_max", "tis_weight_max"}
+
+
+LOGPROB_GAP_BOUND = 0.1
+"""Mean |trainer - sampler| log-prob per completion token (nats) above which a step warns: verl's rollout-correction
+guide flags a training/rollout KL above 0.1 as significant mismatch (docs/advance/rollout_is.md). Same-precision
+samplers sit far below it (HF sampler: ~1e-6; bf16 vLLM vs an fp32 trainer: ~1e-2)."""
+
+
+class LogprobGapWarning(UserWarning):
+    """The sampler's log-probs are far from the trainer's: the samples come from another model than the one trained."""
+
+
+def check_logprob_gap(gap: float, step: int, tis_cap: float | None, bound: float = LOGPROB_GAP_BOUND) -> float:
+    """1.0 (and a LogprobGapWarning) when the mean sampler/trainer log-prob gap `gap` passes `bound`, else 0.0."""
+    if not gap > bound:
+        return 0.0
+    fix = (f"truncated importance sampling is on (algo.tis_cap {tis_cap})" if tis_cap else
+           "set algo.tis_cap (e.g. 2.0) to correct it")
+    warnings.warn(f"step {step}: the sampler's log-probs differ from the trainer's by {gap:.3g} nats per token on "
+                  f"average (bound {bound}): the samples come from another model than the one trained (a 4-bit "
+                  f"trainer behind a bf16 vLLM?); {fix}", LogprobGapWarning, stacklevel=2)
+    return 1.0
 
 
 class NonFiniteLoss(RuntimeError):
@@ -103,13 +129,14 @@ def _logprobs(policy, model, b: dict, cfg) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def prepare(policy, batches: list[list[dict]], cfg, reference: Reference | None = None) -> None:
-    """Old log-probs of every mini-batch but the first (or the sampler's) and reference log-probs, per
-    micro-batch under no_grad, before any update."""
+    """Old log-probs of every mini-batch but the first (all of them when the model has dropout; or the sampler's)
+    and reference log-probs, per micro-batch under no_grad in eval mode, before any update."""
     model = policy.model
     if cfg.algo.old_logprobs == "sampler":
         for b in (b for micros in batches for b in micros):
             b["old_logprobs"] = b["sampler_logprobs"]
-    recompute = [b for micros in batches[1:] for b in micros] if cfg.algo.old_logprobs == "recompute" else []
+    first = 0 if has_dropout(model) else 1  # a dropout forward is not the policy's own log-probs: recompute all
+    recompute = [b for micros in batches[first:] for b in micros] if cfg.algo.old_logprobs == "recompute" else []
     if not recompute and reference is None:
         return
     with torch.no_grad():
@@ -120,6 +147,11 @@ def prepare(policy, batches: list[list[dict]], cfg, reference: Reference | None 
             for b in (b for micros in batches for b in micros):
                 with reference.context():
                     b["ref_logprobs"], _ = _logprobs(policy, reference.model, b, cfg)
+
+
+def has_dropout(model: torch.nn.Module) -> bool:
+    """Whether a training-mode forward of `model` drops anything (a Dropout module with p > 0)."""
+    return any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
 
 
 def combine_stats(parts: list[tuple[dict[str, float], float]]) -> dict[str, float]:
@@ -182,4 +214,7 @@ def update(policy, optimizer, rolls, cfg, step: int, reference: Reference | None
             for k, v in minibatch_step(policy, optimizer, micros, cfg, step, first=epoch == 0 and i == 0).items():
                 agg.setdefault(k, []).append(v)
     optimizer.zero_grad(set_to_none=True)  # free the gradients before the sampler wakes up
-    return {k: float(np.mean(v)) for k, v in agg.items()}
+    out = {k: float(np.mean(v)) for k, v in agg.items()}
+    if "train/logprob_abs_diff" in out:
+        out["train/logprob_gap_exceeded"] = check_logprob_gap(out["train/logprob_abs_diff"], step, cfg.algo.tis_cap)
+    return out

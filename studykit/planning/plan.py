@@ -4,7 +4,8 @@
 CUDA run, before weights load (studykit.engine.trainer, studykit.probes.alignment), and refuses a run that cannot fit, naming the
 settings to change. On a machine without CUDA it is skipped with a log line.
 
-Memory model (bytes; N = parameters, counted on the meta device by studykit.planning.arch; b = compute bytes, 2 for bf16):
+Memory model (bytes; N = parameters, counted on the meta device by studykit.planning.arch; b = activation bytes: 2 for bf16,
+4 for fp32 and for QLoRA, whose residual stream is fp32 (`activation_dtype_bytes`)):
 * weights: full = 4N (fp32 master weights, studykit.policy.models); lora = b x N; qlora = NF4 decoder linears at
   NF4_BYTES per weight (4 bits + double-quantised absmax) plus everything else at 4 bytes, since peft's
   `prepare_model_for_kbit_training` casts embeddings, lm_head and norms to fp32.
@@ -50,8 +51,8 @@ VLLM_RUNTIME = 1.5 * GiB
 VLLM_ASLEEP = 0.5 * GiB
 """What a vLLM engine keeps on the GPU asleep at level 1 (its CUDA context; estimated)."""
 PROMPT_TOKENS = 256
-"""Assumed prompt length in tokens (a DeepScaleR problem in the think template is about 100-250; estimated);
-`studykit plan --prompt-tokens` overrides it."""
+"""Prompt length in tokens assumed only when the run's task pools cannot be read (a user's file missing):
+otherwise the plan uses the longest templated prompt (`studykit.planning.prompt_lengths`); `--prompt-tokens` overrides."""
 SKIP_ENV = "STUDYKIT_SKIP_PLAN"
 """Set to 1 to start a CUDA run the pre-flight check would refuse (it is an estimate)."""
 
@@ -85,6 +86,8 @@ class Plan:
     problems: list[str] = field(default_factory=list)
     """Why the run cannot fit, each naming the setting to change."""
     timing: str = "unmeasured"
+    prompts: str = ""
+    """Where the planned prompt length came from (`prompt_lengths.planned`)."""
 
     @property
     def sample_peak(self) -> float:
@@ -116,6 +119,8 @@ class Plan:
             lines.append("  (*) the logits and one layer's backward are not in memory at once: the larger counts")
         lines.append(f"  expected peak {_gib(self.peak)} GiB; GPU: " + (
             f"{_gib(self.free)} GiB free of {_gib(self.total)} GiB ({self.gpu})" if self.total else self.gpu))
+        if self.prompts:
+            lines.append(f"  prompts: {self.prompts}")
         lines.append(f"  time per step: {self.timing}")
         lines.append("  fit not checked (GPU memory unknown)" if self.total is None else "  fits" if self.fits else "  DOES NOT FIT:\n" + "\n".join(f"    - {p}" for p in self.problems))
         return "\n".join(lines)
@@ -255,9 +260,10 @@ def parts_of(arch: Arch, s: Shape, total: float | None) -> tuple[list[Part], lis
     if s.finetune == "full" and s.b == 2:
         static.append(Part("autocast weight cache", 2 * arch.n_params, "bf16 copies of the weights under autocast"))
     seq_len = s.prompt + s.response
-    lora_kw = dict(lora_fp32_inputs=s.finetune != "full" and s.b == 2, rank=s.rank,
+    act_b = activation_dtype_bytes(s)
+    lora_kw = dict(lora_fp32_inputs=s.finetune != "full" and act_b == 2, rank=s.rank,
                    n_adapted=len(_layer_targets(arch, s)))
-    act, layer = activation_bytes(arch, s.micro, seq_len, s.b, s.checkpointing, **lora_kw)
+    act, layer = activation_bytes(arch, s.micro, seq_len, act_b, s.checkpointing, **lora_kw)
     logits_b = 4 if s.finetune == "qlora" or s.b == 4 else 2
     logits, chunk = logits_bytes(arch, s.micro, s.response, logits_b, s.chunk)
     ck = "with" if s.checkpointing else "without"
@@ -297,6 +303,14 @@ def parts_of(arch: Arch, s: Shape, total: float | None) -> tuple[list[Part], lis
                                 f"{rows} rows x {seq_len} tokens"),
                   Part("HF sampler logits", 2 * rows * arch.vocab * 4, f"{rows} rows x vocab, fp32")]
     return sample, update, problems
+
+
+def activation_dtype_bytes(s: Shape) -> int:
+    """Bytes per element of the residual stream and the tensors saved for backward. QLoRA's is fp32 whatever the
+    compute dtype: `prepare_model_for_kbit_training` casts embeddings and norms to fp32, and bitsandbytes'
+    Linear4bit computes in the compute dtype but returns its input's dtype, so every hidden state, q/k/v and MLP
+    tensor stays fp32 (and peft's adapters need no fp32 input copies)."""
+    return 4 if s.finetune == "qlora" else s.b
 
 
 def _layer_targets(arch: Arch, s: Shape) -> list:
@@ -378,15 +392,22 @@ def gpu_memory(gib: float | None = None) -> tuple[float | None, float | None, st
     return None, None, "no CUDA device here: pass --gpu-memory GiB to plan for one"
 
 
-def make_plan(cfg, gib: float | None = None, prompt_tokens: int = PROMPT_TOKENS, timing: str = "unmeasured") -> Plan:
-    """The plan of a RunConfig on this machine's GPU, or on a `gib`-GiB one."""
+def make_plan(cfg, gib: float | None = None, prompt_tokens: int | None = None, timing: str = "unmeasured") -> Plan:
+    """The plan of a RunConfig on this machine's GPU, or on a `gib`-GiB one; prompts as long as the longest of the
+    run's pools (`prompt_lengths.planned`) unless `prompt_tokens` is given."""
+    from studykit.planning.prompt_lengths import planned
+
     arch = load_arch(cfg.model.name, dict(cfg.model.toy) or None)
+    if prompt_tokens is None:
+        prompt_tokens, note = planned(cfg, PROMPT_TOKENS)
+    else:
+        note = f"{prompt_tokens} tokens (--prompt-tokens)"
     s = shape_of(cfg, arch, prompt_tokens)
     total, free, gpu = gpu_memory(gib)
     sample, update, problems = parts_of(arch, s, total)
     if total is not None:
         problems = fit_problems(arch, s, total, free)
-    return Plan(arch, sample, update, total, free, gpu, problems, timing)
+    return Plan(arch, sample, update, total, free, gpu, problems, timing, prompts=note)
 
 
 def preflight(cfg, log=None) -> Plan | None:

