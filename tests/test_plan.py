@@ -295,3 +295,19 @@ def test_gpu_check_runs_its_code_path_on_cpu_with_tiny(capsys):
     assert all(r["tokens"] == 2 * 2 * 8 and r["update_s"] > 0 and r["update_peak"] is None for r in result["steps"])
     assert result["predicted"]["update"] > result["predicted"]["sample"] > 0
     assert "planned" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("gib", ["nan", "inf", "-inf", "0", "-8"])
+def test_plan_refuses_a_gpu_memory_that_is_not_a_positive_finite_number(tmp_path, monkeypatch, capsys, gib):
+    # Regression (issue 21): `--gpu-memory nan` printed "fits" and exited 0.
+    from studykit.cli import main
+    from studykit.study import ROOT
+
+    _paper_cfg(tmp_path, monkeypatch)
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", str(ROOT / "params" / "paper" / "base.yaml"), f"--gpu-memory={gib}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--gpu-memory" in err and "positive, finite" in err
+    with pytest.raises(ValueError, match="positive, finite"):
+        plan.gpu_memory(float(gib))
