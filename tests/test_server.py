@@ -87,10 +87,14 @@ def test_the_study_resources_block_is_validated(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(study | {"resources": {"num_cpus": 2, "num_gpus": 0}}))
     assert load_spec(good).resources == ResourcesSpec(num_cpus=2, num_gpus=0) and expand(good)
-    for bad, field in (({"num_gpus": -1}, "num_gpus"), ({"gpus": 1}, "gpus"), ({"num_cpus": 0}, "num_cpus")):
+    for bad, field in (({"num_gpus": -1}, "num_gpus"), ({"gpus": 1}, "gpus"), ({"num_cpus": 0}, "num_cpus"),
+                       # regression (issue 21): these passed and failed only once Ray started a cell
+                       ({"custom": {"A100": -1}}, "custom.*'A100'.*>= 0"), ({"custom": {"CPU": 2}}, "custom.*'CPU'"),
+                       ({"custom": {"": 1}}, "custom.*non-empty"), ({"custom": {"A100": 1e-6}}, "custom.*0.0001"),
+                       ({"custom": {"A100": float("nan")}}, "custom")):
         path = tmp_path / "bad.yaml"
         path.write_text(yaml.safe_dump(study | {"resources": bad}))
-        with pytest.raises(ConfigError, match=f"resources.{field}"):
+        with pytest.raises(ConfigError, match=f"(?s)bad.yaml.*resources.{field}"):
             load_spec(path)
 
 
