@@ -262,3 +262,56 @@ def test_a_study_cell_exports_with_the_studys_config_hash(tmp_path, capsys):
     assert manifest["config_hash"] == cell.config.config_hash() and manifest["config"]["reward"]["name"] == "incorrect"
     assert main(["export", "verl", str(study), "--out", str(tmp_path / "job2"), "--no-run"]) == 2
     assert "--cell NAME expected" in capsys.readouterr().err
+
+
+def _active_runs(uri):
+    mlc = tracking.client(uri)
+    return [r for e in mlc.search_experiments() for r in mlc.search_runs([e.experiment_id])]
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_run_exists(tmp_path, capsys):
+    # Regression (issue 21): the run was created SCHEDULED, then the export crashed on the file with a traceback,
+    # and the orphaned run kept the cell busy for every study.
+    import yaml
+
+    from studykit.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = tmp_path / "run.yaml"
+    params.write_text(yaml.safe_dump(BASE | {"tracking": {"checkpoint_dir": str(tmp_path / "ckpt")}}))
+    (tmp_path / "taken").write_text("not a folder")
+    assert main(["export", "verl", str(params), "--out", str(tmp_path / "taken"), "--uri", uri]) == 2
+    assert "taken: exists and is not a folder" in capsys.readouterr().err
+    assert _active_runs(uri) == []
+
+
+def test_exporting_twice_to_one_folder_keeps_one_run(tmp_path):
+    # Regression (issue 21): each export made another SCHEDULED run of the cell.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
+    first = export(cfg, tmp_path / "job", uri=uri).run_id
+    assert export(cfg, tmp_path / "job", uri=uri).run_id == first
+    assert [r.info.run_id for r in _active_runs(uri)] == [first]
+    other = cfg_of(train={"seed": 9}, tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
+    second = export(other, tmp_path / "job", uri=uri).run_id  # another config replaces the unstarted run
+    assert [r.info.run_id for r in _active_runs(uri)] == [second] != [first]
+    tracking.client(uri).update_run(second, status="RUNNING")  # verl started it: a new export leaves it alone
+    third = export(other, tmp_path / "job", uri=uri).run_id
+    assert sorted(r.info.run_id for r in _active_runs(uri)) == sorted([second, third])
+    export(other, tmp_path / "job", uri=uri, create_run=False)  # --no-run: nothing will launch `third` any more
+    assert [r.info.run_id for r in _active_runs(uri)] == [second]
+
+
+def test_a_write_that_fails_after_the_run_was_created_leaves_no_run(tmp_path, monkeypatch):
+    import errno
+
+    from studykit.integrations import verl_export
+
+    def full(records, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(verl_export, "write_parquet", full)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(OSError):
+        export(cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")}), tmp_path / "job", uri=uri)
+    assert _active_runs(uri) == []
