@@ -315,3 +315,40 @@ def test_a_write_that_fails_after_the_run_was_created_leaves_no_run(tmp_path, mo
     with pytest.raises(OSError):
         export(cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")}), tmp_path / "job", uri=uri)
     assert _active_runs(uri) == []
+
+
+def test_import_refuses_a_run_it_does_not_own_and_an_unknown_one(tmp_path, capsys):
+    # Regression (issue 21): an unknown id gave a raw traceback; another run of the config was ended FINISHED with
+    # no metrics and the study counted it done.
+    from studykit.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
+    job = export(cfg, tmp_path / "job", uri=uri)
+    mlc = tracking.client(uri)
+    stranger = mlc.create_run(mlc.get_run(job.run_id).info.experiment_id,
+                              tags={"config_hash": cfg.config_hash()}).info.run_id
+    assert main(["import", "verl", stranger, "--dir", str(job.out_dir), "--status", "FINISHED"]) == 2
+    assert f"run {stranger} is not the run of this export" in capsys.readouterr().err
+    assert mlc.get_run(stranger).info.status == "RUNNING" and "verl_imported" not in mlc.get_run(stranger).data.tags
+    assert main(["import", "verl", "0" * 32, "--dir", str(job.out_dir)]) == 2
+    assert "is not the run of this export" in capsys.readouterr().err
+    empty = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main(["import", "verl", job.run_id, "--dir", str(job.out_dir), "--uri", empty]) == 2
+    assert f"run {job.run_id} is not in the tracking store {empty}" in capsys.readouterr().err
+    assert main(["import", "verl", job.run_id, "--dir", str(tmp_path)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_a_run_with_nothing_imported_does_not_end_finished(tmp_path, capsys):
+    from studykit import claims
+    from studykit.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
+    job = export(cfg, tmp_path / "job", uri=uri)
+    assert main(["import", "verl", job.run_id, "--dir", str(job.out_dir), "--status", "FINISHED"]) == 1
+    assert "run ended FAILED: verl import found no validation metrics" in capsys.readouterr().err
+    run = tracking.client(uri).get_run(job.run_id)
+    assert run.info.status == "FAILED" and "no validation metrics" in run.data.tags["status_reason"]
+    assert claims.finished_run(cfg, uri) is None  # the study does not count the cell done
