@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -387,14 +388,26 @@ def _close(ctx: _Context) -> None:
     getattr(ctx.executor, "close", lambda: None)()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]*(?:Error|Exception|Interrupt|Exit)(?::|$)|error:)")
+"""A traceback's last line (`ValueError: ...`, `torch.OutOfMemoryError: ...`) or a CLI's `error: ...` line."""
+
+
+def error_line(error: str) -> str:
+    """The one line that says why a cell failed: the last exception line of its log tail (a progress bar or a
+    library's chatter may follow it), else the last non-empty line."""
+    lines = [_ANSI.sub("", line).strip() for line in error.splitlines()]
+    lines = [line for line in lines if line]
+    return next((line for line in reversed(lines) if _ERROR_LINE.match(line)), lines[-1] if lines else "")
+
+
 def format_summary(summary: StudySummary) -> str:
     lines = [f"study {summary.study}: " + ", ".join(
         f"{s} {sum(o.status == s for o in summary.outcomes)}" for s in ("done", "skipped", "failed", "interrupted",
                                                                          "planned")
         if any(o.status == s for o in summary.outcomes))]
     for o in summary.failed:
-        last = (o.error or "").strip().splitlines()
-        lines.append(f"  {o.status.upper()} {o.name}: {last[-1] if last else ''}")
+        lines.append(f"  {o.status.upper()} {o.name}: {error_line(o.error or '')}")
     if summary.compare_error:
         lines.append(f"  FAILED compare: {summary.compare_error}")
     if summary.verdicts:
