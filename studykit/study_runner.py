@@ -19,7 +19,9 @@ Guarantees (`studykit.claims` has the details):
 * The exit code is 0 only when every cell is finished and the compare step succeeded: 1 when a cell failed (its
   notebook raised, or its run ended FAILED, or it produced no run) or the compare step failed, 130 when
   interrupted; a study that expands to no cells is a ConfigError (exit 2 from the CLI). Failures are written to
-  `outputs/<study>/failed.json` (and every outcome to `summary.json`), replaced atomically.
+  `outputs/<study>/failed.json` (and every outcome to `summary.json`), replaced atomically. A full disk stops the
+  study with one line naming the path (`studykit.diskfull.DiskFull`, exit 1 from the CLI) once the running cells
+  end; the parent run is closed FAILED with that line and what finished is kept for the rerun.
 * The study has one parent run in MLflow (`tracking.study_run`, tag `rq=study`, found again by every rerun): each
   cell's run is its child (`tracking.parent_run` in the cell's parameters becomes `mlflow.parentRunId`), the compare
   step logs the report into it, and its status is the study's last outcome (RUNNING while a study process runs it,
@@ -43,6 +45,7 @@ from pathlib import Path
 
 from . import claims
 from .config import ConfigError, load_yaml
+from .diskfull import DiskFull, full_path, message
 from .executors import Executor, make
 from .study import Cell, StudySpec, _notebook, expand, load_spec, select
 
@@ -265,7 +268,17 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
     try:
         interrupted = _with_signals(ctx, body)
     except BaseException as err:
-        _close_parent(ctx, parent, "FAILED", f"the study process failed: {type(err).__name__}: {err}")
+        full = full_path(err, ctx.uri)  # a full disk is told in one line and closes the parent with that line
+        reason = message(full) if full else f"the study process failed: {type(err).__name__}: {err}"
+        try:
+            _close_parent(ctx, parent, "FAILED", reason)
+        except Exception:
+            if not full:
+                raise
+            print("(the study's run stays RUNNING: its store is on the full disk too; a rerun reopens it)",
+                  file=sys.stderr)
+        if full:
+            raise DiskFull(reason) from err
         raise
     verdicts, error = result["verdicts"]
     summary = StudySummary(spec.name, [outcomes[c.name] for c in cells], verdicts, interrupted, error)

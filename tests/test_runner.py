@@ -52,3 +52,20 @@ def test_a_failed_cells_summary_line_is_the_error_not_the_logs_last_line(tmp_pat
     assert lines[2] == "  FAILED cell-b: no traceback here"  # no error line: the last line, as before
     assert error_line("error: --out x: exists\nbye") == "error: --out x: exists"
     assert error_line("KeyboardInterrupt\n[progress] 3/4") == "KeyboardInterrupt" and error_line("") == ""
+
+
+def test_a_full_disk_is_found_through_wrapped_errors():
+    import errno
+    import sqlite3
+
+    from studykit.diskfull import full_path
+
+    try:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as inner:
+            raise RuntimeError("(sqlite3.OperationalError) while logging a metric") from inner
+    except RuntimeError as wrapped:
+        assert full_path(wrapped, "sqlite:////data/mlruns/mlflow.db") == "/data/mlruns/mlflow.db"
+    assert full_path(OSError(errno.EDQUOT, "Disk quota exceeded", "/home/u/out.ipynb")) == "/home/u/out.ipynb"
+    assert full_path(OSError(errno.EACCES, "Permission denied", "/x")) is None and full_path(ValueError("x")) is None
