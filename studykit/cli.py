@@ -41,12 +41,13 @@ def _missing(name: str, module: str, err: Exception) -> int:
 
 def cmd_study(args) -> int:
     from .diskfull import DiskFull
+    from .outage import ServerDown
     from .study_runner import format_summary, run_study
 
     try:
         summary = run_study(args.file, workers=args.workers, only=args.only, dry_run=args.dry_run, uri=args.uri,
                             compare=not args.no_compare, executor=args.executor, address=args.address)
-    except DiskFull as err:
+    except (DiskFull, ServerDown) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.dry_run:

@@ -21,7 +21,8 @@ Guarantees (`studykit.claims` has the details):
   interrupted; a study that expands to no cells is a ConfigError (exit 2 from the CLI). Failures are written to
   `outputs/<study>/failed.json` (and every outcome to `summary.json`), replaced atomically. A full disk stops the
   study with one line naming the path (`studykit.diskfull.DiskFull`, exit 1 from the CLI) once the running cells
-  end; the parent run is closed FAILED with that line and what finished is kept for the rerun.
+  end; the parent run is closed FAILED with that line and what finished is kept for the rerun. So does a tracking
+  server that stops answering for longer than the MLflow client retries (`studykit.outage.ServerDown`).
 * The study has one parent run in MLflow (`tracking.study_run`, tag `rq=study`, found again by every rerun): each
   cell's run is its child (`tracking.parent_run` in the cell's parameters becomes `mlflow.parentRunId`), the compare
   step logs the report into it, and its status is the study's last outcome (RUNNING while a study process runs it,
@@ -47,6 +48,7 @@ from . import claims
 from .config import ConfigError, load_yaml
 from .diskfull import DiskFull, full_path, message
 from .executors import Executor, make
+from .outage import ServerDown, server_down
 from .study import Cell, StudySpec, _notebook, expand, load_spec, select
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -268,17 +270,19 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
     try:
         interrupted = _with_signals(ctx, body)
     except BaseException as err:
-        full = full_path(err, ctx.uri)  # a full disk is told in one line and closes the parent with that line
-        reason = message(full) if full else f"the study process failed: {type(err).__name__}: {err}"
+        # a full disk or a server that stopped answering is told in one line, which closes the parent run
+        full = full_path(err, ctx.uri)
+        down = None if full else server_down(err, ctx.uri)
+        reason = message(full) if full else down or f"the study process failed: {type(err).__name__}: {err}"
         try:
             _close_parent(ctx, parent, "FAILED", reason)
         except Exception:
-            if not full:
+            if not (full or down):
                 raise
-            print("(the study's run stays RUNNING: its store is on the full disk too; a rerun reopens it)",
+            print("(the study's run stays RUNNING: its store cannot be written now; a rerun reopens it)",
                   file=sys.stderr)
-        if full:
-            raise DiskFull(reason) from err
+        if full or down:
+            raise (DiskFull if full else ServerDown)(reason) from err
         raise
     verdicts, error = result["verdicts"]
     summary = StudySummary(spec.name, [outcomes[c.name] for c in cells], verdicts, interrupted, error)
