@@ -68,7 +68,7 @@ def load(path: Path, policy, optimizer, scheduler) -> dict[str, Any] | None:
     state = _read(path, tensors=True)
     if state is None:
         return None
-    from .models import load_state
+    from studykit.policy.models import load_state
 
     load_state(policy, path / "policy")
     optimizer.load_state_dict(state.pop("optimizer"))

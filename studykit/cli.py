@@ -7,7 +7,7 @@
     studykit ui [--host 127.0.0.1] [--port 5000]                                 MLflow UI on the study store
     studykit server [--backend-store-uri URI] [--artifacts-destination D] [--host H] [--port P]   a tracking server
     studykit params check FILE...                                                validate run / study files
-    studykit score ...   /   studykit toy build ...                              (from studykit.score / studykit.toy)
+    studykit score ...   /   studykit toy build ...                              (from studykit.cli.score / studykit.toy)
 
 Commands that read or write runs take `--tracking-uri URI` (alias `--uri`; default $MLFLOW_TRACKING_URI, else the
 embedded store under ./mlruns). Every command returns an exit code (0 = success); config errors print the offending
@@ -21,7 +21,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from .config import ConfigError
+from studykit.config.schema import ConfigError
 
 
 def _optional(sub, module: str, attr: str, name: str, help_text: str) -> None:
@@ -40,9 +40,9 @@ def _missing(name: str, module: str, err: Exception) -> int:
 
 
 def cmd_study(args) -> int:
-    from .diskfull import DiskFull
-    from .outage import ServerDown
-    from .study_runner import format_summary, run_study
+    from studykit.infra.diskfull import DiskFull
+    from studykit.infra.outage import ServerDown
+    from studykit.study.runner import format_summary, run_study
 
     try:
         summary = run_study(args.file, workers=args.workers, only=args.only, dry_run=args.dry_run, uri=args.uri,
@@ -51,7 +51,7 @@ def cmd_study(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.dry_run:
-        from .study import expand, select
+        from studykit.study.spec import expand, select
 
         for cell in select(expand(args.file), args.only):
             print(f"{cell.name:48s} {cell.notebook.name:26s} {cell.config.config_hash()}  after={cell.after}")
@@ -60,7 +60,7 @@ def cmd_study(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .study_runner import run_one
+    from studykit.study.runner import run_one
 
     outcome = run_one(args.notebook, args.params, uri=args.uri)
     print(f"{outcome.name}: {outcome.status}" + (f" (run {outcome.run_id})" if outcome.run_id else ""))
@@ -76,7 +76,7 @@ def _study_file(arg: str) -> Path:
     if path.is_file():
         return path
     if path.suffix == "" and len(path.parts) == 1:
-        from .study import ROOT
+        from studykit.study.spec import ROOT
 
         for base in dict.fromkeys((Path.cwd(), ROOT)):
             candidate = base / "params" / "studies" / f"{arg}.yaml"
@@ -88,9 +88,9 @@ def _study_file(arg: str) -> Path:
 
 
 def cmd_report(args) -> int:
-    from .analysis import write_report
-    from .config import CompareSpec
-    from .study import expand, load_spec
+    from studykit.analysis.report import write_report
+    from studykit.config.schema import CompareSpec
+    from studykit.study.spec import expand, load_spec
 
     path = _study_file(args.study)
     spec = load_spec(path)
@@ -104,8 +104,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from .tracking import tracking_uri
-    from .ui import serve
+    from studykit.tracking.experiment import tracking_uri
+    from studykit.tracking.ui import serve
 
     uri = tracking_uri(args.uri)
     if uri.startswith(("http://", "https://")):  # a tracking server serves the UI itself
@@ -116,8 +116,8 @@ def cmd_ui(args) -> int:
 
 def _check_one(path: str) -> str:
     """What a valid params file is ('run NAME' / 'study with N cells'); ConfigError when it is not valid."""
-    from .config import load_yaml, validate
-    from .study import expand, is_study
+    from studykit.config.schema import load_yaml, validate
+    from studykit.study.spec import expand, is_study
 
     data = load_yaml(path)
     if is_study(data):
@@ -151,13 +151,13 @@ def _uri_option(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="studykit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    _optional(sub, "studykit.score", "add_score_parser", "score", "score a JSONL of completions")
-    _optional(sub, "studykit.toy.cli", "add_toy_parser", "toy", "the toy world: build tiny pretrained models")
-    _optional(sub, "studykit.integrations.cli", "add_export_parser", "export", "hand a run to verl")
-    _optional(sub, "studykit.integrations.cli", "add_import_parser", "import", "import a verl run's validation")
-    _optional(sub, "studykit.server", "register", "server", "a shared MLflow tracking server")
-    _optional(sub, "studykit.plan_cli", "register", "plan", "expected peak GPU memory of a run, and whether it fits")
-    _optional(sub, "studykit.set_report", "register", "sets", "every eval set of a study side by side")
+    _optional(sub, "studykit.cli.score", "add_score_parser", "score", "score a JSONL of completions")
+    _optional(sub, "studykit.cli.toy", "add_toy_parser", "toy", "the toy world: build tiny pretrained models")
+    _optional(sub, "studykit.cli.verl", "add_export_parser", "export", "hand a run to verl")
+    _optional(sub, "studykit.cli.verl", "add_import_parser", "import", "import a verl run's validation")
+    _optional(sub, "studykit.tracking.server", "register", "server", "a shared MLflow tracking server")
+    _optional(sub, "studykit.cli.plan", "register", "plan", "expected peak GPU memory of a run, and whether it fits")
+    _optional(sub, "studykit.analysis.set_report", "register", "sets", "every eval set of a study side by side")
 
     p = sub.add_parser("study", help="run every cell of a study file with papermill")
     p.add_argument("file", help="study YAML (params/studies/*.yaml)")

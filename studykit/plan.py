@@ -1,11 +1,11 @@
 """The pre-flight plan of a GPU run: expected peak GPU memory by part, what the GPU has, and whether it fits.
 
 `studykit plan PARAMS [--gpu-memory GiB]` prints it; `preflight(cfg)` runs the same check at the start of every
-CUDA run, before weights load (studykit.trainer, studykit.alignment), and refuses a run that cannot fit, naming the
+CUDA run, before weights load (studykit.engine.trainer, studykit.probes.alignment), and refuses a run that cannot fit, naming the
 settings to change. On a machine without CUDA it is skipped with a log line.
 
-Memory model (bytes; N = parameters, counted on the meta device by studykit.arch; b = compute bytes, 2 for bf16):
-* weights: full = 4N (fp32 master weights, studykit.models); lora = b x N; qlora = NF4 decoder linears at
+Memory model (bytes; N = parameters, counted on the meta device by studykit.planning.arch; b = compute bytes, 2 for bf16):
+* weights: full = 4N (fp32 master weights, studykit.policy.models); lora = b x N; qlora = NF4 decoder linears at
   NF4_BYTES per weight (4 bits + double-quantised absmax) plus everything else at 4 bytes, since peft's
   `prepare_model_for_kbit_training` casts embeddings, lm_head and norms to fp32.
 * trainable state: params + grads + AdamW's two moments, fp32: 16 bytes per LoRA parameter; full: 12N beside the
@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .arch import Arch, ArchUnknown, load_arch, lora_params
+from studykit.planning.arch import Arch, ArchUnknown, load_arch, lora_params
 
 GiB = 2 ** 30
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
@@ -218,8 +218,8 @@ class Shape:
 
 
 def shape_of(cfg, arch: Arch, prompt_tokens: int = PROMPT_TOKENS) -> Shape:
-    """The Shape of a studykit.config.RunConfig (unset options take the code's defaults)."""
-    from .models import AUTO_CHECKPOINTING_PARAMS
+    """The Shape of a studykit.config.schema.RunConfig (unset options take the code's defaults)."""
+    from studykit.policy.models import AUTO_CHECKPOINTING_PARAMS
 
     t, m = cfg.train, cfg.model
     rows = t.prompts_per_step * t.group_size
@@ -304,7 +304,7 @@ def _layer_targets(arch: Arch, s: Shape) -> list:
     """Adapted linears of one decoder layer (their lora_A outputs are saved per token)."""
     if s.finetune == "full":
         return []
-    from .arch import lora_targets
+    from studykit.planning.arch import lora_targets
 
     return [t for t in lora_targets(arch, s.targets) if t[0].split(".")[:3] == arch.linears[0][0].split(".")[:3]]
 

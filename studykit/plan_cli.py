@@ -1,6 +1,6 @@
 """`studykit plan PARAMS [--gpu-memory GiB] [--prompt-tokens N] [--uri URI]`: the pre-flight plan of a run file,
 or of every cell of a study file (one line per cell, then the full plan of the largest), exit 1 when any does not
-fit. Registered in studykit.cli through `register(sub)`."""
+fit. Registered in studykit.cli.commands through `register(sub)`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import plan
+from studykit.planning import plan
 
 
 def register(sub) -> None:
@@ -34,8 +34,8 @@ def _gib(text: str) -> float:
 
 
 def _configs(path: str) -> list[tuple[str, object]]:
-    from .config import load_yaml, validate
-    from .study import expand, is_study
+    from studykit.config.schema import load_yaml, validate
+    from studykit.study.spec import expand, is_study
 
     data = load_yaml(path)
     if is_study(data):

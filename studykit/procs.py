@@ -9,7 +9,7 @@ already gone. `descendants` and `signal_tree` reach a process tree across sessio
 `answers` start and wait for a local server (the UI, the tracking server, their tests); `port_taken` says whether
 a server could bind its port. `watchdog(pid)` starts a guard that stops `pid`'s whole tree once the calling
 process is gone, however it ended (kill -9 included): the parent-death signal reaches only a direct child, not the
-server processes a child starts (`python -m studykit.procs watch PID`). No studykit imports: everything above may
+server processes a child starts (`python -m studykit.infra.procs watch PID`). No studykit imports: everything above may
 use it.
 """
 
@@ -148,7 +148,7 @@ def watchdog(pid: int) -> subprocess.Popen:
     """A guard process (own session, so a signal to this process's group spares it) that stops `pid`'s tree when
     the caller's end of its stdin closes: at the caller's exit, however it ends. Close its stdin after stopping
     the tree yourself; it then finds nothing left and exits."""
-    return subprocess.Popen([sys.executable, "-m", "studykit.procs", "watch", str(pid)], stdin=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "studykit.infra.procs", "watch", str(pid)], stdin=subprocess.PIPE,
                             start_new_session=True)
 
 
@@ -171,5 +171,5 @@ def _watch(pid: int, grace: float = WATCH_GRACE_S) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "watch" or not sys.argv[2].isdigit():
-        raise SystemExit("usage: python -m studykit.procs watch PID")
+        raise SystemExit("usage: python -m studykit.infra.procs watch PID")
     _watch(int(sys.argv[2]))

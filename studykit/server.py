@@ -7,7 +7,7 @@ warning as `studykit ui`: the server has no login). Defaults: the backend store 
 `sqlite:///<cwd>/mlruns/mlflow.db` and artifacts go under `<cwd>/mlruns/server-artifacts`; a Postgres or MySQL URI
 (`postgresql://...`, `mysql+pymysql://...`) is passed through as it is (its driver must be installed). It prints the
 URI clients use (`--tracking-uri` / `$MLFLOW_TRACKING_URI`). The server's process tree is supervised like `studykit
-ui`'s (`studykit.ui.supervise`): SIGINT, SIGTERM or SIGHUP stop all of it, and all of it dies with this process
+ui`'s (`studykit.tracking.ui.supervise`): SIGINT, SIGTERM or SIGHUP stop all of it, and all of it dies with this process
 (kill -9 included); a port in use, or a server that ends by itself, exits non-zero. One web worker
 and no job runner by default (`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false` unless set): it stores runs, nothing more.
 
@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import ui
+from studykit.tracking import ui
 
 DEFAULT_WORKERS = 1  # one uvicorn worker: a study's cells write a few metrics per step; raise it for large clusters
 DB_SCHEMES = ("sqlite:", "postgresql", "postgres:", "mysql", "mssql")
@@ -48,7 +48,7 @@ def check_backend(uri: str) -> str:
 
 
 def command(backend: str, artifacts: str, host: str, port: int, workers: int = DEFAULT_WORKERS) -> list[str]:
-    return [sys.executable, "-m", "studykit.executors.child", "--parent", str(os.getpid()), "mlflow", "server",
+    return [sys.executable, "-m", "studykit.study.executors.child", "--parent", str(os.getpid()), "mlflow", "server",
             "--backend-store-uri", backend, "--serve-artifacts", "--artifacts-destination", artifacts,
             "--host", host, "--port", str(port), "--workers", str(workers)]
 
@@ -65,7 +65,7 @@ def client_uri(host: str, port: int) -> str:
 def serve(backend_store_uri: str | None = None, artifacts_destination: str | None = None, host: str = "127.0.0.1",
           port: int = 5000, workers: int = DEFAULT_WORKERS) -> int:
     """Run the tracking server until stopped (module docstring); returns its exit code."""
-    from .tracking import client
+    from studykit.tracking.experiment import client
 
     taken = ui.refuse_taken_port(host, port)
     if taken:

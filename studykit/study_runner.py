@@ -1,12 +1,12 @@
 """Running a study: dependency order, claims, failures, signals, the compare step, the exit code.
 
-`run_study(path, workers, only, dry_run)` executes the cells of `studykit.study.expand` (see that module for the
-study schema) through an executor (`studykit.executors`; `local` runs each cell as a papermill subprocess that
+`run_study(path, workers, only, dry_run)` executes the cells of `studykit.study.spec.expand` (see that module for the
+study schema) through an executor (`studykit.study.executors`; `local` runs each cell as a papermill subprocess that
 cannot outlive the study); `run_one(notebook, params_file)` runs one cell. The executed notebook goes to
 `outputs/<study>/<cell>.ipynb` and is logged as an artifact (`notebook/`) to the cell's run, found by its
 config_hash tag.
 
-Guarantees (`studykit.claims` has the details):
+Guarantees (`studykit.study.claims` has the details):
 * A cell is finished when a FINISHED run of its config hash has its notebook in the store; finished cells are
   skipped. Every other cell runs under its claim (an exclusive lock per config hash), so any number of study
   processes, of the same or different studies, on one store run each cell once: a second process waits for the
@@ -20,9 +20,9 @@ Guarantees (`studykit.claims` has the details):
   notebook raised, or its run ended FAILED, or it produced no run) or the compare step failed, 130 when
   interrupted; a study that expands to no cells is a ConfigError (exit 2 from the CLI). Failures are written to
   `outputs/<study>/failed.json` (and every outcome to `summary.json`), replaced atomically. A full disk stops the
-  study with one line naming the path (`studykit.diskfull.DiskFull`, exit 1 from the CLI) once the running cells
+  study with one line naming the path (`studykit.infra.diskfull.DiskFull`, exit 1 from the CLI) once the running cells
   end; the parent run is closed FAILED with that line and what finished is kept for the rerun. So does a tracking
-  server that stops answering for longer than the MLflow client retries (`studykit.outage.ServerDown`).
+  server that stops answering for longer than the MLflow client retries (`studykit.infra.outage.ServerDown`).
 * The study has one parent run in MLflow (`tracking.study_run`, tag `rq=study`, found again by every rerun): each
   cell's run is its child (`tracking.parent_run` in the cell's parameters becomes `mlflow.parentRunId`), the compare
   step logs the report into it, and its status is the study's last outcome (RUNNING while a study process runs it,
@@ -44,18 +44,18 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import claims
-from .config import ConfigError, load_yaml
-from .diskfull import DiskFull, full_path, message
-from .executors import Executor, make
-from .outage import ServerDown, server_down
-from .study import Cell, StudySpec, _notebook, expand, load_spec, select
+from studykit.study import claims
+from studykit.config.schema import ConfigError, load_yaml
+from studykit.infra.diskfull import DiskFull, full_path, message
+from studykit.study.executors import Executor, make
+from studykit.infra.outage import ServerDown, server_down
+from studykit.study.spec import Cell, StudySpec, _notebook, expand, load_spec, select
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def resolve_uri(uri: str | None = None) -> str:
-    from .tracking import tracking_uri
+    from studykit.tracking.experiment import tracking_uri
 
     return tracking_uri(uri)
 
@@ -141,8 +141,8 @@ def _outcome(ctx: _Context, cell: Cell, rc: int, tail: str, run_id: str | None, 
 def _schedule(ctx: _Context, cells: list[Cell], workers: int, progress: bool, study: str = "",
               skipped: int = 0) -> list[CellOutcome]:
     """Run `cells` (and first the toy builds they need) `workers` at a time in dependency order."""
-    from .executors.builds import BuildRunner, toy_builds
-    from .study_progress import StudyProgress
+    from studykit.study.executors.builds import BuildRunner, toy_builds
+    from studykit.study.progress import StudyProgress
 
     builds = toy_builds(cells)
     needs = {cell: label for label, b in builds.items() for cell in b.cells}
@@ -231,7 +231,7 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
               uri: str | None = None, progress: bool = True, compare: bool = True, executor: str = "local",
               address: str | None = None) -> StudySummary:
     """Run every (selected) cell of a study; see the module docstring. Returns the per-cell outcomes.
-    `executor`: "local" (process pool) or "ray" (one Ray task per cell at `address`; `studykit.executors.ray`)."""
+    `executor`: "local" (process pool) or "ray" (one Ray task per cell at `address`; `studykit.study.executors.ray`)."""
     here = Path(path)
     spec = load_spec(here)
     cells = select(expand(here), only)  # everything validated before any MLflow call
@@ -293,8 +293,8 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
 
 def _open_parent(ctx: _Context, spec: StudySpec, cells: list[Cell]) -> str:
     """The study's parent run (made once, reused by every rerun), RUNNING and owned by this process."""
-    from .runs import experiments_of
-    from .tracking import client, owner_tags, study_run
+    from studykit.analysis.runs import experiments_of
+    from studykit.tracking.experiment import client, owner_tags, study_run
 
     run_id = study_run(spec.name, experiments_of([c.config for c in cells], spec.name)[0], ctx.uri)
     mlc = client(ctx.uri)
@@ -306,7 +306,7 @@ def _open_parent(ctx: _Context, spec: StudySpec, cells: list[Cell]) -> str:
 
 def _adopt(ctx: _Context, parent: str, run_ids: list[str]) -> None:
     """Finished cell runs made before the study had a parent run (older code, `studykit run`) become its children."""
-    from .tracking import client
+    from studykit.tracking.experiment import client
 
     mlc = client(ctx.uri)
     for run_id in run_ids:
@@ -316,7 +316,7 @@ def _adopt(ctx: _Context, parent: str, run_ids: list[str]) -> None:
 
 def _close_parent(ctx: _Context, run_id: str, status: str, reason: str) -> None:
     """The study's outcome on its run: the status and, as `status_reason`, the summary line ("study toy: done 3")."""
-    from .tracking import client
+    from studykit.tracking.experiment import client
 
     mlc = client(ctx.uri)
     mlc.set_tag(run_id, "status_reason", reason[:500])
@@ -443,7 +443,7 @@ def _is_run_notebook(notebook: Path) -> bool:
 def run_one(notebook: str | Path, params_file: str | Path, uri: str | None = None) -> CellOutcome:
     """Run one notebook with one params file. Run notebooks get the full validated config (an invalid file raises
     ConfigError before anything is created); other notebooks (10_compare) get the YAML as it is."""
-    from .config import load
+    from studykit.config.schema import load
 
     notebook = Path(notebook)
     if not notebook.is_file():

@@ -5,7 +5,7 @@ surrogate with clip-higher, token-mean loss, no KL, dynamic sampling. Departures
 length) are settings in the params files, not code paths. Every run logs to MLflow (see README's metric table),
 checkpoints every `train.checkpoint_every` steps, and resumes its own MLflow run when restarted.
 
-Metric history on resume (each step once): metrics are buffered in memory (`studykit.metric_buffer`) and written
+Metric history on resume (each step once): metrics are buffered in memory (`studykit.engine.metric_buffer`) and written
 right after each checkpoint is saved and at the end; the checkpoint keeps the unwritten ones, so a kill between the
 save and the write loses nothing. A run killed at step 13 after its checkpoint at 10 has steps 1-10 in MLflow;
 the resumed run recomputes 11-13 and logs those values: every logged value belongs to the attempt the run continued
@@ -35,16 +35,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, grpo, plan, rewards, selection, timing, tracking, update  # noqa: F401 (grpo: tests patch trainer.grpo)
-from .alignment import label_for
-from .metric_buffer import MetricBuffer, replay
-from .config import RunConfig
-from .evaluation import counts_artifact, evaluate_set, metric_key
-from .models import from_config
-from .rollout import collect
-from .sampling import make_sampler
-from .tasks import get as get_task
-from .update import NonFiniteLoss
+from studykit.engine import checkpoint, grpo, selection, update  # noqa: F401 (grpo: tests patch trainer.grpo)
+from studykit.planning import plan
+from studykit.scoring import rewards
+from studykit.infra import timing
+from studykit.tracking import experiment as tracking
+from studykit.probes.alignment import label_for
+from studykit.engine.metric_buffer import MetricBuffer, replay
+from studykit.config.schema import RunConfig
+from studykit.engine.evaluation import counts_artifact, evaluate_set, metric_key
+from studykit.policy.models import from_config
+from studykit.engine.rollout import collect
+from studykit.policy.sampling import make_sampler
+from studykit.tasks import get as get_task
+from studykit.engine.update import NonFiniteLoss
 
 
 @dataclass
@@ -154,7 +158,7 @@ def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
                selection.EpochSampler(pool, cfg.train.seed), evals, np.random.default_rng(cfg.train.seed),
                template=cfg.data.template or task.template, task=task, reference=reference)
     if cfg.data.selection == "one_shot":
-        from . import one_shot
+        from studykit.engine import one_shot
 
         kept = (saved or {}).get("one_shot")
         choice = one_shot.from_state(kept, pool) if kept else one_shot.choose(cfg, pool, run)
@@ -258,7 +262,7 @@ def _train_step(run: _Run, step: int) -> dict[str, float]:
 
 
 def _update(run: _Run, rolls) -> dict[str, float]:
-    """The optimiser steps of one rollout batch: mini-batches of micro-batches (studykit.update)."""
+    """The optimiser steps of one rollout batch: mini-batches of micro-batches (studykit.engine.update)."""
     return update.update(run.policy, run.optimizer, rolls, run.cfg, run.step, run.reference)
 
 
@@ -280,7 +284,7 @@ def _evaluate(run: _Run, step: int) -> None:
 
 
 def alignment_label(cfg: RunConfig, metrics: dict[str, float]) -> str:
-    """The step-0 alignment tag of a training run, by the rule in studykit.alignment (over the logged ks)."""
+    """The step-0 alignment tag of a training run, by the rule in studykit.probes.alignment (over the logged ks)."""
     label = cfg.eval.sets[0].label
     curve = {k: metrics[metric_key(label, "pass", k)] for k in cfg.eval.ks}
     return label_for(cfg, curve) if any(k <= cfg.eval.alignment_k for k in curve) else "unmeasured"
@@ -291,7 +295,7 @@ def _save(run: _Run, ckpt) -> None:
              "data": run.data.state(), "reward_rng": run.reward_rng.bit_generator.state,
              "pending_metrics": run.metrics.state()}
     if run.one_shot is not None:
-        from .one_shot import as_state
+        from studykit.engine.one_shot import as_state
 
         state["one_shot"] = as_state(*run.one_shot)
     checkpoint.save(ckpt, run.policy, run.optimizer, run.scheduler, state)
@@ -310,6 +314,6 @@ def _log_samples(rolls, step: int) -> None:
 def _log_artifacts(run: _Run) -> None:
     history = {pid: [v for _, v in sorted(e.items(), key=lambda kv: int(kv[0]))] for pid, e in run.history.items()}
     mlflow.log_dict(history, "example_accuracy.json")
-    from .policy_store import log_policy  # the trained policy as `policy/` (tracking.save_policy)
+    from studykit.policy.store import log_policy  # the trained policy as `policy/` (tracking.save_policy)
 
     log_policy(run.policy, run.cfg, mlflow.active_run().info.run_id, run.step)

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 
-from . import procs
+from studykit.infra import procs
 
 GRACE_S = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -38,7 +38,7 @@ def is_loopback(host: str) -> bool:
 
 
 def command(uri: str, host: str, port: int, workers: int = 1) -> list[str]:
-    return [sys.executable, "-m", "studykit.executors.child", "--parent", str(os.getpid()), "mlflow", "ui",
+    return [sys.executable, "-m", "studykit.study.executors.child", "--parent", str(os.getpid()), "mlflow", "ui",
             "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", str(workers)]
 
 
@@ -53,9 +53,9 @@ def server_env(jobs: bool = False) -> dict[str, str]:
 
 def links(uri: str, host: str, port: int, limit: int = 8) -> str:
     """Where each study's runs are: MLflow 3.17 opens an experiment on its GenAI overview unless the browser's
-    "Model training" switch is on; `workflowType=machine_learning` in the link turns it on (studykit.uicheck)."""
-    from .tracking import client
-    from .uicheck import runs_url
+    "Model training" switch is on; `workflowType=machine_learning` in the link turns it on (studykit.tracking.uicheck)."""
+    from studykit.tracking.experiment import client
+    from studykit.tracking.uicheck import runs_url
 
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     exps = [e for e in client(uri).search_experiments(max_results=limit + 1) if e.name != "Default"]
@@ -81,7 +81,7 @@ def stop(proc: subprocess.Popen, grace: float = GRACE_S) -> None:
 
 def serve(uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1, jobs: bool = False) -> int:
     """Run the UI until it exits or a stop signal arrives; returns its exit code (0 when stopped by a signal)."""
-    from .tracking import client
+    from studykit.tracking.experiment import client
 
     taken = refuse_taken_port(host, port)
     if taken:

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from studykit.procs import answers, free_port
+from studykit.infra.procs import answers, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params/studies/smoke.yaml"
@@ -33,7 +33,7 @@ START_S = 300  # a loaded 2-core CI machine takes tens of seconds to import and 
 def start_server(work: Path, *extra: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
     port = port or free_port()
     log = open(work / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "studykit.cli", "server", "--port", str(port), *extra], cwd=work,
+    proc = subprocess.Popen([sys.executable, "-m", "studykit.cli.commands", "server", "--port", str(port), *extra], cwd=work,
                             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_S
@@ -79,7 +79,7 @@ def kill_worker_of(uri: str, claim: str, done: threading.Event, record: dict) ->
 def ray_smoke(tmp_path_factory):
     import ray
 
-    from studykit.study_runner import run_study
+    from studykit.study.runner import run_study
 
     work = tmp_path_factory.mktemp("ray_smoke")
     server, uri = start_server(work)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from studykit import checkpoint, trainer
+from studykit.engine import checkpoint, trainer
 
 from test_trainer import _cfg, _history, _interrupt_training_at
 

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 
 from ray_smoke import start_server, stop_server
-from studykit import checkpoint, trainer
+from studykit.engine import checkpoint, trainer
 
 from test_trainer import _cfg, _history
 

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from studykit import arch, config, plan
+from studykit.planning import arch, plan
+from studykit.config import schema as config
 
 GiB = plan.GiB
 
@@ -186,7 +187,7 @@ def _paper_cfg(tmp_path, monkeypatch, **train):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "deepscaler.jsonl").write_text('{"problem": "1+1", "answer": "2"}\n')
-    from studykit.study import ROOT
+    from studykit.study.spec import ROOT
 
     return config.load(ROOT / "params" / "paper" / "base.yaml", {"train": train} if train else None)
 
@@ -207,7 +208,7 @@ def test_preflight_is_skipped_without_cuda(tmp_path, monkeypatch):
 
 def test_the_trainer_refuses_before_loading_weights(tmp_path, monkeypatch):
     """The hook's refusal path (a CUDA machine is simulated: there is none here; the planner itself is real)."""
-    from studykit import trainer
+    from studykit.engine import trainer
 
     cfg = _paper_cfg(tmp_path, monkeypatch, micro_batch_size=64)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -221,8 +222,8 @@ def test_the_trainer_refuses_before_loading_weights(tmp_path, monkeypatch):
 
 
 def test_plan_command(tmp_path, monkeypatch, capsys):
-    from studykit.cli import main
-    from studykit.study import ROOT
+    from studykit.cli.commands import main
+    from studykit.study.spec import ROOT
 
     _paper_cfg(tmp_path, monkeypatch)
     base = str(ROOT / "params" / "paper" / "base.yaml")
@@ -263,7 +264,7 @@ def test_historical_variance_needs_a_source_that_repeats_examples(tmp_path, monk
 
 def test_the_paper_grid_one_shot_sources_see_each_example_twice(tmp_path, monkeypatch):
     from studykit import tasks
-    from studykit.study import ROOT, expand
+    from studykit.study.spec import ROOT, expand
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
@@ -285,7 +286,7 @@ def test_gpu_check_runs_its_code_path_on_cpu_with_tiny(capsys):
     update, the planner's prediction) on CPU; memory figures are CUDA's only, so they are absent here."""
     import importlib.util
 
-    from studykit.study import ROOT
+    from studykit.study.spec import ROOT
 
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
     gpu_check = importlib.util.module_from_spec(spec)
@@ -300,8 +301,8 @@ def test_gpu_check_runs_its_code_path_on_cpu_with_tiny(capsys):
 @pytest.mark.parametrize("gib", ["nan", "inf", "-inf", "0", "-8"])
 def test_plan_refuses_a_gpu_memory_that_is_not_a_positive_finite_number(tmp_path, monkeypatch, capsys, gib):
     # Regression (issue 21): `--gpu-memory nan` printed "fits" and exited 0.
-    from studykit.cli import main
-    from studykit.study import ROOT
+    from studykit.cli.commands import main
+    from studykit.study.spec import ROOT
 
     _paper_cfg(tmp_path, monkeypatch)
     with pytest.raises(SystemExit) as exit_:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from studykit import cli
-from studykit.config import ConfigError
-from studykit.study_runner import CellOutcome, StudySummary, run_study
+from studykit.cli import commands as cli
+from studykit.config.schema import ConfigError
+from studykit.study.runner import CellOutcome, StudySummary, run_study
 
 from studyproc import SMOKE
 
@@ -38,8 +38,8 @@ def test_exit_codes():
 
 def test_a_failed_cells_summary_line_is_the_error_not_the_logs_last_line(tmp_path):
     # Regression (issue 21): the summary showed "Writing model shards: 100%", the line after the traceback.
-    from studykit.executors.local import error_tail
-    from studykit.study_runner import CellOutcome, StudySummary, error_line, format_summary
+    from studykit.study.executors.local import error_tail
+    from studykit.study.runner import CellOutcome, StudySummary, error_line, format_summary
 
     log = tmp_path / "cell.log"
     log.write_text("Exception encountered at \"In [4]\":\nTraceback (most recent call last):\n  File \"x\", line 1\n"
@@ -58,7 +58,7 @@ def test_a_full_disk_is_found_through_wrapped_errors():
     import errno
     import sqlite3
 
-    from studykit.diskfull import full_path
+    from studykit.infra.diskfull import full_path
 
     try:
         try:

@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from ray_smoke import start_server, stop_server
-from studykit import cli, server
-from studykit.config import ConfigError
-from studykit.executors import make
-from studykit.executors.ray import check_uri, local_artifacts, task_env
-from studykit.executors.resources import ResourcesSpec, cell_resources
-from studykit.study import expand, load_spec
-from studykit.study_runner import run_study
+from studykit.cli import commands as cli
+from studykit.tracking import server
+from studykit.config.schema import ConfigError
+from studykit.study.executors import make
+from studykit.study.executors.ray import check_uri, local_artifacts, task_env
+from studykit.study.executors.resources import ResourcesSpec, cell_resources
+from studykit.study.spec import expand, load_spec
+from studykit.study.runner import run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params/studies/smoke.yaml"
@@ -138,7 +139,7 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         for command in (["server"], ["ui", "--uri", f"sqlite:///{tmp_path}/ui.db"]):
-            done = subprocess.run([sys.executable, "-m", "studykit.cli", *command, "--port", str(port)], cwd=tmp_path,
+            done = subprocess.run([sys.executable, "-m", "studykit.cli.commands", *command, "--port", str(port)], cwd=tmp_path,
                                   capture_output=True, text=True, timeout=120)
             assert done.returncode == 1 and f"127.0.0.1:{port} is already in use" in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "ui.db").exists()  # refused before the store
@@ -148,7 +149,7 @@ def test_a_server_that_ends_by_itself_exits_non_zero(capsys):
     import os
     import sys
 
-    from studykit import ui
+    from studykit.tracking import ui
 
     assert ui.supervise([sys.executable, "-c", "pass"], dict(os.environ)) == 1  # mlflow exits 0 when uvicorn fails
     assert "the server exited by itself (exit code 0)" in capsys.readouterr().err
@@ -162,7 +163,7 @@ def test_kill_9_of_the_server_cli_stops_its_whole_tree(tmp_path):
 
     import psutil
 
-    from studykit.procs import alive, answers, port_taken
+    from studykit.infra.procs import alive, answers, port_taken
 
     proc, uri = start_server(tmp_path)
     tree = psutil.Process(proc.pid).children(recursive=True)

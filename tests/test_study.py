@@ -21,9 +21,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from studykit import analysis
-from studykit.study import expand
-from studykit.study_runner import run_study
+from studykit.analysis import report as analysis
+from studykit.study.spec import expand
+from studykit.study.runner import run_study
 
 from ray_smoke import ray_smoke  # noqa: F401 (a fixture: the same smoke study through --executor ray)
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params/studies/smoke.yaml"
 TAGS = {"study", "rq", "claim", "condition", "model", "task", "seed", "alignment", "config_hash", "git_sha"}
-HAVE_ALIGNMENT = importlib.util.find_spec("studykit.alignment") is not None
+HAVE_ALIGNMENT = importlib.util.find_spec("studykit.probes.alignment") is not None
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_a_failing_cell_is_recorded_and_the_study_fails(tmp_path, monkeypatch):
     assert "not valid JSON" in failed[0]["error"]  # the notebook's exception reaches failed.json
 
 
-FAKE_CELL = """from studykit.config import validate
+FAKE_CELL = """from studykit.config.schema import validate
 from studykit import tracking as tk
 import mlflow
 cfg = validate(dict(study=study, rq=rq, claim=claim, condition=condition, model=model, data=data, reward=reward,
@@ -219,8 +219,9 @@ def test_a_full_disk_or_a_gone_server_stops_the_study_in_one_line_and_a_rerun_co
     # Regression (issue 21): a full disk ended the study with a raw OSError traceback and left its parent run
     # RUNNING; so did a server outage past the client's retry budget. The fault is injected where the driver writes
     # (logging the first cell's notebook).
-    from studykit import claims, cli
-    from studykit.tracking import study_run
+    from studykit.study import claims
+    from studykit.cli import commands as cli
+    from studykit.tracking.experiment import study_run
 
     study = yaml.safe_load(SMOKE.read_text())
     params = "\n".join(f"{k} = None" for k in ("study", "rq", "claim", "condition", "model", "data", "reward", "algo",
@@ -304,9 +305,9 @@ def test_each_cell_has_one_finished_run_all_through_the_server(ray_smoke):
 
 
 def test_the_owner_probe_asks_the_runs_own_node(ray_smoke, tmp_path):
-    from studykit import procs
-    from studykit.claims import owner_state
-    from studykit.executors.ray import RayExecutor
+    from studykit.infra import procs
+    from studykit.study.claims import owner_state
+    from studykit.study.executors.ray import RayExecutor
 
     ex = RayExecutor(tmp_path, ray_smoke["uri"])
     dead = _dead_pid()
@@ -325,7 +326,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-SLOW_CELL = """from studykit.config import validate
+SLOW_CELL = """from studykit.config.schema import validate
 from studykit import tracking as tk
 import mlflow, time
 cfg = validate(dict(study=study, rq=rq, claim=claim, condition=condition, model=model, data=data, reward=reward,
@@ -377,7 +378,7 @@ def test_ctrl_c_cancels_running_and_pending_ray_tasks(ray_smoke, tmp_path, monke
 
 
 def test_the_study_is_a_tree_of_named_runs_with_sources_and_datasets(smoke):
-    from studykit import tracking
+    from studykit.tracking import experiment as tracking
 
     client = _client(smoke["uri"])
     exp = client.get_experiment_by_name("smoke")
@@ -401,7 +402,7 @@ def test_the_study_is_a_tree_of_named_runs_with_sources_and_datasets(smoke):
 
 
 def test_the_ui_in_a_real_browser_lists_the_cells_under_the_study_run(smoke):
-    from studykit import uicheck
+    from studykit.tracking import uicheck
 
     if uicheck.chromium_path() is None:
         pytest.skip("no chromium on PATH (.ci/run installs Debian's chromium; locally: apt-get install chromium)")

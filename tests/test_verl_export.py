@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from studykit import tracking
-from studykit.config import validate
+from studykit.tracking import experiment as tracking
+from studykit.config.schema import validate
 from studykit.integrations import verl_translate as tr
 from studykit.integrations.verl_export import export
 from studykit.integrations.verl_import import import_run, map_val_metric
-from studykit.runs import load_counts
+from studykit.analysis.runs import load_counts
 
 BASE = {
     "study": "verlt", "rq": "rq1", "claim": "ground_truth", "condition": "ground_truth",
@@ -97,7 +97,7 @@ def test_launch_script_carries_the_translated_run(exported):
                      "trainer.test_freq=3", "trainer.validation_data_dir="):
         assert override in script, override
     assert f"export MLFLOW_RUN_ID={result.run_id}" in script and "export MLFLOW_EXPERIMENT_NAME=verlt" in script
-    assert "studykit.cli import verl" in script
+    assert "studykit.cli.commands import verl" in script
 
 
 def test_the_run_is_precreated_with_studykits_tags(exported, store):
@@ -210,7 +210,7 @@ def test_import_refuses_a_dump_without_every_sample(exported, store, tmp_path):
 def test_cli_export_and_its_refusal(tmp_path, capsys):
     import yaml
 
-    from studykit.cli import main
+    from studykit.cli.commands import main
 
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(BASE | {"tracking": {"checkpoint_dir": str(tmp_path / "ckpt")}}))
@@ -226,7 +226,7 @@ def test_cli_export_and_its_refusal(tmp_path, capsys):
 
 
 def test_the_study_runner_leaves_an_exported_run_to_verl(store, tmp_path):
-    from studykit import claims
+    from studykit.study import claims
 
     cfg = cfg_of(train={"seed": 5}, tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
     run_id = export(cfg, tmp_path / "job", uri=store).run_id
@@ -248,8 +248,8 @@ def test_the_study_runner_leaves_an_exported_run_to_verl(store, tmp_path):
 def test_a_study_cell_exports_with_the_studys_config_hash(tmp_path, capsys):
     import yaml
 
-    from studykit.cli import main
-    from studykit.study import expand
+    from studykit.cli.commands import main
+    from studykit.study.spec import expand
 
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE | {"tracking": {"checkpoint_dir": str(tmp_path / "c")}}))
     study = tmp_path / "study.yaml"
@@ -274,7 +274,7 @@ def test_an_out_that_is_a_file_is_refused_before_any_run_exists(tmp_path, capsys
     # and the orphaned run kept the cell busy for every study.
     import yaml
 
-    from studykit.cli import main
+    from studykit.cli.commands import main
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     params = tmp_path / "run.yaml"
@@ -320,7 +320,7 @@ def test_a_write_that_fails_after_the_run_was_created_leaves_no_run(tmp_path, mo
 def test_import_refuses_a_run_it_does_not_own_and_an_unknown_one(tmp_path, capsys):
     # Regression (issue 21): an unknown id gave a raw traceback; another run of the config was ended FINISHED with
     # no metrics and the study counted it done.
-    from studykit.cli import main
+    from studykit.cli.commands import main
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
@@ -341,8 +341,8 @@ def test_import_refuses_a_run_it_does_not_own_and_an_unknown_one(tmp_path, capsy
 
 
 def test_a_run_with_nothing_imported_does_not_end_finished(tmp_path, capsys):
-    from studykit import claims
-    from studykit.cli import main
+    from studykit.study import claims
+    from studykit.cli.commands import main
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")})

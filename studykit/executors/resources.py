@@ -3,7 +3,7 @@
 Pure (no Ray import), so the rule is tested apart from the executor. `cell_resources(params, override)`:
 * `num_cpus` = the cell's `train.threads` (the torch threads its kernel uses; 1 for the compare step);
 * `num_gpus` = 1 for a cell whose model runs on CUDA, 0 for a toy model: toy models are sized for a CPU core
-  (`studykit.models` would put any model on CUDA where the node has one, so a toy cell may still use a GPU it finds,
+  (`studykit.policy.models` would put any model on CUDA where the node has one, so a toy cell may still use a GPU it finds,
   without reserving it), every other model (a hub id, a local folder, a stored `runs:/` policy) needs the GPU;
 * a study file's `resources:` block (`ResourcesSpec`) overrides each field it sets, for every cell.
 """

@@ -8,8 +8,8 @@ import sys
 def config_of(path: str, cell: str | None):
     """The RunConfig of a run params file, or of cell `cell` of a study file (the same config hash the study's
     runner and report use)."""
-    from ..config import ConfigError, load, load_yaml
-    from ..study import expand, is_study
+    from studykit.config.schema import ConfigError, load, load_yaml
+    from studykit.study.spec import expand, is_study
 
     if not is_study(load_yaml(path)):
         if cell:
@@ -22,7 +22,7 @@ def config_of(path: str, cell: str | None):
 
 
 def cmd_export(args) -> int:
-    from .verl_export import LAUNCH, export
+    from studykit.integrations.verl_export import LAUNCH, export
 
     result = export(config_of(args.params, args.cell), args.out, uri=args.uri, create_run=not args.no_run)
     print(f"wrote {result.n_train} training and {sum(result.n_val.values())} evaluation problems "
@@ -36,7 +36,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .verl_import import import_run
+    from studykit.integrations.verl_import import import_run
 
     done = import_run(args.run_id, args.dir, uri=args.uri, status=args.status)
     print(f"run {done.run_id}: renamed {len(done.renamed)} verl validation metrics; rescored validation steps "

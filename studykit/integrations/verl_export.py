@@ -23,7 +23,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import RunConfig
+from studykit.config.schema import RunConfig
 from ..tasks import get as get_task
 from . import verl_translate as tr
 
@@ -84,7 +84,7 @@ def launch_script(cfg: RunConfig, overrides: list[str], env: dict[str, str], dep
     a pre-created run: `MLFLOW_RUN_ID` in `env`)."""
     epilogue = [
         'if [ "$status" -eq 0 ]; then end=FINISHED; else end=FAILED; fi',
-        '"$PYTHON" -m studykit.cli import verl "$MLFLOW_RUN_ID" --dir "$HERE" --status "$end"',
+        '"$PYTHON" -m studykit.cli.commands import verl "$MLFLOW_RUN_ID" --dir "$HERE" --status "$end"',
     ] if "MLFLOW_RUN_ID" in env else ["# exported with --no-run: no MLflow run to import into (verl logs to the console)"]
     lines = [
         "#!/usr/bin/env bash",
@@ -116,7 +116,7 @@ def _create_run(cfg: RunConfig, uri: str | None, manifest: dict, reuse: str | No
     earlier export's SCHEDULED run of this config, written again rather than doubled."""
     from mlflow.entities import Param, RunTag
 
-    from .. import tracking
+    from studykit.tracking import experiment as tracking
 
     resolved = tracking.tracking_uri(uri or cfg.tracking.uri)
     experiment = cfg.tracking.experiment or cfg.study
@@ -156,7 +156,7 @@ def _earlier_run(out: Path, cfg: RunConfig, resolved: str | None) -> str | None:
     not started it: reused when it is of this config, else deleted, as its launch script is being replaced."""
     from mlflow.exceptions import MlflowException
 
-    from .. import tracking
+    from studykit.tracking import experiment as tracking
 
     try:
         earlier = json.loads((out / MANIFEST).read_text())
@@ -193,7 +193,7 @@ def export(cfg: RunConfig, out_dir: str | Path, uri: str | None = None, create_r
     _check_out(out)
     run_id, resolved, env = None, None, {}
     if create_run:
-        from .. import tracking
+        from studykit.tracking import experiment as tracking
 
         reuse = _earlier_run(out, cfg, tracking.tracking_uri(uri or cfg.tracking.uri))
         run_id, resolved, experiment = _create_run(cfg, uri, manifest, reuse)
@@ -213,7 +213,7 @@ def export(cfg: RunConfig, out_dir: str | Path, uri: str | None = None, create_r
         files[3].write_text(json.dumps(manifest, indent=2))
     except BaseException:
         if run_id:  # no launch script starts it: a SCHEDULED run left behind would keep the cell busy
-            from .. import tracking
+            from studykit.tracking import experiment as tracking
 
             tracking.client(resolved).delete_run(run_id)
         raise

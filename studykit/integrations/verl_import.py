@@ -8,7 +8,7 @@ can be imported, or re-imported, by hand). It does two things:
    studykit's `eval/<set>/avg_at_<N>`; `acc/best@k/mean` is verl's bootstrap estimate of best-of-k, copied as
    `eval/<set>/verl_best_at_<k>` (NOT studykit's unbiased pass@k); `format/mean@N` is `eval/<set>/format_rate`.
 2. Rescores verl's validation generations (`trainer.validation_data_dir`, one `<step>.jsonl` per validation) with
-   studykit's own evaluation (`studykit.evaluation.evaluate_set` over the recorded completions): `eval/<set>/pass_at_<k>`
+   studykit's own evaluation (`studykit.engine.evaluation.evaluate_set` over the recorded completions): `eval/<set>/pass_at_<k>`
    (unbiased), `avg_at_<n>`, `maj_at_<n>`, `format_rate`, the task's diagnostics, the per-problem
    `eval_counts/<set>/step_<step>.json` the verdict table bootstraps over, and the step-0 `alignment` tag. These
    replace step 1's copies where both exist (the same definitions; each step is logged once, and a value that
@@ -28,10 +28,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..alignment import label_for
-from ..config import RunConfig, validate
-from ..evaluation import counts_artifact, evaluate_set, metric_key
-from ..sampling.base import Group
+from studykit.probes.alignment import label_for
+from studykit.config.schema import RunConfig, validate
+from studykit.engine.evaluation import counts_artifact, evaluate_set, metric_key
+from studykit.policy.sampling.base import Group
 from ..tasks import Problem
 from ..tasks import get as get_task
 from .verl_export import MANIFEST, VALIDATION_DIR
@@ -130,7 +130,7 @@ def import_run(run_id: str, out_dir: str | Path, uri: str | None = None, status:
     """Rename verl's validation metrics and add studykit's eval metrics to `run_id` (see the module docstring)."""
     from mlflow.entities import Metric
 
-    from .. import tracking
+    from studykit.tracking import experiment as tracking
 
     out = Path(out_dir)
     manifest = _manifest(out)
