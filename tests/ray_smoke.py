@@ -31,8 +31,8 @@ SMOKE = ROOT / "params/studies/smoke.yaml"
 START_S = 300  # a loaded 2-core CI machine takes tens of seconds to import and start mlflow
 
 
-def start_server(work: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def start_server(work: Path, *extra: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    port = port or free_port()
     log = open(work / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "studykit.cli.commands", "server", "--port", str(port), *extra], cwd=work,
                             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))

@@ -400,3 +400,19 @@ def test_prompt_lengths_count_with_a_local_tokenizer_and_fall_back_when_the_pool
     prompt_lengths._MEASURED.clear()
     tokens, note = prompt_lengths.planned(cfg, plan.PROMPT_TOKENS)
     assert tokens == plan.PROMPT_TOKENS and "could not be read" in note and "long.jsonl" in note
+
+
+@pytest.mark.parametrize("gib", ["nan", "inf", "-inf", "0", "-8"])
+def test_plan_refuses_a_gpu_memory_that_is_not_a_positive_finite_number(tmp_path, monkeypatch, capsys, gib):
+    # Regression (issue 21): `--gpu-memory nan` printed "fits" and exited 0.
+    from studykit.cli.commands import main
+    from studykit.study.spec import ROOT
+
+    _paper_cfg(tmp_path, monkeypatch)
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", str(ROOT / "params" / "paper" / "base.yaml"), f"--gpu-memory={gib}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--gpu-memory" in err and "positive, finite" in err
+    with pytest.raises(ValueError, match="positive, finite"):
+        plan.gpu_memory(float(gib))

@@ -34,3 +34,38 @@ def test_exit_codes():
     assert StudySummary("s", done, compare_error="compare notebook failed").exit_code == 1
     assert StudySummary("s", [*done, CellOutcome("c", "failed")]).exit_code == 1
     assert StudySummary("s", done, interrupted=True).exit_code == 130
+
+
+def test_a_failed_cells_summary_line_is_the_error_not_the_logs_last_line(tmp_path):
+    # Regression (issue 21): the summary showed "Writing model shards: 100%", the line after the traceback.
+    from studykit.study.executors.local import error_tail
+    from studykit.study.runner import CellOutcome, StudySummary, error_line, format_summary
+
+    log = tmp_path / "cell.log"
+    log.write_text("Exception encountered at \"In [4]\":\nTraceback (most recent call last):\n  File \"x\", line 1\n"
+                   "\x1b[0;31mtorch.OutOfMemoryError\x1b[0m: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+                   "Writing model shards: 100%|##########| 2/2 [00:01<00:00]\n")
+    summary = StudySummary("s", [CellOutcome("cell-a", "failed", error=error_tail(log)),
+                                 CellOutcome("cell-b", "failed", error="exited 1\nno traceback here\n")])
+    lines = format_summary(summary).splitlines()
+    assert lines[1] == "  FAILED cell-a: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert lines[2] == "  FAILED cell-b: no traceback here"  # no error line: the last line, as before
+    assert error_line("error: --out x: exists\nbye") == "error: --out x: exists"
+    assert error_line("KeyboardInterrupt\n[progress] 3/4") == "KeyboardInterrupt" and error_line("") == ""
+
+
+def test_a_full_disk_is_found_through_wrapped_errors():
+    import errno
+    import sqlite3
+
+    from studykit.infra.diskfull import full_path
+
+    try:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as inner:
+            raise RuntimeError("(sqlite3.OperationalError) while logging a metric") from inner
+    except RuntimeError as wrapped:
+        assert full_path(wrapped, "sqlite:////data/mlruns/mlflow.db") == "/data/mlruns/mlflow.db"
+    assert full_path(OSError(errno.EDQUOT, "Disk quota exceeded", "/home/u/out.ipynb")) == "/home/u/out.ipynb"
+    assert full_path(OSError(errno.EACCES, "Permission denied", "/x")) is None and full_path(ValueError("x")) is None

@@ -88,10 +88,14 @@ def test_the_study_resources_block_is_validated(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(study | {"resources": {"num_cpus": 2, "num_gpus": 0}}))
     assert load_spec(good).resources == ResourcesSpec(num_cpus=2, num_gpus=0) and expand(good)
-    for bad, field in (({"num_gpus": -1}, "num_gpus"), ({"gpus": 1}, "gpus"), ({"num_cpus": 0}, "num_cpus")):
+    for bad, field in (({"num_gpus": -1}, "num_gpus"), ({"gpus": 1}, "gpus"), ({"num_cpus": 0}, "num_cpus"),
+                       # regression (issue 21): these passed and failed only once Ray started a cell
+                       ({"custom": {"A100": -1}}, "custom.*'A100'.*>= 0"), ({"custom": {"CPU": 2}}, "custom.*'CPU'"),
+                       ({"custom": {"": 1}}, "custom.*non-empty"), ({"custom": {"A100": 1e-6}}, "custom.*0.0001"),
+                       ({"custom": {"A100": float("nan")}}, "custom")):
         path = tmp_path / "bad.yaml"
         path.write_text(yaml.safe_dump(study | {"resources": bad}))
-        with pytest.raises(ConfigError, match=f"resources.{field}"):
+        with pytest.raises(ConfigError, match=f"(?s)bad.yaml.*resources.{field}"):
             load_spec(path)
 
 
@@ -122,3 +126,53 @@ def test_a_local_artifact_path_is_refused_only_when_other_hosts_run_cells():
     why = local_artifacts("file:///w/mlruns/artifacts/smoke", {"head", "node-2"}, "head")
     assert "node-2" in why and "tracking.experiment" in why
     assert local_artifacts("mlflow-artifacts:/1", {"head", "node-2"}, "head") is None  # proxied by the server
+
+
+def test_a_taken_port_is_refused_before_anything_starts(tmp_path):
+    # Regression (issue 21): a second server on a taken port printed uvicorn's "address already in use" and exited 0.
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for command in (["server"], ["ui", "--uri", f"sqlite:///{tmp_path}/ui.db"]):
+            done = subprocess.run([sys.executable, "-m", "studykit.cli.commands", *command, "--port", str(port)], cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 1 and f"127.0.0.1:{port} is already in use" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "ui.db").exists()  # refused before the store
+
+
+def test_a_server_that_ends_by_itself_exits_non_zero(capsys):
+    import os
+    import sys
+
+    from studykit.tracking import ui
+
+    assert ui.supervise([sys.executable, "-c", "pass"], dict(os.environ)) == 1  # mlflow exits 0 when uvicorn fails
+    assert "the server exited by itself (exit code 0)" in capsys.readouterr().err
+    assert ui.supervise([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ)) == 3
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_server_cli_stops_its_whole_tree(tmp_path):
+    # Regression (issue 21): uvicorn, started by `mlflow server`, outlived a SIGKILLed CLI and kept serving.
+    import time
+
+    import psutil
+
+    from studykit.infra.procs import alive, answers, port_taken
+
+    proc, uri = start_server(tmp_path)
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    assert any("uvicorn" in " ".join(p.cmdline()) for p in tree), [p.cmdline()[:4] for p in tree]
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(alive(p.pid) for p in tree):
+        time.sleep(0.5)
+    assert not [p.cmdline()[:4] for p in tree if alive(p.pid)]
+    assert not answers(uri + "/health", timeout_s=2)
+    assert port_taken("127.0.0.1", int(uri.rsplit(":", 1)[1])) is None  # a new server can take the port

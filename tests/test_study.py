@@ -199,6 +199,72 @@ def test_a_failed_run_and_a_failed_compare_fail_the_study(tmp_path, monkeypatch)
     assert [o.status for o in again.outcomes] == ["skipped", "failed"] and again.exit_code == 1
 
 
+def _disk_full(client, run_id, nb):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device", "/artifacts/notebook/" + Path(nb).name)
+
+
+def _server_gone(client, run_id, nb):
+    """What MLflow's client raises once its retries are spent (mlflow.utils.rest_utils.http_request)."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    try:
+        raise requests.exceptions.ConnectionError("Max retries exceeded: Connection refused")
+    except requests.exceptions.ConnectionError as err:
+        raise MlflowException(f"API request to http://127.0.0.1:9/api/2.0/mlflow/runs/get failed with exception {err}")
+
+
+@pytest.mark.parametrize("fault,line", [
+    (_disk_full, "error: disk full: no space left to write /artifacts/notebook/"),
+    (_server_gone, "error: the tracking server sqlite:"),
+], ids=["disk_full", "server_gone"])
+def test_a_full_disk_or_a_gone_server_stops_the_study_in_one_line_and_a_rerun_completes(tmp_path, monkeypatch, capsys, fault, line):
+    # Regression (issue 21): a full disk ended the study with a raw OSError traceback and left its parent run
+    # RUNNING; so did a server outage past the client's retry budget. The fault is injected where the driver writes
+    # (logging the first cell's notebook).
+    from studykit.study import claims
+    from studykit.cli import commands as cli
+    from studykit.tracking.experiment import study_run
+
+    study = yaml.safe_load(SMOKE.read_text())
+    params = "\n".join(f"{k} = None" for k in ("study", "rq", "claim", "condition", "model", "data", "reward", "algo",
+                                                "train", "eval", "tracking"))
+    study.update(name="full", base=str(ROOT / "params/toy/smoke_base.yaml"), alignment=None,
+                 notebooks={"rq1": _notebook(tmp_path / "fake.ipynb", FAKE_CELL, params=params)},
+                 conditions={"ground_truth": {"rq": "rq1"},
+                             "incorrect": {"rq": "rq1", "overrides": {"reward": {"name": "incorrect"}}}})
+    path = tmp_path / "full.yaml"
+    path.write_text(yaml.safe_dump(study))
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("STUDYKIT_CACHE", os.environ.get("STUDYKIT_CACHE") or str(tmp_path / "cache"))
+    real_log = claims.log_notebook
+    monkeypatch.setattr(claims, "log_notebook", fault)
+    assert cli.main(["study", str(path), "--workers", "1", "--no-compare"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    said = next(x for x in err.splitlines() if x.startswith("error:"))
+    assert said.startswith(line) and "run the same command" in said and "what finished is kept" in said
+    client = _client(uri)
+    parent = client.get_run(study_run("full", "full", uri))
+    assert parent.info.status == "FAILED" and parent.data.tags["status_reason"] == said[len("error: "):]
+    finished = [r for r in _runs_of(client, "full") if r.info.status == "FINISHED" and r.data.tags.get("claim")]
+    assert len(finished) == 1  # the cell that ran is kept (its notebook is on disk, logged by the rerun)
+    monkeypatch.setattr(claims, "log_notebook", real_log)
+    again = run_study(path, workers=1, progress=False, compare=False)
+    # the first cell's run is kept: its notebook, on disk, is logged now (skipped: nothing to run again)
+    assert again.exit_code == 0 and [o.status for o in again.outcomes] == ["skipped", "done"]
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    assert len([r for r in _runs_of(client, "full") if r.data.tags.get("claim")]) == 2  # nothing ran twice
+
+
+def _runs_of(client, study):
+    return client.search_runs([client.get_experiment_by_name(study).experiment_id], "", max_results=100)
+
+
 # ---- the Ray executor against a tracking server (the `ray_smoke` fixture, tests/ray_smoke.py): a killed Ray worker
 # fails its cell and nothing else, the rerun runs only that cell, a third run skips everything, every run and notebook
 # went through the server; the owner probe; Ctrl-C.

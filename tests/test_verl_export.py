@@ -355,3 +355,91 @@ def test_lora_export_needs_no_safetensors_load_format():
 def test_departures_name_the_dual_clip():
     deps = tr.departures(cfg_of())
     assert any(d.startswith("actor.clip_ratio_c 10000") and "dual-clip" in d for d in deps)
+def _active_runs(uri):
+    mlc = tracking.client(uri)
+    return [r for e in mlc.search_experiments() for r in mlc.search_runs([e.experiment_id])]
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_run_exists(tmp_path, capsys):
+    # Regression (issue 21): the run was created SCHEDULED, then the export crashed on the file with a traceback,
+    # and the orphaned run kept the cell busy for every study.
+    import yaml
+
+    from studykit.cli.commands import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = tmp_path / "run.yaml"
+    params.write_text(yaml.safe_dump(BASE | {"tracking": {"checkpoint_dir": str(tmp_path / "ckpt")}}))
+    (tmp_path / "taken").write_text("not a folder")
+    assert main(["export", "verl", str(params), "--out", str(tmp_path / "taken"), "--uri", uri]) == 2
+    assert "taken: exists and is not a folder" in capsys.readouterr().err
+    assert _active_runs(uri) == []
+
+
+def test_exporting_twice_to_one_folder_keeps_one_run(tmp_path):
+    # Regression (issue 21): each export made another SCHEDULED run of the cell.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
+    first = export(cfg, tmp_path / "job", uri=uri).run_id
+    assert export(cfg, tmp_path / "job", uri=uri).run_id == first
+    assert [r.info.run_id for r in _active_runs(uri)] == [first]
+    other = cfg_of(train={"seed": 9}, tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
+    second = export(other, tmp_path / "job", uri=uri).run_id  # another config replaces the unstarted run
+    assert [r.info.run_id for r in _active_runs(uri)] == [second] != [first]
+    tracking.client(uri).update_run(second, status="RUNNING")  # verl started it: a new export leaves it alone
+    third = export(other, tmp_path / "job", uri=uri).run_id
+    assert sorted(r.info.run_id for r in _active_runs(uri)) == sorted([second, third])
+    export(other, tmp_path / "job", uri=uri, create_run=False)  # --no-run: nothing will launch `third` any more
+    assert [r.info.run_id for r in _active_runs(uri)] == [second]
+
+
+def test_a_write_that_fails_after_the_run_was_created_leaves_no_run(tmp_path, monkeypatch):
+    import errno
+
+    from studykit.integrations import verl_export
+
+    def full(records, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(verl_export, "write_parquet", full)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(OSError):
+        export(cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")}), tmp_path / "job", uri=uri)
+    assert _active_runs(uri) == []
+
+
+def test_import_refuses_a_run_it_does_not_own_and_an_unknown_one(tmp_path, capsys):
+    # Regression (issue 21): an unknown id gave a raw traceback; another run of the config was ended FINISHED with
+    # no metrics and the study counted it done.
+    from studykit.cli.commands import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
+    job = export(cfg, tmp_path / "job", uri=uri)
+    mlc = tracking.client(uri)
+    stranger = mlc.create_run(mlc.get_run(job.run_id).info.experiment_id,
+                              tags={"config_hash": cfg.config_hash()}).info.run_id
+    assert main(["import", "verl", stranger, "--dir", str(job.out_dir), "--status", "FINISHED"]) == 2
+    assert f"run {stranger} is not the run of this export" in capsys.readouterr().err
+    assert mlc.get_run(stranger).info.status == "RUNNING" and "verl_imported" not in mlc.get_run(stranger).data.tags
+    assert main(["import", "verl", "0" * 32, "--dir", str(job.out_dir)]) == 2
+    assert "is not the run of this export" in capsys.readouterr().err
+    empty = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main(["import", "verl", job.run_id, "--dir", str(job.out_dir), "--uri", empty]) == 2
+    assert f"run {job.run_id} is not in the tracking store {empty}" in capsys.readouterr().err
+    assert main(["import", "verl", job.run_id, "--dir", str(tmp_path)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_a_run_with_nothing_imported_does_not_end_finished(tmp_path, capsys):
+    from studykit.study import claims
+    from studykit.cli.commands import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = cfg_of(tracking={"checkpoint_dir": str(tmp_path / "ckpt")})
+    job = export(cfg, tmp_path / "job", uri=uri)
+    assert main(["import", "verl", job.run_id, "--dir", str(job.out_dir), "--status", "FINISHED"]) == 1
+    assert "run ended FAILED: verl import found no validation metrics" in capsys.readouterr().err
+    run = tracking.client(uri).get_run(job.run_id)
+    assert run.info.status == "FAILED" and "no validation metrics" in run.data.tags["status_reason"]
+    assert claims.finished_run(cfg, uri) is None  # the study does not count the cell done

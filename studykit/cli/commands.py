@@ -40,11 +40,17 @@ def _missing(name: str, module: str, err: Exception) -> int:
 
 
 def cmd_study(args) -> int:
+    from studykit.infra.diskfull import DiskFull
+    from studykit.infra.outage import ServerDown
     from studykit.study.runner import format_summary, run_study
 
-    summary = run_study(args.file, workers=args.workers, only=args.only, dry_run=args.dry_run, uri=args.uri,
-                        compare=not args.no_compare, executor=args.executor, address=args.address,
-                        rerun_stale=args.rerun_stale)
+    try:
+        summary = run_study(args.file, workers=args.workers, only=args.only, dry_run=args.dry_run, uri=args.uri,
+                            compare=not args.no_compare, executor=args.executor, address=args.address,
+                            rerun_stale=args.rerun_stale)
+    except (DiskFull, ServerDown) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if args.dry_run:
         from studykit.study.spec import expand, select
 

@@ -14,7 +14,7 @@ from studykit.planning import plan
 def register(sub) -> None:
     p = sub.add_parser("plan", help="expected peak GPU memory of a run or study, and whether it fits")
     p.add_argument("params", help="run YAML or study YAML")
-    p.add_argument("--gpu-memory", type=float, metavar="GiB",
+    p.add_argument("--gpu-memory", type=_gib, metavar="GiB",
                    help="plan for a GPU of this many GiB (default: this machine's, torch.cuda.mem_get_info)")
     p.add_argument("--prompt-tokens", type=int, default=None,
                    help="prompt length to plan for (default: the longest templated prompt of the run's task pools, "
@@ -22,6 +22,17 @@ def register(sub) -> None:
                         "when the pools cannot be read)")
     p.add_argument("--uri", help="MLflow store to look up measured step times (default: the run's)")
     p.set_defaults(func=cmd_plan)
+
+
+def _gib(text: str) -> float:
+    """A positive, finite GiB count: `nan` would compare false with every need and print "fits"."""
+    import argparse
+    import math
+
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of GiB, got {text!r}")
+    return value
 
 
 def _configs(path: str) -> list[tuple[str, object]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 
 
 def config_of(path: str, cell: str | None):
@@ -47,8 +48,11 @@ def cmd_import(args) -> int:
         print(f"alignment: {done.alignment}")
     for key in sorted(done.metrics):
         print(f"  {key} = {done.metrics[key]:.4f}")
+    if done.reason:
+        print(f"error: run ended {done.status}: {done.reason}", file=sys.stderr)
+        return 1
     if args.status:
-        print(f"run ended {args.status}")
+        print(f"run ended {done.status}")
     return 0
 
 

@@ -95,7 +95,7 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
     torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     ckpt = checkpoint.folder(cfg.tracking.checkpoint_dir, cfg.config_hash())
-    saved = checkpoint.peek(ckpt)
+    saved = checkpoint.peek(ckpt) if cfg.tracking.resume else None  # resume off: an old checkpoint is overwritten
     run_id = _resumable_run_id(cfg, saved) if cfg.tracking.resume else None
     run = _build(cfg, saved if run_id else None)  # first: a run that cannot start (say, one-shot without its source)
     # creates nothing in MLflow

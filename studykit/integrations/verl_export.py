@@ -17,12 +17,15 @@ launch script refuses a `MAX_PROMPT_LENGTH` below the longest the same way.
 
 The run is created in the study's experiment with studykit's tags (config_hash included), params and `config.json`,
 tagged `engine=verl`, and left SCHEDULED until verl's MLflow logger starts it. Nothing is written (no files, no run)
-when a setting cannot be translated: the error lists every such setting.
+when a setting cannot be translated (the error lists every such setting) or `--out` cannot take the files. Exporting
+again into one folder reuses the run of the earlier export while verl has not started it (the same config), or
+deletes it (another config, or `--no-run`); a run verl started is left alone and a new one is created.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,9 +127,10 @@ def launch_script(cfg: RunConfig, overrides: list[str], env: dict[str, str], dep
     return "\n".join(lines) + "\n"
 
 
-def _create_run(cfg: RunConfig, uri: str | None, manifest: dict) -> tuple[str, str, str]:
-    """(run id, tracking uri, experiment name) of a SCHEDULED run carrying studykit's tags."""
-    from mlflow.entities import Param
+def _create_run(cfg: RunConfig, uri: str | None, manifest: dict, reuse: str | None = None) -> tuple[str, str, str]:
+    """(run id, tracking uri, experiment name) of a SCHEDULED run carrying studykit's tags; `reuse`: the id of an
+    earlier export's SCHEDULED run of this config, written again rather than doubled."""
+    from mlflow.entities import Param, RunTag
 
     from studykit.tracking import experiment as tracking
 
@@ -136,8 +140,11 @@ def _create_run(cfg: RunConfig, uri: str | None, manifest: dict) -> tuple[str, s
     exp_id = tracking.experiment_id(experiment, resolved)
     tags = tracking.run_tags(cfg) | {"engine": "verl", "policy_saved": "none (verl run: checkpoints under "
                                      "trainer.default_local_dir)"}
-    run = mlc.create_run(exp_id, tags=tags)  # its name: the `mlflow.runName` tag of run_tags, as for every cell
-    rid = run.info.run_id
+    if reuse:
+        rid = reuse
+        mlc.log_batch(rid, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    else:
+        rid = mlc.create_run(exp_id, tags=tags).info.run_id  # its name: the `mlflow.runName` tag of run_tags
     params = [Param(k, str(v)[:6000]) for k, v in cfg.flat().items()]
     for i in range(0, len(params), 100):
         mlc.log_batch(rid, params=params[i:i + 100])
@@ -145,6 +152,46 @@ def _create_run(cfg: RunConfig, uri: str | None, manifest: dict) -> tuple[str, s
     mlc.log_dict(rid, manifest, f"verl/{MANIFEST}")
     mlc.update_run(rid, status="SCHEDULED")
     return rid, resolved, experiment
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an `--out` that cannot take the files, before anything reaches MLflow (a run created first and left
+    SCHEDULED keeps its cell busy for every study)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder; name a new or existing folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot create the folder ({err.strerror or err})") from err
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the folder is not writable")
+
+
+def _earlier_run(out: Path, cfg: RunConfig, resolved: str | None) -> str | None:
+    """The SCHEDULED run an earlier export to `out` created in the store `resolved` (None: --no-run), if verl has
+    not started it: reused when it is of this config, else deleted, as its launch script is being replaced."""
+    from mlflow.exceptions import MlflowException
+
+    from studykit.tracking import experiment as tracking
+
+    try:
+        earlier = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    rid, uri = earlier.get("run_id"), earlier.get("tracking_uri")
+    if not isinstance(rid, str) or not isinstance(uri, str) or (resolved is not None and uri != resolved):
+        return None
+    mlc = tracking.client(uri)
+    try:
+        run = mlc.get_run(rid)
+    except MlflowException:
+        return None
+    if run.info.status != "SCHEDULED" or run.info.lifecycle_stage != "active":
+        return None  # verl started it: a real attempt, left as it is
+    if resolved is not None and run.data.tags.get("config_hash") == cfg.config_hash():
+        return rid
+    mlc.delete_run(rid)
+    return None
 
 
 def prompt_limit(lengths: verl_prompts.PromptLengths, given: int | None) -> int:
@@ -181,20 +228,31 @@ def export(cfg: RunConfig, out_dir: str | Path, uri: str | None = None, create_r
                 "eval_sets": sources, "n_train": len(train_rows),
                 "n_val": {lab: sum(r["data_source"] == src for r in val_rows) for lab, src in sources.items()},
                 "departures": departures, "overrides": overrides, "prompt_tokens": lengths.manifest(limit)}
+    _check_out(out)
     run_id, resolved, env = None, None, {}
     if create_run:
-        run_id, resolved, experiment = _create_run(cfg, uri, manifest)
+        from studykit.tracking import experiment as tracking
+
+        reuse = _earlier_run(out, cfg, tracking.tracking_uri(uri or cfg.tracking.uri))
+        run_id, resolved, experiment = _create_run(cfg, uri, manifest, reuse)
         env = {"MLFLOW_TRACKING_URI": resolved, "MLFLOW_EXPERIMENT_NAME": experiment, "MLFLOW_RUN_ID": run_id}
     else:  # no run to log into: verl would make an untagged one of its own
+        _earlier_run(out, cfg, None)
         overrides = [o if not o.startswith("trainer.logger=") else "trainer.logger=[console]" for o in overrides]
     if cfg.algo.estimator in tr.CUSTOM_ESTIMATORS:
         env |= {"VERL_USE_EXTERNAL_MODULES": tr.ESTIMATORS_MODULE, tr.LAM_ENV: str(cfg.algo.lam)}
     manifest |= {"run_id": run_id, "tracking_uri": resolved, "overrides": overrides}
-    out.mkdir(parents=True, exist_ok=True)
     files = [out / "train.parquet", out / "val.parquet", out / LAUNCH, out / MANIFEST]
-    write_parquet(train_rows, files[0])
-    write_parquet(val_rows, files[1])
-    files[2].write_text(launch_script(cfg, overrides, env, manifest["departures"], limit, lengths.longest))
-    files[2].chmod(0o755)
-    files[3].write_text(json.dumps(manifest, indent=2))
+    try:
+        write_parquet(train_rows, files[0])
+        write_parquet(val_rows, files[1])
+        files[2].write_text(launch_script(cfg, overrides, env, manifest["departures"], limit, lengths.longest))
+        files[2].chmod(0o755)
+        files[3].write_text(json.dumps(manifest, indent=2))
+    except BaseException:
+        if run_id:  # no launch script starts it: a SCHEDULED run left behind would keep the cell busy
+            from studykit.tracking import experiment as tracking
+
+            tracking.client(resolved).delete_run(run_id)
+        raise
     return Export(out, files, run_id, len(train_rows), manifest["n_val"], manifest["departures"])

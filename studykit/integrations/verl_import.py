@@ -15,7 +15,8 @@ can be imported, or re-imported, by hand). It does two things:
    differs from verl's is listed in the tag `verl_import_mismatch`).
 
 Then the run is ended with `--status` (the launch script passes FINISHED or FAILED from verl's exit code), so
-`studykit report` counts it once its eval metrics are in.
+`studykit report` counts it once its eval metrics are in; FINISHED with no metric imported ends it FAILED instead,
+with the reason. Only the run the export folder's manifest names is imported into.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class Imported:
     metrics: dict[str, float] = field(default_factory=dict)
     alignment: str | None = None
     mismatches: list[str] = field(default_factory=list)  # verl's value of a name differs from studykit's rescoring
+    status: str | None = None  # how the run was ended (None: left as it was)
+    reason: str | None = None  # why it ended other than asked
 
 
 def read_dump(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -130,10 +133,13 @@ def import_run(run_id: str, out_dir: str | Path, uri: str | None = None, status:
     from studykit.tracking import experiment as tracking
 
     out = Path(out_dir)
-    manifest = json.loads((out / MANIFEST).read_text())
+    manifest = _manifest(out)
+    if manifest.get("run_id") != run_id:  # another run of the config (a studykit one, say) is not verl's to end
+        raise ValueError(f"run {run_id} is not the run of this export: {out / MANIFEST} names "
+                         + (f"run {manifest['run_id']}" if manifest.get("run_id") else "none (exported with --no-run)"))
     cfg = validate(manifest["config"], str(out / MANIFEST))
     mlc = tracking.client(uri or manifest.get("tracking_uri"))
-    run = mlc.get_run(run_id)
+    run = _get_run(mlc, run_id, uri or manifest.get("tracking_uri"))
     if run.data.tags.get("config_hash") != cfg.config_hash():
         raise ValueError(f"run {run_id}: config_hash {run.data.tags.get('config_hash')!r} is not the export's "
                          f"{cfg.config_hash()!r} ({out / MANIFEST})")
@@ -171,6 +177,33 @@ def import_run(run_id: str, out_dir: str | Path, uri: str | None = None, status:
     mlc.set_tag(run_id, "verl_imported", ",".join(map(str, done.steps)) or "no validation dumps")
     if done.mismatches:
         mlc.set_tag(run_id, "verl_import_mismatch", "; ".join(done.mismatches)[:5000])
+    if status == "FINISHED" and not done.steps and not done.renamed:
+        # FINISHED with nothing to count would make the study report the cell done with no evaluation
+        status, done.reason = "FAILED", (f"verl import found no validation metrics in the run and no dumps under "
+                                         f"{out / VALIDATION_DIR}: nothing to evaluate")
+        mlc.set_tag(run_id, "status_reason", done.reason)
     if status:
         mlc.set_terminated(run_id, status)
+    done.status = status
     return done
+
+
+def _manifest(out: Path) -> dict:
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--dir {out}: no {MANIFEST}; name the folder `studykit export verl --out` wrote") from None
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{out / MANIFEST}: not a readable export manifest ({err})") from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+        raise ValueError(f"{out / MANIFEST}: not an export manifest (no config)")
+    return manifest
+
+
+def _get_run(mlc, run_id: str, uri: str | None):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlc.get_run(run_id)
+    except MlflowException as err:
+        raise ValueError(f"run {run_id} is not in the tracking store {uri or '(default)'}: {err.message}") from None

@@ -30,6 +30,7 @@ terms against peak RSS on CPU, `bench/gpu_check.py` prints the prediction beside
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -381,8 +382,8 @@ def _halvings(n: int) -> list[int]:
 def gpu_memory(gib: float | None = None) -> tuple[float | None, float | None, str]:
     """(total, free, source): `gib` when given (planning for another card), else torch.cuda.mem_get_info."""
     if gib is not None:
-        if gib <= 0:
-            raise ValueError(f"--gpu-memory: expected a positive number of GiB, got {gib}")
+        if not math.isfinite(gib) or gib <= 0:  # nan compares false with everything: it "fit" any plan
+            raise ValueError(f"--gpu-memory: expected a positive, finite number of GiB, got {gib}")
         return gib * GiB, gib * GiB, f"--gpu-memory {gib:g}"
     import torch
 

@@ -21,7 +21,10 @@ Guarantees (`studykit.study.claims` has the details):
 * The exit code is 0 only when every cell is finished and the compare step succeeded: 1 when a cell failed (its
   notebook raised, or its run ended FAILED, or it produced no run) or the compare step failed, 130 when
   interrupted; a study that expands to no cells is a ConfigError (exit 2 from the CLI). Failures are written to
-  `outputs/<study>/failed.json` (and every outcome to `summary.json`), replaced atomically.
+  `outputs/<study>/failed.json` (and every outcome to `summary.json`), replaced atomically. A full disk stops the
+  study with one line naming the path (`studykit.infra.diskfull.DiskFull`, exit 1 from the CLI) once the running cells
+  end; the parent run is closed FAILED with that line and what finished is kept for the rerun. So does a tracking
+  server that stops answering for longer than the MLflow client retries (`studykit.infra.outage.ServerDown`).
 * The study has one parent run in MLflow (`tracking.study_run`, tag `rq=study`, found again by every rerun): each
   cell's run is its child (`tracking.parent_run` in the cell's parameters becomes `mlflow.parentRunId`), the compare
   step logs the report into it, and its status is the study's last outcome (RUNNING while a study process runs it,
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -44,7 +48,9 @@ from pathlib import Path
 
 from studykit.study import claims
 from studykit.config.schema import ConfigError, load_yaml
+from studykit.infra.diskfull import DiskFull, full_path, message
 from studykit.study.executors import Executor, make
+from studykit.infra.outage import ServerDown, server_down
 from studykit.study.spec import Cell, StudySpec, _notebook, expand, load_spec, select
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -270,7 +276,19 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
     try:
         interrupted = _with_signals(ctx, body)
     except BaseException as err:
-        _close_parent(ctx, parent, "FAILED", f"the study process failed: {type(err).__name__}: {err}")
+        # a full disk or a server that stopped answering is told in one line, which closes the parent run
+        full = full_path(err, ctx.uri)
+        down = None if full else server_down(err, ctx.uri)
+        reason = message(full) if full else down or f"the study process failed: {type(err).__name__}: {err}"
+        try:
+            _close_parent(ctx, parent, "FAILED", reason)
+        except Exception:
+            if not (full or down):
+                raise
+            print("(the study's run stays RUNNING: its store cannot be written now; a rerun reopens it)",
+                  file=sys.stderr)
+        if full or down:
+            raise (DiskFull if full else ServerDown)(reason) from err
         raise
     verdicts, error = result["verdicts"]
     summary = StudySummary(spec.name, [outcomes[c.name] for c in cells], verdicts, interrupted, error)
@@ -410,14 +428,26 @@ def _close(ctx: _Context) -> None:
     getattr(ctx.executor, "close", lambda: None)()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]*(?:Error|Exception|Interrupt|Exit)(?::|$)|error:)")
+"""A traceback's last line (`ValueError: ...`, `torch.OutOfMemoryError: ...`) or a CLI's `error: ...` line."""
+
+
+def error_line(error: str) -> str:
+    """The one line that says why a cell failed: the last exception line of its log tail (a progress bar or a
+    library's chatter may follow it), else the last non-empty line."""
+    lines = [_ANSI.sub("", line).strip() for line in error.splitlines()]
+    lines = [line for line in lines if line]
+    return next((line for line in reversed(lines) if _ERROR_LINE.match(line)), lines[-1] if lines else "")
+
+
 def format_summary(summary: StudySummary) -> str:
     lines = [f"study {summary.study}: " + ", ".join(
         f"{s} {sum(o.status == s for o in summary.outcomes)}" for s in ("done", "skipped", "failed", "interrupted",
                                                                          "planned")
         if any(o.status == s for o in summary.outcomes))]
     for o in summary.failed:
-        last = (o.error or "").strip().splitlines()
-        lines.append(f"  {o.status.upper()} {o.name}: {last[-1] if last else ''}")
+        lines.append(f"  {o.status.upper()} {o.name}: {error_line(o.error or '')}")
     if summary.compare_error:
         lines.append(f"  FAILED compare: {summary.compare_error}")
     if summary.verdicts:

@@ -7,7 +7,8 @@ warning as `studykit ui`: the server has no login). Defaults: the backend store 
 `sqlite:///<cwd>/mlruns/mlflow.db` and artifacts go under `<cwd>/mlruns/server-artifacts`; a Postgres or MySQL URI
 (`postgresql://...`, `mysql+pymysql://...`) is passed through as it is (its driver must be installed). It prints the
 URI clients use (`--tracking-uri` / `$MLFLOW_TRACKING_URI`). The server's process tree is supervised like `studykit
-ui`'s (`studykit.tracking.ui.stop`): SIGINT, SIGTERM or SIGHUP stop all of it, and it dies with this process. One web worker
+ui`'s (`studykit.tracking.ui.supervise`): SIGINT, SIGTERM or SIGHUP stop all of it, and all of it dies with this process
+(kill -9 included); a port in use, or a server that ends by itself, exits non-zero. One web worker
 and no job runner by default (`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false` unless set): it stores runs, nothing more.
 
 Why a module beside `ui.py` rather than an option of it: the UI browses one user's local store, the server is a
@@ -66,6 +67,9 @@ def serve(backend_store_uri: str | None = None, artifacts_destination: str | Non
     """Run the tracking server until stopped (module docstring); returns its exit code."""
     from studykit.tracking.experiment import client
 
+    taken = ui.refuse_taken_port(host, port)
+    if taken:
+        return taken
     backend = check_backend(backend_store_uri or default_backend())
     if backend.startswith("sqlite:///"):
         client(backend)  # create or upgrade the tables under studykit's store lock, as every studykit process does

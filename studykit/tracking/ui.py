@@ -7,7 +7,9 @@ MLflow's job runner (a huey consumer and its worker processes, for server-side j
 worker for one local user starts in seconds where MLflow's defaults start several (`bench/ui_start.py`). On
 SIGINT, SIGTERM or SIGHUP the whole tree stops: SIGTERM to the group and to every descendant found before it (a
 process that left the group included), then SIGKILL after `GRACE_S`. The server also dies if this process is
-SIGKILLed (parent-death signal; its own workers then get no signal from us). The default host is 127.0.0.1; any
+SIGKILLed: the parent-death signal ends the child, and a guard process (`procs.watchdog`) the rest of its tree,
+uvicorn included. A port already in use is refused before anything starts, and a server that ends by itself (not
+stopped by a signal) exits non-zero, even when MLflow's exit code is 0. The default host is 127.0.0.1; any
 address that is not loopback prints a warning, since the MLflow UI has no login.
 """
 
@@ -81,6 +83,9 @@ def serve(uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
     """Run the UI until it exits or a stop signal arrives; returns its exit code (0 when stopped by a signal)."""
     from studykit.tracking.experiment import client
 
+    taken = refuse_taken_port(host, port)
+    if taken:
+        return taken
     client(uri)
     if not is_loopback(host):
         print(f"warning: serving the MLflow UI on {host}: anyone who can reach this address can read and change "
@@ -95,6 +100,7 @@ def supervise(cmd: list[str], env: dict[str, str]) -> int:
     """Run `cmd` in a session of its own until it exits or a stop signal arrives; stop its whole tree either way.
     Returns its exit code, 0 when a signal stopped it (the UI and `studykit server`)."""
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    guard = procs.watchdog(proc.pid)  # stops the tree if this process is SIGKILLed (uvicorn outlived it before)
     asked = threading.Event()
     old = {sig: signal.signal(sig, lambda signum, frame: asked.set()) for sig in STOP_SIGNALS}
     try:
@@ -104,4 +110,21 @@ def supervise(cmd: list[str], env: dict[str, str]) -> int:
         stop(proc)
         for sig, previous in old.items():
             signal.signal(sig, previous)
-    return 0 if asked.is_set() else proc.returncode
+        guard.stdin.close()
+        guard.wait()
+    if asked.is_set():
+        return 0
+    # A server ends only when told to: ending by itself is a failure even with exit code 0 (`mlflow server` exits
+    # 0 when uvicorn could not bind its port)
+    print(f"error: the server exited by itself (exit code {proc.returncode}); its output above says why",
+          file=sys.stderr)
+    return proc.returncode or 1
+
+
+def refuse_taken_port(host: str, port: int) -> int | None:
+    """1 (the exit code) after printing why, when `host`:`port` cannot be bound; None when it can."""
+    why = procs.port_taken(host, port)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 1
+    return None

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+RAY_BUILTIN = ("CPU", "GPU", "memory", "object_store_memory")
+"""Resources Ray sets from its own options (num_cpus, num_gpus, memory): refused as custom names."""
 
 
 class ResourcesSpec(BaseModel):
@@ -28,6 +31,22 @@ class ResourcesSpec(BaseModel):
     """Memory Ray reserves per cell, in GiB (scheduling only: Ray does not cap the process); None = no reservation."""
     custom: dict[str, float] = Field(default_factory=dict)
     """Custom Ray resources per cell, e.g. `{A100: 1}` for nodes started with `--resources '{"A100": 4}'`."""
+
+    @field_validator("custom")
+    @classmethod
+    def _custom_names_and_amounts(cls, custom: dict[str, float]) -> dict[str, float]:
+        """Checked here, with the field named, rather than by Ray once a cell has started (its rules:
+        ray._common.ray_option_utils._validate_resources)."""
+        for name, amount in custom.items():
+            if not name.strip():
+                raise ValueError(f"custom resource names must be non-empty; got {name!r}")
+            if name in RAY_BUILTIN:
+                raise ValueError(f"{name!r} is set by num_cpus / num_gpus / memory_gb, not as a custom resource")
+            if amount < 0:
+                raise ValueError(f"{name!r}: expected an amount >= 0, got {amount:g}")
+            if amount and int(amount * 10_000) == 0:
+                raise ValueError(f"{name!r}: Ray counts resources in steps of 0.0001; got {amount:g}")
+        return custom
 
 
 def needs_gpu(params: dict[str, Any]) -> bool:
