@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,9 +113,10 @@ def _run_cell(ctx: _Context, cell: Cell) -> CellOutcome:
         if settled.state != "todo":
             status = "skipped" if settled.state == "done" else "failed"
             return CellOutcome(cell.name, status, settled.run_id, settled.note or None, time.time() - t0)
-        since = time.time() - 1.0
-        rc, tail = ctx.executor.run(cell.name, cell.notebook, cell.params, out_nb)
-        run_id, status = claims.conclude(cfg, ctx.uri, out_nb, rc, since, ctx.stop.is_set(), probe=probe)
+        since, token = time.time() - 1.0, uuid.uuid4().hex
+        rc, tail = ctx.executor.run(cell.name, cell.notebook, claims.with_token(cell.params, token), out_nb)
+        run_id, status = claims.conclude(cfg, ctx.uri, out_nb, rc, since, ctx.stop.is_set(), probe=probe,
+                                         token=token if "tracking" in cell.params else None)
     return _outcome(ctx, cell, rc, tail, run_id, status, time.time() - t0)
 
 
@@ -297,10 +299,15 @@ def _adopt(ctx: _Context, parent: str, run_ids: list[str]) -> None:
 
 
 def _close_parent(ctx: _Context, run_id: str, status: str, reason: str) -> None:
-    """The study's outcome on its run: the status and, as `status_reason`, the summary line ("study toy: done 3")."""
-    from studykit.tracking.experiment import client
+    """The study's outcome on its run: the status and, as `status_reason`, the summary line ("study toy: done 3").
+    A parent another study process reopened after this one (owner tags) and still RUNNING is that process's to end."""
+    from studykit.tracking.experiment import client, owner_tags
 
     mlc = client(ctx.uri)
+    run = mlc.get_run(run_id)
+    mine = all(run.data.tags.get(k) == v for k, v in owner_tags().items())
+    if not mine and run.info.status == "RUNNING":
+        return
     mlc.set_tag(run_id, "status_reason", reason[:500])
     mlc.set_terminated(run_id, status)
 

@@ -105,6 +105,8 @@ def context_tags(cfg: RunConfig) -> dict[str, str]:
         tags |= {"mlflow.source.name": cfg.tracking.source_name, "mlflow.source.type": "NOTEBOOK"}
     if cfg.tracking.parent_run:
         tags["mlflow.parentRunId"] = cfg.tracking.parent_run
+    if cfg.tracking.claim:  # the study driver that runs this cell now (studykit.study.claims.conclude)
+        tags["claim_token"] = cfg.tracking.claim
     return tags
 
 
