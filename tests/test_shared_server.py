@@ -1,8 +1,11 @@
-"""Several study drivers sharing one `studykit server` (loopback, a free port): claims live on the server, so two
-`studykit study` processes started from two folders (two machines, in effect) run each cell once, never end or
-write a run they do not own, and both exit 0; a dead holder's claim is taken over (its process gone on this host,
-or its heartbeat stopped on another). Cells are fake notebooks (a run that lasts a few seconds): no training, no
-toy build. One server for the module; about 30-60 s on a loaded 2-core machine (slow)."""
+"""Several study drivers and users sharing one `studykit server --auth` (loopback, a free port, logins on).
+
+Claims live on the server, so two `studykit study` processes started from two folders (two machines, in effect), as
+two users, run each cell once, never end or write a run they do not own, and both exit 0; a dead holder's claim is
+taken over (its process gone on this host, or its heartbeat stopped on another). Logins: an unauthenticated write is
+refused (401), a wrong password fails the study before any cell runs, the Host-header allow list takes the names
+given. Cells are fake notebooks (a run that lasts a few seconds): no training, no toy build. One server for the
+module; about a minute on a loaded 2-core machine (slow)."""
 
 from __future__ import annotations
 
@@ -46,12 +49,39 @@ out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text("no verdicts: fake cells\\n")"""
 
 
+ADMIN_PASSWORD = "admin-secret-0123456789"
+USERS = {"alice": "alice-secret-0123", "bob": "bob-secret-012345"}
+ALLOWED = "studykit-test.example"
+
+
+def _api(uri: str, method: str, path: str, auth=None, host: str | None = None, **kw):
+    import requests
+
+    headers = {"Host": host} if host else {}
+    return requests.request(method, f"{uri}/api/2.0/mlflow/{path}", auth=auth, headers=headers, timeout=30, **kw)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     work = tmp_path_factory.mktemp("server")
-    proc, uri = start_server(work)
-    yield {"work": work, "uri": uri}
-    stop_server(proc, uri)
+    secret = work / "admin-password"
+    secret.write_text(ADMIN_PASSWORD + "\n")
+    secret.chmod(0o600)
+    proc, uri = start_server(work, "--auth", "--admin-password-file", str(secret), "--allowed-hosts", ALLOWED)
+    try:
+        for user, password in USERS.items():
+            r = _api(uri, "POST", "users/create", auth=("admin", ADMIN_PASSWORD),
+                     json={"username": user, "password": password})
+            assert r.status_code == 200, r.text
+        yield {"work": work, "uri": uri}
+    finally:
+        stop_server(proc, uri)
+
+
+@pytest.fixture
+def as_alice(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", USERS["alice"])
 
 
 def _study(folder: Path) -> Path:
@@ -66,20 +96,22 @@ def _study(folder: Path) -> Path:
     return path
 
 
-def _driver(folder: Path, uri: str, ledger: Path) -> subprocess.Popen:
+def _driver(folder: Path, uri: str, ledger: Path, user: str) -> subprocess.Popen:
     folder.mkdir()
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri, STUDYKIT_TEST_DRIVER=folder.name, STUDYKIT_TEST_LEDGER=str(ledger),
-               OMP_NUM_THREADS="1", STUDYKIT_WARM_KERNELS="0")
+               OMP_NUM_THREADS="1", STUDYKIT_WARM_KERNELS="0", MLFLOW_TRACKING_USERNAME=user,
+               MLFLOW_TRACKING_PASSWORD=USERS[user])
     log = open(folder / "cli.log", "w")
     return subprocess.Popen([sys.executable, "-m", "studykit.cli.commands", "study", str(_study(folder)),
                              "--workers", "2"], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def test_two_drivers_in_two_folders_run_each_cell_once(served, tmp_path):
+def test_two_drivers_in_two_folders_run_each_cell_once(served, tmp_path, as_alice):
     from mlflow.tracking import MlflowClient
 
     ledger = tmp_path / "ledger.jsonl"
-    drivers = {name: _driver(tmp_path / name, served["uri"], ledger) for name in ("a", "b")}
+    drivers = {name: _driver(tmp_path / name, served["uri"], ledger, user)
+               for name, user in (("a", "alice"), ("b", "bob"))}
     codes = {name: p.wait(timeout=600) for name, p in drivers.items()}
     logs = {name: (tmp_path / name / "cli.log").read_text() for name in drivers}
     assert codes == {"a": 0, "b": 0}, {n: log[-3000:] for n, log in logs.items()}
@@ -115,7 +147,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_a_dead_holders_claim_is_taken_over(served, monkeypatch):
+def test_a_dead_holders_claim_is_taken_over(served, monkeypatch, as_alice):
     from studykit.infra import procs
     from studykit.study import server_claims
     from studykit.tracking.experiment import client
@@ -148,7 +180,7 @@ def test_a_dead_holders_claim_is_taken_over(served, monkeypatch):
     assert mlc.get_experiment(exp_id).lifecycle_stage == "deleted"
 
 
-def test_a_cancelled_wait_yields_false_and_leaves_the_holder(served):
+def test_a_cancelled_wait_yields_false_and_leaves_the_holder(served, as_alice):
     from studykit.study import server_claims
     from studykit.tracking.experiment import client
 
@@ -160,3 +192,43 @@ def test_a_cancelled_wait_yields_false_and_leaves_the_holder(served):
         with server_claims.claim(served["uri"], "cancel", "k", cancelled=lambda: True) as second:
             assert second is False
         assert mlc.get_experiment_by_name(name).experiment_id == owner
+
+
+def test_an_unauthenticated_write_is_refused(served):
+    assert _api(served["uri"], "POST", "experiments/create", json={"name": "anonymous"}).status_code == 401
+    assert _api(served["uri"], "POST", "experiments/create", auth=("alice", "wrong-password-000"),
+                json={"name": "anonymous"}).status_code == 401
+    assert _api(served["uri"], "GET", "experiments/get-by-name", auth=("admin", ADMIN_PASSWORD),
+                params={"experiment_name": "anonymous"}).status_code == 404  # nothing was created
+
+
+def test_a_wrong_password_fails_the_study_before_any_cell(served, tmp_path, monkeypatch, capsys):
+    from studykit.cli import commands as cli
+    from studykit.tracking.server_auth import LoginError
+    from studykit.study.runner import run_study
+
+    monkeypatch.chdir(tmp_path)
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("STUDYKIT_TEST_LEDGER", str(ledger))
+    monkeypatch.setenv("STUDYKIT_TEST_DRIVER", "wrong")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-alices-password")
+    study = _study(tmp_path)
+    with pytest.raises(LoginError, match="refused the login of user 'alice': wrong user name or password"):
+        run_study(study, uri=served["uri"], progress=False)
+    assert cli.main(["study", str(study), "--tracking-uri", served["uri"]]) == 2
+    assert "refused the login of user 'alice'" in capsys.readouterr().err
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    with pytest.raises(LoginError, match="needs a login: set MLFLOW_TRACKING_USERNAME"):
+        run_study(study, uri=served["uri"], progress=False)
+    assert not ledger.exists() and not (tmp_path / "outputs").exists()  # no cell ran, nothing was written
+
+
+def test_the_allowed_hosts_take_the_names_given(served):
+    port = served["uri"].rsplit(":", 1)[1]
+    admin = ("admin", ADMIN_PASSWORD)
+    codes = {host: _api(served["uri"], "GET", "experiments/search", auth=admin, host=f"{host}:{port}",
+                        params={"max_results": 1}).status_code
+             for host in ("localhost", "127.0.0.1", ALLOWED, "not-allowed.example")}
+    assert codes == {"localhost": 200, "127.0.0.1": 200, ALLOWED: 200, "not-allowed.example": 403}, codes

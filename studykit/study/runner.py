@@ -45,6 +45,7 @@ from studykit.study import claims
 from studykit.config.schema import ConfigError, load_yaml
 from studykit.study.executors import Executor, make
 from studykit.study.spec import Cell, StudySpec, _notebook, expand, load_spec, select
+from studykit.tracking.server_auth import check_login
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -236,6 +237,7 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
                           "conditions is empty)")
     if dry_run:
         return StudySummary(spec.name, [CellOutcome(c.name, "planned") for c in cells])
+    check_login(resolve_uri(uri))  # a refused login fails here, before any cell (tracking.server_auth)
     workers = workers or (len(cells) if executor == "ray" else 2)  # ray: the cluster's resources pace the cells
     options = _executor_options(executor, spec, address)
     ctx = _Context.make(Path("outputs") / spec.name, resolve_uri(uri), executor, **options)
@@ -280,7 +282,9 @@ def _open_parent(ctx: _Context, spec: StudySpec, cells: list[Cell]) -> str:
     from studykit.analysis.runs import experiments_of
     from studykit.tracking.experiment import client, owner_tags, study_run
 
-    run_id = study_run(spec.name, experiments_of([c.config for c in cells], spec.name)[0], ctx.uri)
+    experiment = experiments_of([c.config for c in cells], spec.name)[0]
+    with claims.claim(ctx.uri, experiment, "study-run"):  # drivers on other machines: one parent run, not two
+        run_id = study_run(spec.name, experiment, ctx.uri)
     mlc = client(ctx.uri)
     mlc.update_run(run_id, status="RUNNING")
     for key, value in owner_tags().items():
@@ -429,6 +433,7 @@ def run_one(notebook: str | Path, params_file: str | Path, uri: str | None = Non
         cfg = load(params_file)
         cell = Cell(cfg.run_name(), notebook.resolve(), cfg, cfg.model_dump(mode="json"))
         cell.params = _cell_params(cell, cfg.tracking.parent_run)  # no study: no parent unless the file names one
+        check_login(resolve_uri(uri or cfg.tracking.uri))
         ctx = _Context.make(Path("outputs") / cfg.study, resolve_uri(uri or cfg.tracking.uri))
         box: list[CellOutcome] = []
         _with_signals(ctx, lambda: box.append(_run_cell(ctx, cell)))

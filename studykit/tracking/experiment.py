@@ -51,7 +51,13 @@ def experiment_id(name: str, uri: str | None = None) -> str:
             if "mlflow.experimentKind" not in exp.tags:  # an experiment made by older code; a user's choice stays
                 mlc.set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
             return exp.experiment_id
-        return mlc.create_experiment(name, artifact_location=_artifact_location(resolved, name), tags=EXPERIMENT_KIND)
+        try:
+            return mlc.create_experiment(name, artifact_location=_artifact_location(resolved, name),
+                                         tags=EXPERIMENT_KIND)
+        except mlflow.exceptions.MlflowException as err:  # on a server, another driver created it just now
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return mlc.get_experiment_by_name(name).experiment_id
 
 
 def experiment_for(cfg: RunConfig) -> str:
