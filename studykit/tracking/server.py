@@ -143,7 +143,8 @@ def cmd_server(args) -> int:
 def register(sub) -> None:
     """Add `studykit server` to the CLI's sub-commands."""
     p = sub.add_parser("server", help="a shared MLflow tracking server (artifact proxying; stops with its children "
-                                      "on Ctrl-C or SIGTERM)")
+                                      "on Ctrl-C or SIGTERM)",
+                       allow_abbrev=False)  # `--admin-password SECRET` must not pass as --admin-password-file
     p.add_argument("--backend-store-uri", help="database URI (default: sqlite under ./mlruns; postgresql:// or "
                                                "mysql:// passed through)")
     p.add_argument("--artifacts-destination", help="where proxied artifacts are stored: a folder or a URI such as "

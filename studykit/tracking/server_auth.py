@@ -6,7 +6,7 @@ reaches MLflow as `MLFLOW_AUTH_ADMIN_PASSWORD` in the server's environment. MLfl
 user on the first start; later the stored password counts, so `check_admin` refuses a password that no longer
 matches (a change goes through MLflow's `users/update-password` API) instead of accepting it and ignoring it. The
 auth app's settings are written to `<store dir>/basic_auth.ini` (`MLFLOW_AUTH_CONFIG_PATH`; no secret in it): the
-user database beside the run store, the admin's name and `default_permission` (EDIT by default: a lab's users write
+user database beside the run store, the admin's name, a 60 s cache of checked logins and `default_permission` (EDIT by default: a lab's users write
 into one study's experiment, whoever created it; MLflow's own default, READ, would stop them). A lab's own
 `$MLFLOW_AUTH_CONFIG_PATH` is used as it is. The CSRF key of the auth app's sign-up page is
 `$MLFLOW_FLASK_SERVER_SECRET_KEY`, random per start unless set.
@@ -27,6 +27,7 @@ from pathlib import Path
 
 ADMIN_ENV = "STUDYKIT_SERVER_ADMIN_PASSWORD"
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+AUTH_CACHE_S = 60
 
 
 class LoginError(ValueError):
@@ -64,7 +65,10 @@ def write_config(root: Path, admin: str, default_permission: str = "EDIT") -> Pa
     config["mlflow"] = {"default_permission": default_permission,
                         "database_uri": f"sqlite:///{(root / 'basic_auth.db').resolve()}",
                         "admin_username": admin,
-                        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth"}
+                        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+                        # each request's password check is a PBKDF2 hash; cells log metrics every step, so a
+                        # checked login is trusted for a minute (a changed password takes that long to apply)
+                        "auth_cache_ttl_seconds": str(AUTH_CACHE_S)}
     path = root / "basic_auth.ini"
     with path.open("w") as f:
         config.write(f)
