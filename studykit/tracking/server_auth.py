@@ -106,17 +106,19 @@ def check_login(uri: str) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     from mlflow.exceptions import MlflowException
+    from mlflow.utils.credentials import read_mlflow_creds
 
     from studykit.infra.store import client
 
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    creds = read_mlflow_creds()  # the variables, else ~/.mlflow/credentials (what MLflow's client sends)
+    user = creds.username
     try:
         client(uri).search_experiments(max_results=1)
     except MlflowException as err:
         text = str(err)
         if "401" not in text and "UNAUTHENTICATED" not in text and "not authenticated" not in text.lower():
             raise
-        if user and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        if user and creds.password:
             raise LoginError(f"the tracking server {uri} refused the login of user {user!r}: wrong user name or "
                              "password (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD); nothing was run") from None
         raise LoginError(f"the tracking server {uri} needs a login: set MLFLOW_TRACKING_USERNAME and "
