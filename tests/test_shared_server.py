@@ -120,7 +120,10 @@ def test_two_drivers_in_two_folders_run_each_cell_once(served, tmp_path, as_alic
     assert len(hashes) == 4 and len(set(hashes)) == 4, f"a cell ran twice: {ran}"
     client = MlflowClient(served["uri"])
     exp = client.get_experiment_by_name("shared")
-    cells = [r for r in client.search_runs([exp.experiment_id], "") if r.data.tags.get("config_hash")]
+    runs = client.search_runs([exp.experiment_id], "")
+    cells = [r for r in runs if r.data.tags.get("config_hash")]
+    (parent,) = [r for r in runs if r.data.tags.get("rq") == "study"]  # one parent run, made by one of them
+    assert parent.info.status == "FINISHED", parent.data.tags.get("status_reason")
     assert len(cells) == 4 and {r.data.tags["config_hash"] for r in cells} == set(hashes)
     for run in cells:
         assert run.info.status == "FINISHED" and "status_reason" not in run.data.tags, run  # nobody marked it
