@@ -153,7 +153,11 @@ def claim(uri: str, experiment: str, key: str, cancelled: Callable[[], bool] = l
     finally:
         beat.done.set()
         beat.join()
-        release(mlc, exp_id, "released")
+        try:
+            release(mlc, exp_id, "released")
+        except Exception as err:  # noqa: BLE001 - the cell's outcome stands; an unreleased claim expires
+            print(f"warning: the claim of {key} was not released ({type(err).__name__}: {err}); other study "
+                  f"processes take it over after {expire_s():.0f} s without a heartbeat", file=sys.stderr)
 
 
 def _who(tags: dict[str, str]) -> str:
