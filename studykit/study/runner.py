@@ -304,13 +304,14 @@ def _adopt(ctx: _Context, parent: str, run_ids: list[str]) -> None:
 
 def _close_parent(ctx: _Context, run_id: str, status: str, reason: str) -> None:
     """The study's outcome on its run: the status and, as `status_reason`, the summary line ("study toy: done 3").
-    A parent another study process reopened after this one (owner tags) and still RUNNING is that process's to end."""
-    from studykit.tracking.experiment import client, owner_tags
+    A parent another live study process reopened after this one (owner tags) and still RUNNING is that process's
+    to end."""
+    from studykit.tracking.experiment import client, owner_state, owner_tags
 
     mlc = client(ctx.uri)
     run = mlc.get_run(run_id)
     mine = all(run.data.tags.get(k) == v for k, v in owner_tags().items())
-    if not mine and run.info.status == "RUNNING":
+    if not mine and run.info.status == "RUNNING" and owner_state(run.data.tags) != "gone":
         return
     mlc.set_tag(run_id, "status_reason", reason[:500])
     mlc.set_terminated(run_id, status)
