@@ -130,7 +130,8 @@ def test_two_drivers_in_two_folders_run_each_cell_once(served, tmp_path, as_alic
         notebooks = [a.path for a in client.list_artifacts(run.info.run_id, "notebook")]
         assert len(notebooks) == 1, notebooks  # its own driver's notebook only
         driver = run.data.tags["driver"]  # the driver that ran it has the executed notebook naming the run
-        nb = next((tmp_path / driver / "outputs/shared").glob(f"*{run.data.tags['condition']}*s{run.data.tags['seed']}*.ipynb"))
+        tags = run.data.tags
+        nb = next((tmp_path / driver / "outputs/shared").glob(f"*{tags['condition']}*s{tags['seed']}*.ipynb"))
         assert run.info.run_id in nb.read_text()
     lines = [next(x for x in log.splitlines() if x.startswith("study shared:")) for log in logs.values()]
     assert sum(_count(line, "done") for line in lines) == 4 and all(

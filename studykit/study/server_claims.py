@@ -11,7 +11,8 @@ Release: the holder renames its experiment to a unique `studykit-claims/released
 deletes it (hidden from the UI). A waiter takes over a dead holder's claim the same way, by experiment id, so two
 waiters that judge one claim dead both rename that same experiment, and then race on creating the name afresh: one
 wins. A holder is dead when its owner process is gone (judged on its own host only) or when its `beat` has not
-changed for `expire_s()` seconds of the waiter's own clock (no cross-machine clock comparison). A holder that outlives a takeover (it stalled
+changed for `expire_s()` seconds of the waiter's own clock (no cross-machine clock comparison). A holder that
+outlives a takeover (it stalled
 for longer than the expiry) is warned; the taker then finds its run RUNNING with a live or unknown owner and
 reports the cell busy without touching the run (`claims.settle`).
 """

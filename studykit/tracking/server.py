@@ -6,7 +6,8 @@ to a path only one machine can see), bound to 127.0.0.1 unless `host` says other
 `--auth` gets the same warning as `studykit ui`: no login). `--auth` runs MLflow's `basic-auth` app
 (`studykit.tracking.server_auth`: admin password from an environment variable or a file). MLflow refuses requests
 whose Host header is not in its allowed hosts (loopback and private addresses by default): `--allowed-hosts` adds
-the names clients use, and a server bound to 0.0.0.0 adds this machine's name, which the printed URI uses. Defaults: the backend store is the embedded
+the names clients use, and a server bound to 0.0.0.0 adds this machine's name, which the printed URI uses.
+Defaults: the backend store is the embedded
 `sqlite:///<cwd>/mlruns/mlflow.db` and artifacts go under `<cwd>/mlruns/server-artifacts`; a Postgres or MySQL URI
 (`postgresql://...`, `mysql+pymysql://...`) is passed through as it is (its driver must be installed). It prints the
 URI clients use (`--tracking-uri` / `$MLFLOW_TRACKING_URI`). The server's process tree is supervised like `studykit

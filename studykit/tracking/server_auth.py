@@ -6,7 +6,8 @@ reaches MLflow as `MLFLOW_AUTH_ADMIN_PASSWORD` in the server's environment. MLfl
 user on the first start; later the stored password counts, so `check_admin` refuses a password that no longer
 matches (a change goes through MLflow's `users/update-password` API) instead of accepting it and ignoring it. The
 auth app's settings are written to `<store dir>/basic_auth.ini` (`MLFLOW_AUTH_CONFIG_PATH`; no secret in it): the
-user database beside the run store, the admin's name, a 60 s cache of checked logins and `default_permission` (EDIT by default: a lab's users write
+user database beside the run store, the admin's name, a 60 s cache of checked logins and `default_permission`
+(EDIT by default: a lab's users write
 into one study's experiment, whoever created it; MLflow's own default, READ, would stop them). A lab's own
 `$MLFLOW_AUTH_CONFIG_PATH` is used as it is. The CSRF key of the auth app's sign-up page is
 `$MLFLOW_FLASK_SERVER_SECRET_KEY`, random per start unless set.
@@ -120,6 +121,7 @@ def check_login(uri: str) -> None:
             raise
         if user and creds.password:
             raise LoginError(f"the tracking server {uri} refused the login of user {user!r}: wrong user name or "
-                             "password (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD); nothing was run") from None
+                             "password (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD); nothing was "
+                             "run") from None
         raise LoginError(f"the tracking server {uri} needs a login: set MLFLOW_TRACKING_USERNAME and "
                          "MLFLOW_TRACKING_PASSWORD (or ~/.mlflow/credentials); nothing was run") from None
