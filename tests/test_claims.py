@@ -127,6 +127,21 @@ def test_conclude_fails_a_run_its_dead_notebook_left_running(store, tmp_path):
     assert claims.has_notebook(store[2], run_id)
 
 
+def test_conclude_touches_only_the_run_with_its_own_claim_token(store, tmp_path):
+    # Regression (issue 21): another driver's run of the same config, RUNNING or just ended, was taken for this
+    # cell's run: marked FAILED and given this driver's notebook.
+    since = time.time() - 1
+    mine = _run(store, "FINISHED", claim_token="a" * 32)
+    other = _run(store, claim_token="b" * 32, **tracking.owner_tags(_gone_pid()))  # newer, RUNNING, owner gone
+    path = _notebook(tmp_path / "cell.ipynb", mine)
+    assert claims.conclude(store[1], store[0], path, rc=0, since=since, stopped=False,
+                           token="a" * 32) == (mine, "FINISHED")
+    assert _status(store, other) == ("RUNNING", "") and not claims.has_notebook(store[2], other)
+    assert claims.has_notebook(store[2], mine)
+    assert claims.conclude(store[1], store[0], path, rc=1, since=since, stopped=False, token="c" * 32) == (None, "")
+    assert _status(store, other) == ("RUNNING", "")  # a token no run carries: the cell made no run
+
+
 def test_stale_report_runs_are_reaped(store):
     uri, _, client, exp = store
     stale = client.create_run(exp, tags={"rq": "report", **tracking.owner_tags(_gone_pid())}).info.run_id

@@ -176,3 +176,62 @@ def test_kill_9_of_the_server_cli_stops_its_whole_tree(tmp_path):
     assert not [p.cmdline()[:4] for p in tree if alive(p.pid)]
     assert not answers(uri + "/health", timeout_s=2)
     assert port_taken("127.0.0.1", int(uri.rsplit(":", 1)[1])) is None  # a new server can take the port
+
+
+def test_auth_takes_the_admin_password_from_the_environment_or_a_private_file_never_a_flag(tmp_path, monkeypatch):
+    from studykit.tracking import server_auth
+
+    monkeypatch.delenv(server_auth.ADMIN_ENV, raising=False)
+    with pytest.raises(ValueError, match=r"\$STUDYKIT_SERVER_ADMIN_PASSWORD or pass --admin-password-file"):
+        server_auth.admin_password(None)
+    assert server_auth.admin_password(None, {server_auth.ADMIN_ENV: "from-the-env-123"}) == "from-the-env-123"
+    with pytest.raises(ValueError, match="at least 12 characters"):
+        server_auth.admin_password(None, {server_auth.ADMIN_ENV: "short"})
+    secret = tmp_path / "pw"
+    secret.write_text("from-a-file-1234\nignored\n")
+    secret.chmod(0o644)
+    with pytest.raises(ValueError, match="readable by other users; `chmod 600"):
+        server_auth.admin_password(str(secret))
+    secret.chmod(0o600)
+    assert server_auth.admin_password(str(secret), {server_auth.ADMIN_ENV: "the-file-wins-0"}) == "from-a-file-1234"
+    with pytest.raises(ValueError, match="no such file"):
+        server_auth.admin_password(str(tmp_path / "missing"))
+    with pytest.raises(SystemExit):  # there is no flag that takes the password itself
+        cli.build_parser().parse_args(["server", "--auth", "--admin-password", "x"])
+    assert cli.main(["server", "--admin-password-file", str(secret)]) == 2  # only with --auth: nothing is ignored
+    assert cli.main(["server", "--default-permission", "READ"]) == 2
+
+
+def test_auth_config_points_mlflow_at_a_user_store_beside_the_runs_and_refuses_a_stale_admin_password(tmp_path):
+    import configparser
+
+    from studykit.tracking import server_auth
+
+    env = server_auth.server_env({"PATH": "/bin"}, tmp_path / "mlruns", "admin", "first-password-1", "EDIT")
+    ini = configparser.ConfigParser()
+    ini.read(env["MLFLOW_AUTH_CONFIG_PATH"])
+    assert ini["mlflow"]["database_uri"] == f"sqlite:///{tmp_path / 'mlruns' / 'basic_auth.db'}"
+    assert ini["mlflow"]["default_permission"] == "EDIT" and "first-password-1" not in Path(
+        env["MLFLOW_AUTH_CONFIG_PATH"]).read_text()  # the secret travels in the server's environment only
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == "first-password-1" and env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    store.init_db(ini["mlflow"]["database_uri"])
+    store.create_user("admin", "first-password-1", is_admin=True)  # what MLflow does on the first start
+    server_auth.server_env({}, tmp_path / "mlruns", "admin", "first-password-1", "EDIT")  # same password: fine
+    with pytest.raises(ValueError, match="exists with another password.*update-password"):
+        server_auth.server_env({}, tmp_path / "mlruns", "admin", "a-new-password-2", "EDIT")
+
+
+def test_server_auth_and_allowed_hosts_reach_mlflow_server():
+    cmd = server.command("sqlite:////x/mlflow.db", "/x/served", "0.0.0.0", 5001, auth=True,
+                         allowed_hosts=server.allowed_hosts(["node1.lab", "db.lab:5001"], "0.0.0.0", 5001))
+    assert cmd[cmd.index("--app-name") + 1] == "basic-auth"
+    hosts = cmd[cmd.index("--allowed-hosts") + 1].split(",")
+    name = server.client_uri("0.0.0.0", 5001).split("//")[1].rsplit(":", 1)[0]
+    assert name != "localhost" and {"node1.lab", "node1.lab:*", "db.lab:5001", name, "localhost:*"} <= set(hosts)
+    assert "--app-name" not in server.command("sqlite:////x/mlflow.db", "/x/served", "127.0.0.1", 5001)
+    assert server.allowed_hosts([], "127.0.0.1", 5001) is None  # MLflow's defaults stay as they are
+    with pytest.raises(ValueError, match="--allowed-hosts"):
+        server.allowed_hosts(["http://node1.lab/"], "127.0.0.1", 5001)

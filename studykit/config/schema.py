@@ -441,6 +441,9 @@ class TrackingConfig(_Section):
     source_name: str | None = None
     """What the run's `mlflow.source.name` tag names: the notebook it executes (the study runner and `studykit run`
     set the notebook's path, each notebook its own name); None = MLflow's guess (the kernel process)."""
+    claim: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+    """The study runner's token for this execution of the cell (tag `claim_token`): the runner ends and logs into
+    only the run that carries its token; None outside a study."""
 
     _uri = field_validator("uri")(checks.check_tracking_uri)
     _folder = field_validator("checkpoint_dir")(checks.check_folder)

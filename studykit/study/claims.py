@@ -5,10 +5,11 @@ Finished: a cell is finished when a FINISHED run of its config hash has its exec
 in the store (`finished_run`). Nothing else counts; finished cells are skipped without a claim.
 
 Claim: every other cell runs under an exclusive lock per experiment and config hash (`claim`), held for its whole
-execution: beside a local sqlite store in `<store dir>/claims/<experiment>/<hash>.lock`, else under
-`outputs/.claims/` of the working directory (claims do not reach across machines: with a tracking server, start a
-study's `studykit study` processes from one machine and folder). A second process waits for the claim and then
-re-reads the store, so it skips a cell the first one finished. A dead holder's lock is released by the kernel.
+execution: beside a local sqlite store in `<store dir>/claims/<experiment>/<hash>.lock`; on a tracking server
+(http/https URI) on the server itself (`studykit.study.server_claims`: an experiment per claim, so study processes
+on different machines or folders see each other's claims; a dead holder's claim expires), else under
+`outputs/.claims/` of the working directory. A second process waits for the claim and then re-reads the store, so
+it skips a cell the first one finished. A dead holder's lock is released by the kernel.
 
 Settling, under the claim (`settle`), before the cell runs:
 * a RUNNING run whose owner (tags `owner_host`, `owner_pid`, `owner_start`) is gone, or has no owner tags (older
@@ -24,7 +25,9 @@ Settling, under the claim (`settle`), before the cell runs:
   the run is marked KILLED ("finished, but its notebook was lost") and the cell runs again: a training run then
   resumes from its final checkpoint (nothing is trained twice) and finishes with its notebook, an alignment run is
   measured anew. Either way exactly one FINISHED run per cell remains.
-After the cell (`conclude`): a run still RUNNING once its notebook process is gone is marked KILLED (the study was
+After the cell (`conclude`): the cell's run is the one tagged with this execution's `claim_token` (the runner puts a
+fresh token in the cell's `tracking.claim`; the notebook's run carries it), so a driver ends and logs into only a run
+its own cell wrote. A run still RUNNING once its notebook process is gone is marked KILLED (the study was
 interrupted) or FAILED (the process died), and the executed notebook is logged to the cell's run.
 """
 
@@ -43,6 +46,7 @@ from studykit.infra import procs
 from studykit.tracking import experiment as tracking
 from studykit.config.schema import RunConfig
 from studykit.infra.locks import polling_lock
+from studykit.study import server_claims
 
 WAIT_OWNER_S = 15.0
 
@@ -65,6 +69,10 @@ def experiment_of(cfg: RunConfig) -> str:
 def claim(uri: str, experiment: str, key: str, cancelled: Callable[[], bool] = lambda: False,
           on_wait: Callable[[str], None] | None = None) -> Iterator[bool]:
     """Hold the claim of `key` (a config hash, or `compare`) in `experiment`; False: cancelled while waiting."""
+    if server_claims.is_server(uri):
+        with server_claims.claim(uri, experiment, key, cancelled, on_wait) as held:
+            yield held
+        return
     note = f"{procs.hostname()} pid {os.getpid()}"
     with polling_lock(claim_file(uri, experiment, key), cancelled, note=note, on_wait=on_wait) as held:
         yield held
@@ -193,12 +201,19 @@ def settle(cfg: RunConfig, uri: str, out_nb: Path, wait_s: float = WAIT_OWNER_S,
     return Settled("todo")
 
 
+def with_token(params: dict, token: str) -> dict:
+    """The cell's papermill parameters with this execution's claim token (`tracking.claim`, tag `claim_token`)."""
+    return dict(params, tracking=dict(params["tracking"], claim=token)) if "tracking" in params else params
+
+
 def conclude(cfg: RunConfig, uri: str, out_nb: Path, rc: int, since: float, stopped: bool,
-             probe: Probe | None = None) -> tuple[str | None, str]:
-    """After the cell's notebook process ended: (its run id or None, the run's final status or "")."""
+             probe: Probe | None = None, token: str | None = None) -> tuple[str | None, str]:
+    """After the cell's notebook process ended: (its run id or None, the run's final status or ""). With `token`,
+    only the run carrying it is the cell's (another driver's run of the same config is never touched)."""
     client = tracking.client(uri)
-    mine = [r for r in tracking.find_runs(cfg, None, uri=uri)
-            if r.info.status == "RUNNING" or (r.info.end_time or 0) >= since * 1000]
+    runs = tracking.find_runs(cfg, None, uri=uri)
+    mine = [r for r in runs if r.data.tags.get("claim_token") == token] if token else \
+        [r for r in runs if r.info.status == "RUNNING" or (r.info.end_time or 0) >= since * 1000]
     if not mine:
         return None, ""
     run = mine[0]

@@ -42,6 +42,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ from studykit.infra.diskfull import DiskFull, full_path, message
 from studykit.study.executors import Executor, make
 from studykit.infra.outage import ServerDown, server_down
 from studykit.study.spec import Cell, StudySpec, _notebook, expand, load_spec, select
+from studykit.tracking.server_auth import check_login
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -121,9 +123,10 @@ def _run_cell(ctx: _Context, cell: Cell) -> CellOutcome:
         if settled.state != "todo":
             status = "skipped" if settled.state == "done" else "failed"
             return CellOutcome(cell.name, status, settled.run_id, settled.note or None, time.time() - t0)
-        since = time.time() - 1.0
-        rc, tail = ctx.executor.run(cell.name, cell.notebook, cell.params, out_nb)
-        run_id, status = claims.conclude(cfg, ctx.uri, out_nb, rc, since, ctx.stop.is_set(), probe=probe)
+        since, token = time.time() - 1.0, uuid.uuid4().hex
+        rc, tail = ctx.executor.run(cell.name, cell.notebook, claims.with_token(cell.params, token), out_nb)
+        run_id, status = claims.conclude(cfg, ctx.uri, out_nb, rc, since, ctx.stop.is_set(), probe=probe,
+                                         token=token if "tracking" in cell.params else None)
     return _outcome(ctx, cell, rc, tail, run_id, status, time.time() - t0)
 
 
@@ -245,6 +248,7 @@ def run_study(path: str | Path, workers: int | None = 2, only: str | None = None
                           "conditions is empty)")
     if dry_run:
         return StudySummary(spec.name, [CellOutcome(c.name, "planned") for c in cells])
+    check_login(resolve_uri(uri))  # a refused login fails here, before any cell (tracking.server_auth)
     workers = workers or (len(cells) if executor == "ray" else 2)  # ray: the cluster's resources pace the cells
     options = _executor_options(executor, spec, address)
     ctx = _Context.make(Path("outputs") / spec.name, resolve_uri(uri), executor, **options)
@@ -319,7 +323,9 @@ def _open_parent(ctx: _Context, spec: StudySpec, cells: list[Cell]) -> str:
     from studykit.analysis.runs import experiments_of
     from studykit.tracking.experiment import client, owner_tags, study_run
 
-    run_id = study_run(spec.name, experiments_of([c.config for c in cells], spec.name)[0], ctx.uri)
+    experiment = experiments_of([c.config for c in cells], spec.name)[0]
+    with claims.claim(ctx.uri, experiment, "study-run"):  # drivers on other machines: one parent run, not two
+        run_id = study_run(spec.name, experiment, ctx.uri)
     mlc = client(ctx.uri)
     mlc.update_run(run_id, status="RUNNING")
     for key, value in owner_tags().items():
@@ -338,10 +344,16 @@ def _adopt(ctx: _Context, parent: str, run_ids: list[str]) -> None:
 
 
 def _close_parent(ctx: _Context, run_id: str, status: str, reason: str) -> None:
-    """The study's outcome on its run: the status and, as `status_reason`, the summary line ("study toy: done 3")."""
-    from studykit.tracking.experiment import client
+    """The study's outcome on its run: the status and, as `status_reason`, the summary line ("study toy: done 3").
+    A parent another live study process reopened after this one (owner tags) and still RUNNING is that process's
+    to end."""
+    from studykit.tracking.experiment import client, owner_state, owner_tags
 
     mlc = client(ctx.uri)
+    run = mlc.get_run(run_id)
+    mine = all(run.data.tags.get(k) == v for k, v in owner_tags().items())
+    if not mine and run.info.status == "RUNNING" and owner_state(run.data.tags) != "gone":
+        return
     mlc.set_tag(run_id, "status_reason", reason[:500])
     mlc.set_terminated(run_id, status)
 
@@ -475,6 +487,7 @@ def run_one(notebook: str | Path, params_file: str | Path, uri: str | None = Non
         cfg = load(params_file)
         cell = Cell(cfg.run_name(), notebook.resolve(), cfg, cfg.model_dump(mode="json"))
         cell.params = _cell_params(cell, cfg.tracking.parent_run)  # no study: no parent unless the file names one
+        check_login(resolve_uri(uri or cfg.tracking.uri))
         ctx = _Context.make(Path("outputs") / cfg.study, resolve_uri(uri or cfg.tracking.uri))
         box: list[CellOutcome] = []
         _with_signals(ctx, lambda: box.append(_run_cell(ctx, cell)))

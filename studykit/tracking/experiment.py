@@ -23,6 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+
 from studykit.config.schema import RunConfig
 from studykit.infra import procs
 from studykit.infra.store import _artifact_location, _store_lock, client, connect, tracking_uri  # noqa: F401 (public here too)
@@ -47,7 +49,13 @@ def experiment_id(name: str, uri: str | None = None) -> str:
             if "mlflow.experimentKind" not in exp.tags:  # an experiment made by older code; a user's choice stays
                 mlc.set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
             return exp.experiment_id
-        return mlc.create_experiment(name, artifact_location=_artifact_location(resolved, name), tags=EXPERIMENT_KIND)
+        try:
+            return mlc.create_experiment(name, artifact_location=_artifact_location(resolved, name),
+                                         tags=EXPERIMENT_KIND)
+        except MlflowException as err:  # on a server, another driver created it just now
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return mlc.get_experiment_by_name(name).experiment_id
 
 
 def experiment_for(cfg: RunConfig) -> str:
@@ -101,6 +109,8 @@ def context_tags(cfg: RunConfig) -> dict[str, str]:
         tags |= {"mlflow.source.name": cfg.tracking.source_name, "mlflow.source.type": "NOTEBOOK"}
     if cfg.tracking.parent_run:
         tags["mlflow.parentRunId"] = cfg.tracking.parent_run
+    if cfg.tracking.claim:  # the study driver that runs this cell now (studykit.study.claims.conclude)
+        tags["claim_token"] = cfg.tracking.claim
     return tags
 
 

@@ -89,7 +89,8 @@ def serve(uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
     client(uri)
     if not is_loopback(host):
         print(f"warning: serving the MLflow UI on {host}: anyone who can reach this address can read and change "
-              "the store (no login); prefer 127.0.0.1 and an SSH tunnel", file=sys.stderr)
+              "the store (no login); prefer 127.0.0.1 and an SSH tunnel, or for a lab `studykit server --auth`",
+              file=sys.stderr)
     cmd = command(uri, host, port, workers)
     print("running:", " ".join(cmd[5:]))
     print(links(uri, host, port), flush=True)
