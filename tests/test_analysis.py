@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from studykit.analysis import report as analysis, verdicts
+from studykit.analysis import verdict_text
 from studykit.scoring import metrics
 from studykit.config.schema import validate
 from studykit.engine.evaluation import EvalResult, counts_artifact
@@ -248,11 +249,11 @@ def test_a_verdict_on_one_paired_seed_says_so(report):
     assert rec["n_seeds"] == 1 and rec["verdict"] == "uncertain (1 seed)" and rec["ratio_lo"] is None
     md = (report.out_dir / "verdicts.md").read_text()
     header = next(li for li in md.splitlines() if li.startswith("| claim |"))
-    assert [c.strip() for c in header.strip("|").split("|")] == list(verdicts.MD_COLUMNS)
+    assert [c.strip() for c in header.strip("|").split("|")] == list(verdict_text.MD_COLUMNS)
     line = next(li for li in md.splitlines() if li.startswith("| nsr | toy:strong"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[verdicts.MD_COLUMNS.index("n_seeds")] == "1"
-    assert cells[verdicts.MD_COLUMNS.index("verdict")] == "uncertain (1 seed)"
+    assert cells[verdict_text.MD_COLUMNS.index("n_seeds")] == "1"
+    assert cells[verdict_text.MD_COLUMNS.index("verdict")] == "uncertain (1 seed)"
     assert "**nsr** on toy:strong / toy (" in md  # listed among the claims that did not clearly reproduce
 
 
@@ -277,7 +278,7 @@ def test_no_ratio_when_ground_truth_did_not_gain_significantly(report):
     line = next(li for li in (report.out_dir / "verdicts.md").read_text().splitlines()
                 if li.startswith("| random | toy:weak-skill"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    ratio_at = list(verdicts.MD_COLUMNS).index("ratio")
+    ratio_at = list(verdict_text.MD_COLUMNS).index("ratio")
     assert cells[ratio_at:ratio_at + 3] == ["", "", ""]
 
 

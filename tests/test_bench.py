@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 CHEAP = {
     "gpu_check.py": ["--tiny", "--steps", "1"],
+    "interval_coverage.py": ["--tiny"],
     "grpo_vs_trl.py": ["--tiny"],
     "korbench_agreement.py": ["--categories", "cipher"],
     "logprobs.py": ["--batch", "1", "--positions", "16", "--vocab", "64", "--hidden", "16", "--chunk", "8"],

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from studykit.analysis import verdicts
+from studykit.analysis import verdict_text
 from studykit.config.schema import ConfigError, validate
 from studykit.probes.contamination import (
     RougeTokens, contamination, exact_match, recall_correct, rouge_l, split_ids, statement_ids,
@@ -262,8 +263,8 @@ def test_the_verdict_table_shows_each_cells_colour():
     table = verdicts.verdict_table(runs, pd.DataFrame(columns=["run_id", "key", "step", "value"]), counts)
     colours = {m: None if pd.isna(c) else c for m, c in zip(table["model"], table["colour"])}
     assert colours == {"toy:contaminated": "strong, contaminated", "toy:strong": None}
-    assert "colour" in verdicts.records(table)[0]
-    assert "| strong, contaminated |" in verdicts.markdown(table)
+    assert "colour" in verdict_text.records(table)[0]
+    assert "| strong, contaminated |" in verdict_text.markdown(table)
     assert verdicts.colour_of("weak, clean (pass@16=0.2; em@0.6=0.00, recall=0.00)") == "weak, clean"
 
 

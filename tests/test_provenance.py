@@ -15,6 +15,7 @@ import pytest
 from studykit.study import claims
 from studykit.tracking import provenance
 from studykit.analysis import verdicts
+from studykit.analysis import verdict_text
 from studykit.config.schema import validate
 from studykit.analysis.runs import Counts
 
@@ -117,7 +118,7 @@ def test_a_row_whose_runs_share_code_and_weights_gets_its_verdict():
     table = _table({rid: SAME for rid in ("g0", "g1", "c0", "c1")})
     row = table[table["claim"] == "x"].iloc[0]
     assert row["verdict"] == "holds" and row["provenance"] == "same" and row["note"] == ""
-    assert "mixed or unknown provenance" not in verdicts.markdown(table)
+    assert "mixed or unknown provenance" not in verdict_text.markdown(table)
 
 
 @pytest.mark.parametrize("key, value", [("code_version", "def"), ("base_weights", "toy:custom-1@00")])
@@ -130,9 +131,9 @@ def test_a_row_mixing_code_versions_or_weights_is_refused_and_listed(key, value)
     assert f"{key} differs" in row["note"] and f"ground_truth s1: {value}" in row["note"]
     base = table[table["claim"] == "ground_truth"].iloc[0]
     assert base["verdict"] == "baseline" and base["provenance"] == "mixed"  # its own seeds differ
-    md = verdicts.markdown(table)
+    md = verdict_text.markdown(table)
     assert "### Rows with mixed or unknown provenance" in md and "- mixed: **x** on m / toy" in md
-    assert verdicts.records(table)[0]["provenance"] == "mixed"
+    assert verdict_text.records(table)[0]["provenance"] == "mixed"
 
 
 def test_runs_of_older_stores_load_as_unknown_provenance_not_refused():
@@ -140,7 +141,7 @@ def test_runs_of_older_stores_load_as_unknown_provenance_not_refused():
     row = table[table["claim"] == "x"].iloc[0]
     assert row["verdict"] == "holds" and row["provenance"] == "unknown"
     assert "unknown provenance" in row["note"] and "ground_truth s0 has no code_version" in row["note"]
-    assert "- unknown: **x** on m / toy (holds)" in verdicts.markdown(table)
+    assert "- unknown: **x** on m / toy (holds)" in verdict_text.markdown(table)
 
 
 # ------------------------------------------------------------------------------------- the study and stale cells

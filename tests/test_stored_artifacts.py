@@ -5,7 +5,8 @@
   hashes, so a store made before the move skips them (only the three alignment cells run again). A change that
   means to move a hash updates the digest here and says so in CHANGELOG.md.
 - `tests/fixtures/v0_1/` was written by 0.1's code (`make_v0_1_artifacts.py`, run on a b39a583 checkout): a policy
-  artifact and a training checkpoint of a 3.6k-parameter Llama, with the logits they gave then.
+  artifact and a training checkpoint of a 3.6k-parameter Llama, with the logits they gave then. The policy artifact
+  loads; the checkpoint (a pickle) is refused by name since 0.2 (issue 21: loading one could run code).
 """
 
 from __future__ import annotations
@@ -74,3 +75,18 @@ def test_a_policy_artifact_written_by_0_1_loads():
     assert policy.finetune == "full"
     torch.testing.assert_close(_logits(policy, expected["probe"]), torch.tensor(expected["policy_logits"]),
                                atol=1e-4, rtol=0)
+
+
+def test_a_checkpoint_written_by_0_1_is_refused_by_name_and_never_unpickled(tmp_path, monkeypatch):
+    """0.1 pickled the training state (`state.pt`); unpickling a file from shared storage can run code (issue 21),
+    so 0.2 refuses it with a message that names the file and says what to do, instead of loading it."""
+    import shutil
+
+    from studykit.engine import checkpoint
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(FIXTURE / "checkpoint", folder)
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load must not open a 0.1 state.pt"))
+    with pytest.raises(checkpoint.CheckpointError) as err:
+        checkpoint.peek(folder)
+    assert "state.pt" in str(err.value) and "delete" in str(err.value).lower()

@@ -2,14 +2,14 @@
 compare notebook (`explain_claims(table)` -> markdown, one section per claim, one line per model x task row).
 
 The claim texts name the papers that made the claims (as `studykit.scoring.rewards` and `studykit.engine.grpo` cite them); the
-finding per row is `studykit.analysis.verdicts.explain` of that row. Pure: a verdict table in, markdown out.
+finding per row is `studykit.analysis.verdict_text.explain` of that row. Pure: a verdict table in, markdown out.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from studykit.analysis.verdicts import explain
+from studykit.analysis.verdict_text import explain
 
 CLAIMS = {
     "ground_truth": "Standard GRPO on the verifier's reward: the reference every claim is measured against; the paper "

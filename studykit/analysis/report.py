@@ -46,12 +46,10 @@ from studykit.analysis.runs import (
     primary_set,
     select_cells,
 )
-from studykit.analysis.verdicts import (  # noqa: F401
+from studykit.analysis.verdict_text import markdown, records, rule_text
+from studykit.analysis.verdicts import (  # noqa: F401 (CLAIM_RQS, RECORD_FIELDS: public here too)
     CLAIM_RQS,
     RECORD_FIELDS,
-    markdown,
-    records,
-    rule_text,
     thresholds_of,
     verdict_table,
 )

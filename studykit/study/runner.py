@@ -35,9 +35,6 @@ Guarantees (`studykit.study.claims` has the details):
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import signal
 import sys
 import threading
@@ -52,6 +49,9 @@ from studykit.config.schema import ConfigError, load_yaml
 from studykit.infra.diskfull import DiskFull, full_path, message
 from studykit.study.executors import Executor, make
 from studykit.infra.outage import ServerDown, server_down
+from studykit.study.outcomes import (  # noqa: F401 (public here too)
+    CellOutcome, StudySummary, _write_failures, _write_json, error_line, format_summary,
+)
 from studykit.study.spec import Cell, StudySpec, _notebook, expand, load_spec, select
 from studykit.tracking.server_auth import check_login
 
@@ -62,32 +62,6 @@ def resolve_uri(uri: str | None = None) -> str:
     from studykit.tracking.experiment import tracking_uri
 
     return tracking_uri(uri)
-
-
-@dataclass
-class CellOutcome:
-    name: str
-    status: str  # "done" | "skipped" | "failed" | "interrupted" | "planned"
-    run_id: str | None = None
-    error: str | None = None
-    seconds: float = 0.0
-
-
-@dataclass
-class StudySummary:
-    study: str
-    outcomes: list[CellOutcome]
-    verdicts: str = ""
-    interrupted: bool = False
-    compare_error: str | None = None
-
-    @property
-    def failed(self) -> list[CellOutcome]:
-        return [o for o in self.outcomes if o.status in ("failed", "interrupted")]
-
-    @property
-    def exit_code(self) -> int:
-        return 130 if self.interrupted else (1 if self.failed or self.compare_error else 0)
 
 
 @dataclass
@@ -200,18 +174,6 @@ def _schedule(ctx: _Context, cells: list[Cell], workers: int, progress: bool, st
     for name in pending:
         outcomes[name] = CellOutcome(name, "interrupted", error="not started: the study was interrupted")
     return [outcomes[c.name] for c in cells]
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)  # several study processes may write it: readers never see half a file
-
-
-def _write_failures(out_dir: Path, outcomes: list[CellOutcome]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "failed.json", [o.__dict__ for o in outcomes if o.status in ("failed", "interrupted")])
-    _write_json(out_dir / "summary.json", [o.__dict__ for o in outcomes])
 
 
 def _compare(ctx: _Context, spec: StudySpec, here: Path) -> tuple[str, str | None]:
@@ -438,33 +400,6 @@ def _warm(ctx: _Context) -> None:
 
 def _close(ctx: _Context) -> None:
     getattr(ctx.executor, "close", lambda: None)()
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_ERROR_LINE = re.compile(r"^\s*(?:[\w.]*(?:Error|Exception|Interrupt|Exit)(?::|$)|error:)")
-"""A traceback's last line (`ValueError: ...`, `torch.OutOfMemoryError: ...`) or a CLI's `error: ...` line."""
-
-
-def error_line(error: str) -> str:
-    """The one line that says why a cell failed: the last exception line of its log tail (a progress bar or a
-    library's chatter may follow it), else the last non-empty line."""
-    lines = [_ANSI.sub("", line).strip() for line in error.splitlines()]
-    lines = [line for line in lines if line]
-    return next((line for line in reversed(lines) if _ERROR_LINE.match(line)), lines[-1] if lines else "")
-
-
-def format_summary(summary: StudySummary) -> str:
-    lines = [f"study {summary.study}: " + ", ".join(
-        f"{s} {sum(o.status == s for o in summary.outcomes)}" for s in ("done", "skipped", "failed", "interrupted",
-                                                                         "planned")
-        if any(o.status == s for o in summary.outcomes))]
-    for o in summary.failed:
-        lines.append(f"  {o.status.upper()} {o.name}: {error_line(o.error or '')}")
-    if summary.compare_error:
-        lines.append(f"  FAILED compare: {summary.compare_error}")
-    if summary.verdicts:
-        lines += ["", summary.verdicts]
-    return "\n".join(lines)
 
 
 def _is_run_notebook(notebook: Path) -> bool:
