@@ -73,11 +73,11 @@ def test_the_report_writes_the_curve_and_places_the_crossing(curve_report):
     assert "lvl-3" in (rep.out_dir / "thresholds.md").read_text() or "0.35" in (rep.out_dir / "thresholds.md").read_text()
 
 
-def test_the_measures_agree_on_a_monotone_dial(curve_report):
+def test_four_levels_give_crossings_but_no_rank_agreement(curve_report):
+    """A rank correlation's bootstrap over four levels is degenerate: the report gives none (five levels needed)."""
     rep, _ = curve_report
-    agreement = json.loads((rep.out_dir / "thresholds.json").read_text())["agreement"]
-    p1 = next(a for a in agreement if a["claim"] == "random" and a["measure"] == "pass@1")
-    assert p1["rho"] >= 0.75 and p1["n_levels"] == 4  # levels 3 and 4 tie at ratio 1 up to noise and not math.isnan(p1["lo"])
+    assert json.loads((rep.out_dir / "thresholds.json").read_text())["agreement"] == []
+    assert "Which alignment measure" not in (rep.out_dir / "thresholds.md").read_text()
 
 
 def test_the_curve_is_logged_to_the_study_run(curve_report):

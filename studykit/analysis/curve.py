@@ -9,7 +9,8 @@ paired seed by seed with ground truth, as the verdict table (`studykit.analysis.
 study's `holds` and `partial` thresholds is estimated there. A level enters a crossing when ground truth gained on
 it (a ratio exists) and it has two or more paired seeds. Measures, from each model's alignment run:
 `pass@1`, `pass@k` (k of its alignment label, else the largest logged), `pass@k area` (the curve's normalised area
-against log2 k). Reads nothing itself: `studykit.analysis.report` passes the runs and counts.
+against log2 k). The rank agreement of a measure with the ratios is given from five levels on (with three or four,
+resampling levels cannot give an interval). Reads nothing itself: `studykit.analysis.report` passes the runs and counts.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from studykit.scoring import metrics
 
 MEASURES = ("pass@1", "pass@k", "pass@k area")
 MIN_LEVELS = 3
+MIN_RANK_LEVELS = 5  # a rank correlation's bootstrap over levels is degenerate with three or four of them
 _ALIGN_K = re.compile(r"pass@(\d+)=")
 
 
@@ -128,7 +130,7 @@ def alignment_curve(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, di
                 rows += _crossings(claim, task, axis, on_axis, th, n_boot, seed)
             for measure in MEASURES:
                 pts = [(lv[1][measure], lv[2].ratio) for lv in levels if math.isfinite(lv[2].ratio)]
-                if len(pts) >= MIN_LEVELS:
+                if len(pts) >= MIN_RANK_LEVELS:
                     a = th_mod.predictiveness(measure, *zip(*pts), seed=seed)
                     agreements.append(Agreement(claim, task, measure, a.rho, a.lo, a.hi, a.n_levels))
     return rows, agreements
@@ -190,13 +192,13 @@ def markdown(rows: list[CurveRow], agreements: list[Agreement]) -> str:
     for r in rows:
         by_key.setdefault((r.claim, r.task, r.axis, r.measure), {})[r.threshold] = r
     for (claim, task, axis, measure), pair in by_key.items():
-        levels = ", ".join(f"{lv['x']:.2f}: {lv['ratio']:.2f}" for lv in pair["holds"].levels)
+        levels = ", ".join(f"{lv['x']:.2f}: {lv['ratio']:.2f}" for lv in sorted(pair["holds"].levels, key=lambda v: v["x"]))
         lines.append(f"| {claim} | {task} | {axis} | {measure} | {_fmt_interval(pair['partial'])} | "
                      f"{_fmt_interval(pair['holds'])} | {levels} |")
     if agreements:
         lines += ["", "## Which alignment measure orders the claims' ratios", "",
                   "Spearman's rank correlation across every level of the task (all axes pooled), with a 95% "
-                  "bootstrap interval over levels.", "", "| claim | task | measure | rho [95%] | levels |",
+                  f"bootstrap interval over levels (given from {MIN_RANK_LEVELS} levels on).", "", "| claim | task | measure | rho [95%] | levels |",
                   "| --- | --- | --- | --- | --- |"]
         lines += [f"| {a.claim} | {a.task} | {a.measure} | {a.rho:.2f} [{a.lo:.2f}, {a.hi:.2f}] | {a.n_levels} |"
                   for a in agreements]

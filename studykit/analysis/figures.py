@@ -225,7 +225,7 @@ def plot_alignment_curve(rows, path: Path, measure: str = "pass@k") -> Path:
             ax.axhline(y, color="grey", ls=style, lw=0.8)
         ax.set_title(claim, fontsize=9)
         ax.set_xlabel(f"base model {measure}", fontsize=8)
-        ax.set_ylim(-0.5, 1.5)
+        ax.set_ylim(-1.0, 1.5)
     for ax in list(axes.flat)[len(claims):]:
         ax.axis("off")
     axes[0][0].set_ylabel("ratio to ground truth", fontsize=8)
