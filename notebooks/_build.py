@@ -136,7 +136,7 @@ COMPARE = [
 from studykit.study import expand, load_spec
 spec = load_spec(study_file)
 cells = expand(study_file)  # the study's current cells: only their runs count
-report = write_report(spec.name, [c.config for c in cells], uri=uri,
+report = write_report(spec.name, [c.config for c in cells], uri=uri, cards=spec.cards(),
                      thresholds=spec.compare if thresholds is None else thresholds, log_to_mlflow=True)
 print(f"{report.n_cells} cells, {len(report.missing)} without a FINISHED run")
 print("wrote", *[str(p) for p in report.files], sep="\\n  ")""",
@@ -149,7 +149,7 @@ display(Markdown(report.out_dir.joinpath("verdicts.md").read_text()))""",
 if curve.is_file():
     display(Markdown(curve.read_text()))""",
     """from studykit.analysis import explain_claims
-display(Markdown("## Per claim\\n\\n" + explain_claims(report.table)))
+display(Markdown("## Per claim\\n\\n" + explain_claims(report.table, spec.cards())))
 print(f"MLflow: the study's parent run {report.run_id} holds this report; `studykit ui`, then open experiment "
       f"{spec.name!r} (its cells are the parent's children; group by the tag `group` to pool seeds)")""",
 ]

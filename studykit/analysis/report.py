@@ -9,7 +9,8 @@ rule, the seed pairing, the bootstrap intervals and the departures from the pape
   "cells": number of cells, "runs": number of runs used, "missing": {"count", "cells": [run names]},
   "provenance": {"mixed": [rows], "unknown": [rows]} (`claim | model | task` of the rows whose runs differ in code
   version or base weights, or lack those tags: studykit.tracking.provenance),
-  "records": [one record per claim x model x task with `verdicts.RECORD_FIELDS`]};
+  "records": [one record per claim x model x task with `verdicts.RECORD_FIELDS`], "claims": [the claim cards'
+  prediction checks per row: `studykit.analysis.claim_cards.checks`]};
 - `verdicts.md`: the same table in markdown, the rule, the cells with no FINISHED run ("missing: N cells: ..."),
   the claims that did not clearly reproduce, notes;
 - figures (`studykit.analysis.figures.report_figures`): alignment pass@k, training accuracy, the ratio heatmap with its
@@ -25,14 +26,15 @@ the study file and passes the cells.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from studykit.config.schema import RunConfig
+from studykit.analysis import claim_cards
+from studykit.config.schema import ClaimCard, RunConfig
 from studykit.analysis.runs import (
     Counts,
     Selection,
@@ -94,7 +96,7 @@ def _missing_text(missing: list[str], n_cells: int) -> str:
 
 def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None, thresholds: Any = None,
                  out_dir: str | Path = "reports", log_to_mlflow: bool = True, figures: bool = True,
-                 n_boot: int = N_BOOT, seed: int = 0) -> Report:
+                 n_boot: int = N_BOOT, seed: int = 0, cards: Mapping[str, ClaimCard] | None = None) -> Report:
     """Write reports/<study>/{verdicts.json, verdicts.md, *.png} for the study's current `cells` (RunConfigs) and
     log them as an `rq=report` MLflow run; see the module docstring."""
     th = thresholds_of(thresholds)
@@ -118,11 +120,11 @@ def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None,
             "missing": {"count": len(sel.missing), "cells": sel.missing},
             "provenance": {state: [f"{r['claim']} | {r['model']} | {r['task']}" for _, r in table.iterrows()
                                    if r["provenance"] == state] for state in ("mixed", "unknown")},
-            "records": records(table)}
+            "records": records(table), "claims": claim_cards.checks(table, cards)}
     files = [folder / "verdicts.json", folder / "verdicts.md"]
     files[0].write_text(json.dumps(meta, indent=2))
     files[1].write_text(f"# Verdicts: study `{study}`\n\n{_missing_text(sel.missing, sel.n_cells)}\n"
-                        + markdown(table, th, n_boot, ALPHA))
+                        + markdown(table, th, n_boot, ALPHA) + _cards_section(table, cards))
     if figures:
         from studykit.analysis import figures as figs
 
@@ -133,6 +135,11 @@ def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None,
         report.run_id = _log_report(study, [study, *experiments_of(cells, study)], uri, folder, table,
                                     len(sel.missing))
     return report
+
+
+def _cards_section(table: pd.DataFrame, cards: Mapping[str, ClaimCard] | None) -> str:
+    section = claim_cards.markdown(table, cards)
+    return f"\n{section}" if section else ""
 
 
 def _curve(runs, hist, counts, th, folder: Path, n_boot: int, seed: int, figures: bool) -> list[Path]:

@@ -98,7 +98,8 @@ def cmd_report(args) -> int:
     given = {k: v for k, v in (("holds", args.holds), ("partial", args.partial), ("min_effect", args.min_effect))
              if v is not None}
     th = CompareSpec.model_validate(spec.compare.model_dump() | given)
-    report = write_report(spec.name, [c.config for c in expand(path)], uri=args.uri, thresholds=th, out_dir=args.out)
+    report = write_report(spec.name, [c.config for c in expand(path)], uri=args.uri, thresholds=th, out_dir=args.out,
+                          cards=spec.cards())
     print((report.out_dir / "verdicts.md").read_text())
     print("wrote", *report.files, sep="\n  ")
     from studykit.tracking.provenance import rows

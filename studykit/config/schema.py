@@ -191,6 +191,25 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+PREDICTIONS = ("holds-when-strong", "holds-everywhere", "fails-everywhere", "holds-when-weak", "none")
+
+
+class ClaimCard(BaseModel):
+    """What a claim says, who made it and what it predicts: the verdict report checks the prediction per alignment
+    regime (`studykit.analysis.claim_cards`). Shipped cards: `studykit/data/claims/shipped.yaml`; a study
+    condition's `card:` replaces or adds one."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    text: str = Field(min_length=1, max_length=2000)
+    """The claim in one or two sentences."""
+    source: str = Field(min_length=1, max_length=500)
+    """Who made it (paper, arXiv id, your lab)."""
+    predicts: Literal[PREDICTIONS] = "none"  # type: ignore[valid-type]
+    """Where it should hold: `holds-when-strong` (the paper's reading of the shortcut claims), `holds-everywhere`,
+    `fails-everywhere`, `holds-when-weak`, or `none` (a contrast condition: no prediction to check)."""
+
+
 class CompareSpec(BaseModel):
     """The verdict thresholds of a study (its `compare:` section); `studykit.analysis.report` applies them."""
 

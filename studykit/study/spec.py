@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from studykit.config.schema import CompareSpec, ConfigError, RunConfig, deep_merge, load_yaml, validate
+from studykit.config.schema import ClaimCard, CompareSpec, ConfigError, RunConfig, deep_merge, load_yaml, validate
 from studykit.study.executors.resources import ResourcesSpec
 from studykit.config.paramfile import NAME_HINT, SAFE_NAME, CheckError, Seed, describe
 
@@ -102,6 +102,9 @@ class ConditionSpec(_Spec):
     """Notebook to run; defaults to the study's `notebooks[rq]`."""
     overrides: dict[str, Any] = Field(default_factory=dict)
     """Deep-merged into the run config after the model and task overrides."""
+    card: ClaimCard | None = None
+    """The claim card (text, source, predicts); None = the shipped card of the claim's name, if any. Not part of any
+    run's identity: it changes what the report says, not what a cell computes."""
 
 
 class AlignmentSpec(_Spec):
@@ -159,6 +162,10 @@ class StudySpec(_Spec):
             if key not in DEFAULT_NOTEBOOKS:
                 raise CheckError(f"got {key!r}; expected one of {', '.join(DEFAULT_NOTEBOOKS)}", key)
         return notebooks
+
+    def cards(self) -> dict[str, ClaimCard]:
+        """{claim label: card} of the conditions that carry their own card (the rest use the shipped ones)."""
+        return {cond.claim or name: cond.card for name, cond in self.conditions.items() if cond.card is not None}
 
     @model_validator(mode="after")
     def _names_defined(self) -> "StudySpec":
