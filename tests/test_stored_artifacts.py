@@ -4,22 +4,24 @@
   some on purpose, listed beside the pins. The default and contamination studies' training cells keep their 0.1
   hashes, so a store made before the move skips them (only the three alignment cells run again). A change that
   means to move a hash updates the digest here and says so in CHANGELOG.md.
-- `tests/fixtures/v0_1/` was written by 0.1's code (`make_v0_1_artifacts.py`, run on a b39a583 checkout): a policy
-  artifact and a training checkpoint of a 3.6k-parameter Llama, with the logits they gave then. The policy artifact
-  loads; the checkpoint (a pickle) is refused by name since 0.2 (issue 21: loading one could run code).
+- Stored artifacts in 0.1's format, built here (no weights in git): a policy artifact is a `save_pretrained` folder
+  plus `studykit_policy.json`, whose 0.1 form (`tests/fixtures/studykit_policy_v0_1.json`, written by 0.1's
+  `write_policy` at b39a583) is copied beside a seeded 3.6k-parameter Llama; it loads and gives the model's logits.
+  A 0.1 checkpoint (`torch.save` of a dict: a pickle) is refused by name since 0.2 (issue 21: loading one could run
+  code).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "v0_1"
+META_V0_1 = Path(__file__).resolve().parent / "fixtures" / "studykit_policy_v0_1.json"
+PROBE = "Q 1 + 2 = <think>"
 
 # sha256 of the sorted config hashes of a study's cells. The layer move (0.2) moved none of them; fixes that change
 # what a cell computes move them on purpose, and each such move is listed here and in CHANGELOG.md.
@@ -60,32 +62,52 @@ def test_training_cells_keep_their_0_1_hashes(study, in_tmp):
     assert _digest(study, training_only=True) == TRAINING_AT_0_1[study]
 
 
-def _logits(policy, probe: str) -> torch.Tensor:
-    ids = policy.tokenizer(probe, return_tensors="pt").input_ids
-    policy.model.eval()
+def _tiny_policy_folder(folder: Path) -> torch.Tensor:
+    """A seeded 3.6k-parameter Llama and its tokenizer saved as 0.1 saved a full policy; returns its probe logits."""
+    from conftest import build_tiny_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=32, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        tie_word_embeddings=True)).eval()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
     with torch.no_grad():
-        return policy.model(ids).logits[0, -1]
+        return model(tok(PROBE, return_tensors="pt").input_ids).logits[0, -1]
 
 
-def test_a_policy_artifact_written_by_0_1_loads():
+def test_a_policy_artifact_in_the_0_1_format_loads(tmp_path):
     from studykit.policy import load_policy
 
-    expected = json.loads((FIXTURE / "expected.json").read_text())
-    policy = load_policy(str(FIXTURE / "policy"))
+    folder = tmp_path / "policy"
+    want = _tiny_policy_folder(folder)
+    (folder / "studykit_policy.json").write_text(META_V0_1.read_text())
+    policy = load_policy(str(folder))
     assert policy.finetune == "full"
-    torch.testing.assert_close(_logits(policy, expected["probe"]), torch.tensor(expected["policy_logits"]),
-                               atol=1e-4, rtol=0)
+    ids = policy.tokenizer(PROBE, return_tensors="pt").input_ids
+    policy.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(policy.model(ids).logits[0, -1], want, atol=1e-5, rtol=0)
 
 
-def test_a_checkpoint_written_by_0_1_is_refused_by_name_and_never_unpickled(tmp_path, monkeypatch):
-    """0.1 pickled the training state (`state.pt`); unpickling a file from shared storage can run code (issue 21),
-    so 0.2 refuses it with a message that names the file and says what to do, instead of loading it."""
-    import shutil
+def test_a_checkpoint_in_the_0_1_format_is_refused_by_name_and_never_unpickled(tmp_path, monkeypatch):
+    """0.1 pickled the training state (`state.pt`: `torch.save` of optimiser, scheduler, RNG states, step, run id);
+    unpickling a file from shared storage can run code (issue 21), so 0.2 refuses it with a message that names the
+    file and says what to do, instead of loading it."""
+    import random
+
+    import numpy as np
 
     from studykit.engine import checkpoint
 
     folder = tmp_path / "ckpt"
-    shutil.copytree(FIXTURE / "checkpoint", folder)
+    _tiny_policy_folder(folder / "policy")
+    torch.save({"optimizer": {"state": {}, "param_groups": []}, "scheduler": {"last_epoch": 1},
+                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+                "step": 3, "run_id": "0" * 32, "one_shot": None}, folder / "state.pt")
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load must not open a 0.1 state.pt"))
     with pytest.raises(checkpoint.CheckpointError) as err:
         checkpoint.peek(folder)
