@@ -15,6 +15,9 @@ rule, the seed pairing, the bootstrap intervals and the departures from the pape
   the claims that did not clearly reproduce, notes;
 - figures (`studykit.analysis.figures.report_figures`): alignment pass@k, training accuracy, the ratio heatmap with its
   intervals, and pass@k before and after training of the RQ3 claims and ground truth;
+- `thresholds.json/.md`, `alignment_curve.png` when a task has three or more models (`studykit.analysis.curve`);
+- `shares.json/.md` when the task logs diagnostic shares: each claim's final method mix per seed
+  (`studykit.analysis.shares`);
 
 and logs the folder into the study's parent run (`tracking.study_run`, tag `rq=study`; the cells are its children)
 as `report/` artifacts with metrics `report/<verdict>` counts and `report/missing`. A parent run that no live
@@ -33,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from studykit.analysis import claim_cards
+from studykit.analysis import claim_cards, shares
 from studykit.config.schema import ClaimCard, RunConfig
 from studykit.analysis.runs import (
     Counts,
@@ -130,6 +133,7 @@ def write_report(study: str, cells: Sequence[RunConfig], uri: str | None = None,
 
         files += figs.report_figures(runs, hist, table, folder, counts)
     files += _curve(runs, hist, counts, th, folder, n_boot, seed, figures)
+    files += shares.write(runs, folder)
     report = Report(study, table, folder, files, missing=sel.missing, n_cells=sel.n_cells)
     if log_to_mlflow:
         report.run_id = _log_report(study, [study, *experiments_of(cells, study)], uri, folder, table,
