@@ -28,6 +28,11 @@ Verifier time: problems are scored in parallel threads, one per verifier worker 
 Nothing undecided is scored silently: the report counts the checks that timed out (`timed_out`) and those never
 made (`skipped`), per problem (`undecided`) and overall, the table and stderr say so, and `studykit score` exits 3
 when the budget ran out (the scores are then incomplete lower bounds).
+
+`--reward NAME` (a shipped condition or a reward plug-in, with `--reward-option KEY=VALUE`) also pays every problem's
+completions as a training run would and reports the mean reward per problem and overall (studykit.cli.score_reward:
+validated as a params file's `reward` section before any completion is read, run in the plug-in's bounded wrapper).
+A bad plug-in, or one that raises while scoring, is an error naming it (exit 2) and no report is printed.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from studykit.cli import score_reward
 from studykit.scoring import metrics, rewards, verify
 from studykit import tasks as task_registry
 from studykit.tasks import Problem
@@ -65,6 +71,7 @@ class ProblemScore:
     majority_answer: str | None
     majority_correct: bool
     undecided: int = 0  # answer checks that timed out or were never made (budget spent): counted as wrong
+    reward_mean: float | None = None  # --reward: the mean training reward of the problem's completions
 
 
 @dataclass
@@ -79,6 +86,7 @@ class ScoreReport:
     budget_s: float = BUDGET_S
     timed_out: int = 0  # checks that hit their time limit
     skipped: int = 0  # checks never made: the budget was spent
+    reward: dict[str, Any] | None = None  # --reward: name, identity, options, format_gate, seed, mean, timeouts
 
     @property
     def over_budget(self) -> bool:
@@ -108,18 +116,27 @@ class ScoreReport:
 
     def format_table(self) -> str:
         width = max(10, *(len(p.id) for p in self.problems))
-        lines = [f"{'problem':<{width}}  {'n':>4}  {'correct':>7}  {'format':>6}  majority"]
+        paid = self.reward is not None
+        lines = [f"{'problem':<{width}}  {'n':>4}  {'correct':>7}  {'format':>6}  {'reward' if paid else ''}"
+                 f"{'  ' if paid else ''}majority"]
         for p in self.problems:
             mark = "ok" if p.majority_correct else "x"
-            lines.append(
-                f"{p.id:<{width}}  {p.n:>4}  {p.correct:>7}  {p.format_rate:>6.2f}  {_short(p.majority_answer)} ({mark})"
-            )
+            reward = f"{p.reward_mean:>6.3f}  " if paid else ""
+            lines.append(f"{p.id:<{width}}  {p.n:>4}  {p.correct:>7}  {p.format_rate:>6.2f}  {reward}"
+                         f"{_short(p.majority_answer)} ({mark})")
         lines.append("")
         lines.append(f"{self.task}: {len(self.problems)} problems, n = {_n_range(self.problems)} samples each")
         lines.append(f"avg@n   {self.avg_at_n:.4f}")
         for k, v in self.pass_at_k.items():
             lines.append(f"pass@{k:<3} {v:.4f}")
         lines.append(f"maj@n   {self.maj_at_n:.4f}")
+        if paid:
+            r = self.reward
+            lines.append(f"reward  {r['mean']:.4f}  ({r['identity'] or r['name']}, "
+                         f"options {r['options']}, format_gate {r['format_gate']}, seed {r['seed']})")
+            if r["timeouts"]:
+                lines.append(f"reward: {len(r['timeouts'])} groups ran out of the plug-in's time limit and were paid "
+                             f"0: {', '.join(r['timeouts'][:10])}")
         if self.skipped_ks:
             lines.append(f"skipped k > min n ({self.n_min}): {', '.join(map(str, self.skipped_ks))}")
         if self.warning():
@@ -231,12 +248,17 @@ def _resolve_ks(ks: Iterable[int] | None, n_min: int) -> tuple[list[int], list[i
 
 def score_file(
     path: str | Path, task: str, ks: Iterable[int] | None = None, task_options: dict[str, Any] | None = None,
-    budget_s: float = BUDGET_S, workers: int | None = None,
+    budget_s: float = BUDGET_S, workers: int | None = None, reward: str | None = None,
+    reward_options: dict[str, Any] | None = None, reward_format_gate: bool = True, reward_p: float | None = None,
+    reward_seed: int = 0,
 ) -> ScoreReport:
     """Score a completions JSONL against task `task`; `ks` defaults to powers of two up to the smallest n; all
-    verifier checks of the file share `budget_s` seconds, `workers` threads (default: the verifier pool size)."""
+    verifier checks of the file share `budget_s` seconds, `workers` threads (default: the verifier pool size).
+    `reward` (with its options, gate, `p`, seed): also pay each problem's completions (studykit.cli.score_reward)."""
     path = Path(path)
     task_obj = task_registry.get(task, **(task_options or {}))
+    spec = None if reward is None else score_reward.build(reward, reward_options or {}, reward_format_gate, reward_p,
+                                                          reward_seed, task_obj)  # a bad plug-in fails first
     rows = read_completions(path)
     by_id = _lookup(task_obj, rows, path)
     groups: dict[str, list[str]] = {}
@@ -254,8 +276,16 @@ def score_file(
 
     with ThreadPoolExecutor(max_workers=workers or verify.pool_size()) as pool:
         scores = list(pool.map(one, groups.items()))
+    if spec is not None:
+        paid = score_reward.score_groups(spec, groups, by_id, budget)  # main thread: the plug-in's deadline
+        for s in scores:
+            s.reward_mean = paid.means[s.id]
     report = _summarise(str(path), task, scores, ks)
     report.budget_s, report.timed_out, report.skipped = budget.seconds, budget.timed_out, budget.skipped
+    if spec is not None:
+        report.reward = {"name": spec.name, "identity": spec.identity, "options": spec.options,
+                         "format_gate": spec.format_gate, "seed": spec.seed, "timeouts": paid.timeouts,
+                         "mean": float(np.mean([paid.means[s.id] for s in scores]))}
     return report
 
 
@@ -284,6 +314,16 @@ def _configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-s", type=float, default=BUDGET_S,
                         help=f"verifier time budget for the whole file, seconds (default {BUDGET_S:g}); when it "
                              f"runs out the report says so and the exit code is {OVER_BUDGET_EXIT}")
+    parser.add_argument("--reward", help="also pay the completions with this reward: a shipped condition or a reward "
+                        "plug-in (package.module:function, or an installed studykit.rewards entry point)")
+    parser.add_argument("--reward-option", action="append", metavar="KEY=VALUE", dest="reward_options",
+                        help="an option of the --reward plug-in (repeatable; VALUE read as YAML), checked as "
+                             "reward.options is")
+    parser.add_argument("--reward-format-gate", action=argparse.BooleanOptionalAction,
+                        help="pay only well-formatted completions (default: on, as reward.format_gate)")
+    parser.add_argument("--reward-p", type=float, help="Bernoulli p of --reward random (default 0.5, as reward.p)")
+    parser.add_argument("--reward-seed", type=int,
+                        help="seed of the reward's generator (default 0, as train.seed)")
     parser.set_defaults(func=run)
 
 
@@ -300,8 +340,16 @@ def run(args: argparse.Namespace) -> int:
         return _fail("give a completions FILE or --example {" + ",".join(sorted(EXAMPLES)) + "}")
     if not task:
         return _fail("--task is required with FILE; known tasks: " + _task_names())
+    given = [flag for flag, value in (("--reward-option", args.reward_options), ("--reward-p", args.reward_p),
+                                      ("--reward-format-gate", args.reward_format_gate),
+                                      ("--reward-seed", args.reward_seed)) if value is not None]
+    if args.reward is None and given:
+        return _fail(f"{', '.join(given)} given without --reward; name the reward they belong to")
     try:
-        report = score_file(path, task, ks=args.ks, budget_s=args.budget_s)
+        options = score_reward.parse_options(args.reward_options)
+        report = score_file(path, task, ks=args.ks, budget_s=args.budget_s, reward=args.reward,
+                            reward_options=options, reward_format_gate=args.reward_format_gate is not False,
+                            reward_p=args.reward_p, reward_seed=args.reward_seed or 0)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         return _fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())

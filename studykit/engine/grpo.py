@@ -66,18 +66,32 @@ def _group_std_adv(r: torch.Tensor, eps: float, scale: bool) -> torch.Tensor:
     return centred / (r.std(dim=1, keepdim=True) + eps)
 
 
-def compute_advantages(rewards, estimator: str, eps: float = 1e-6, lam: float = 0.1,
+def make_estimator(name: str, options: dict | None = None):
+    """What `compute_advantages` takes for the run's estimator, built once per run: a shipped name as it is (no
+    options), an estimator plug-in resolved with its options checked (studykit.scoring.plugins.PluginEstimator)."""
+    if name in ESTIMATORS:
+        if options:
+            raise ValueError(f"estimator {name!r} takes no options (got {options!r}); options reach plug-ins only")
+        return name
+    from studykit.scoring import plugins
+
+    return plugins.estimator(name, options or {}, ESTIMATORS)
+
+
+def compute_advantages(rewards, estimator, eps: float = 1e-6, lam: float = 0.1,
                        options: dict | None = None) -> torch.Tensor:
     """Advantages [G, N] for training rewards [G, N] (one row per prompt group) under `estimator`.
 
     `lam` is W-REINFORCE's weight on rewarded samples (Zhu et al. 2025: 0.1). See the module docstring. Any other
-    name is an estimator plug-in (studykit.scoring.plugins), called per group with `options`.
+    name is an estimator plug-in (studykit.scoring.plugins), called per group with `options`; a callable is one
+    `make_estimator` built (its options are inside it, `options` must be None).
     """
     r = _as_2d(rewards, "rewards")
-    if estimator not in ESTIMATORS:
-        from studykit.scoring import plugins
-
-        adv = plugins.advantages(estimator, r.detach().cpu().double().numpy(), options or {}, ESTIMATORS)
+    if callable(estimator) or estimator not in ESTIMATORS:
+        if callable(estimator) and options:
+            raise ValueError(f"{estimator!r} was built with its options; got options={options!r} as well")
+        fn = estimator if callable(estimator) else make_estimator(estimator, options)
+        adv = fn(r.detach().cpu().double().numpy())
         return torch.as_tensor(adv, dtype=r.dtype, device=r.device)
     if options:
         raise ValueError(f"estimator {estimator!r} takes no options (got {options!r}); options reach plug-ins only")

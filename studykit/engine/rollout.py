@@ -45,12 +45,15 @@ class Rollouts:
 
 
 def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np.random.Generator, seed: int,
-            template: str, task=None) -> Rollouts:
+            template: str, task=None, estimator=None) -> Rollouts:
     """Sample, score and filter until `prompts_per_step` groups are kept or the generation budget is spent.
 
-    `task`, when given, may report per-completion diagnostics (its `diagnose` hook), logged as shares.
+    `task`, when given, may report per-completion diagnostics (its `diagnose` hook), logged as shares. `estimator`:
+    the run's `grpo.make_estimator` (built once per run by the trainer; None builds it from `cfg` for this call).
     """
     t = cfg.train
+    if estimator is None:
+        estimator = grpo.make_estimator(cfg.algo.estimator, cfg.algo.estimator_options)
     out, seen = Rollouts(), {"groups": 0, "filtered": 0, "all": [], "correct": [], "format": [], "len": [],
                              "trunc": [], "texts": [], "flat": 0, "agree": [], "label": []}
     for batch_no in range(cfg.algo.max_gen_batches if cfg.algo.dynamic_sampling else 1):
@@ -61,7 +64,7 @@ def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np
         prompts = [render(p, template, tokenizer) for p in problems]
         groups = sampler.generate(prompts, n=t.group_size, temperature=t.temperature, top_p=t.top_p,
                                   max_new_tokens=t.max_new_tokens, seed=seed * 1009 + batch_no)
-        _score(cfg, problems, groups, reward_fn, rng, out, seen, need)
+        _score(cfg, problems, groups, reward_fn, estimator, rng, out, seen, need)
     n_groups = max(seen["groups"], 1)
     out.stats = {
         "train/reward_mean": float(np.mean(seen["all"])), "train/reward_std": float(np.std(seen["all"])),
@@ -78,11 +81,10 @@ def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np
     return out
 
 
-def _score(cfg, problems, groups, reward_fn, rng, out: Rollouts, seen: dict, need: int) -> None:
+def _score(cfg, problems, groups, reward_fn, estimator, rng, out: Rollouts, seen: dict, need: int) -> None:
     batch = [reward_fn(g.texts, p, logprobs=g.logprobs, rng=rng) for p, g in zip(problems, groups)]
     rewards = torch.tensor(np.stack([r.rewards for r in batch]), dtype=torch.float32)
-    adv = grpo.compute_advantages(rewards, cfg.algo.estimator, lam=cfg.algo.lam,  # the training reward only
-                                  options=cfg.algo.estimator_options)
+    adv = grpo.compute_advantages(rewards, estimator, lam=cfg.algo.lam)  # the training reward only
     keep = grpo.filter_groups(rewards) if cfg.algo.dynamic_sampling else torch.ones(len(batch), dtype=torch.bool)
     kept = 0
     for i, (problem, group, res) in enumerate(zip(problems, groups, batch)):

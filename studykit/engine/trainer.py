@@ -82,6 +82,7 @@ class _Run:
     reference: object = None  # update.Reference of the KL penalty (algo.kl_coef > 0), else None
     metrics: MetricBuffer = field(default_factory=MetricBuffer)  # logged at checkpoints (module docstring)
     run_id: str = ""
+    estimator: object = None  # grpo.make_estimator(algo.estimator): a plug-in is resolved once per run
 
 
 def seed_everything(seed: int) -> None:
@@ -161,7 +162,8 @@ def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
     reward_fn = plugins.reward(cfg.reward.name, **reward_opts, **cfg.reward.options)  # shipped: rewards.get
     run = _Run(cfg, policy, sampler, optimizer, scheduler, reward_fn,
                selection.EpochSampler(pool, cfg.train.seed), evals, np.random.default_rng(cfg.train.seed),
-               template=cfg.data.template or task.template, task=task, reference=reference)
+               template=cfg.data.template or task.template, task=task, reference=reference,
+               estimator=grpo.make_estimator(cfg.algo.estimator, cfg.algo.estimator_options))
     if cfg.data.selection == "one_shot":
         from studykit.engine import one_shot
 
@@ -250,7 +252,8 @@ def _loop(run: _Run, ckpt, progress: bool) -> None:
 def _train_step(run: _Run, step: int) -> dict[str, float]:
     cfg, t0 = run.cfg, time.perf_counter()
     rolls = collect(cfg, run.sampler, run.policy.tokenizer, run.reward_fn, run.data.next, run.reward_rng,
-                    seed=cfg.train.seed * 100_000 + step, template=run.template, task=run.task)
+                    seed=cfg.train.seed * 100_000 + step, template=run.template, task=run.task,
+                    estimator=run.estimator)
     for pid, acc in rolls.per_problem_accuracy.items():
         run.history.setdefault(pid, {})[str(run.data.drawn_epoch.get(pid, 0))] = acc
     t1 = time.perf_counter()

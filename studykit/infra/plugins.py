@@ -15,6 +15,12 @@ installed package the module belongs to) and, always, a hash of the source file 
 editing a plug-in's code (installed in editable mode or not) changes the hash and its cells run again. Only that one
 file is hashed: a change in a helper module the plug-in imports is not seen (bump the version, or edit the file).
 
+Resolve once: `lookup` is what callers use. It keeps each resolved plug-in per (kind, name, shipped names, sys.path)
+for the life of the process and resolves again (`resolve`: import, maybe reload, hash the file) only when the stat
+(mtime_ns, size, inode) of the plug-in's module file or defining file changed, so a config hash, a `params check` and
+every training step cost a few stat calls, and an edited plug-in still gets its new hash in the next check or run.
+An edit that keeps the size and lands within the file system's mtime resolution is not seen until the next process.
+
 What each kind's object must be is checked above this layer (studykit.scoring.plugins for rewards and estimators,
 studykit.tasks for tasks). Layer 0: imports nothing from studykit.
 """
@@ -24,14 +30,17 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata as metadata
+import os
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GROUPS", "Plugin", "PluginError", "is_path", "resolve", "entry_point_names", "check_no_clash"]
+__all__ = ["GROUPS", "Plugin", "PluginError", "is_path", "lookup", "resolve", "entry_point_names", "check_no_clash",
+           "clear_cache"]
 
 GROUPS = {"reward": "studykit.rewards", "estimator": "studykit.estimators", "task": "studykit.tasks"}
 _IDENT = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
@@ -92,8 +101,46 @@ def check_no_clash(kind: str, shipped: tuple[str, ...] | list[str]) -> None:
                               f"another name (rename the entry point)")
 
 
+_CACHE: dict[tuple, tuple[Plugin, tuple]] = {}  # (kind, name, shipped, sys.path) -> (plugin, stamps of its files)
+_CACHE_LOCK = threading.Lock()
+
+
+def lookup(kind: str, name: str, shipped: tuple[str, ...] | list[str] = ()) -> Plugin:
+    """`resolve(kind, name, shipped)`, kept for the process while the plug-in's files are unchanged (stat)."""
+    key = (kind, name, tuple(shipped), tuple(sys.path))
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None and _stamps(hit[0]) == hit[1]:
+        return hit[0]
+    plugin = resolve(kind, name, shipped)
+    with _CACHE_LOCK:
+        _CACHE[key] = (plugin, _stamps(plugin))
+    return plugin
+
+
+def clear_cache() -> None:
+    """Forget every resolved plug-in (the next `lookup` resolves again)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _stamps(plugin: Plugin) -> tuple:
+    """(path, mtime_ns, size, inode) of the plug-in's module file and defining file (None for a missing one)."""
+    module_name = plugin.target.partition(":")[0]
+    files = {_file_of(sys.modules.get(module_name)), _defining_file(plugin.obj, sys.modules.get(module_name))}
+    out = []
+    for file in sorted(f for f in files if f):
+        try:
+            st = os.stat(file)
+            out.append((file, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append((file, None))
+    return tuple(out)
+
+
 def resolve(kind: str, name: str, shipped: tuple[str, ...] | list[str] = ()) -> Plugin:
-    """The object `name` (an import path, or an entry point's bare name) names, with its identity."""
+    """The object `name` (an import path, or an entry point's bare name) names, with its identity: imported (or
+    re-imported when its file changed) and hashed on every call; callers use `lookup`."""
     group = GROUPS[kind]
     check_no_clash(kind, shipped)
     if is_path(name):

@@ -23,10 +23,18 @@ problem always gets the same reward (the loop's stream instead depends on call o
 whole group and `self_certainty` the token log-probs; verl hands neither to a per-completion reward, so both are
 refused (the export refuses them first). Hostile completions never raise (studykit.scoring.rewards): a non-string is
 read as "", extraction looks at a bounded tail, and math checks run under the verifier's deadline.
+
+Reward plug-ins (issue 22; studykit.integrations.verl_plugins writes them): a row whose `extra_info.reward` has
+`plugin` (an import path), `options` (JSON text) and `identity` is paid by that plug-in in studykit's wrapper
+(scoring.plugins.PluginReward: format gate, bounded extraction, values checked), one completion as a group of one,
+with `completion_rng` as its generator. The module is imported here, in verl's process: when it cannot be, or its
+source hash is not the exported identity's, the call raises PluginError naming the plug-in (`IMPORTABLE` says how to
+make it importable). verl runs this function in executor threads, where the plug-in's signal deadline is not armed.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from functools import lru_cache
@@ -34,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from studykit.infra.plugins import Plugin, PluginError
 from studykit.scoring import rewards
 from ..tasks import Problem, verifier
 
@@ -42,6 +51,42 @@ PER_COMPLETION = ("ground_truth", "random", "incorrect", "format")
 NEEDS_GROUP = {"majority_vote": "the whole group of completions (its pseudo-label is the group's majority answer)",
                "self_certainty": "the completion's token log-probs"}
 DEFAULT_REWARD = {"name": "ground_truth", "format_gate": True, "p": 0.5, "seed": 0}
+
+
+IMPORTABLE = ("the plug-in's module must be importable in verl's environment (the driver and every Ray worker): "
+              "install its package there, or put its folder on PYTHONPATH (see launch.sh)")
+
+
+def encode_options(options: dict[str, Any]) -> str:
+    """Plug-in options as URL-safe base64 of their JSON (safe in an environment variable and a Hydra override)."""
+    return base64.urlsafe_b64encode(json.dumps(options, sort_keys=True).encode()).decode().rstrip("=")
+
+
+def decode_options(text: str) -> dict[str, Any]:
+    """The options `encode_options` wrote; ValueError naming what was expected."""
+    try:
+        options = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"plug-in options {text!r}: not base64 JSON as `studykit export verl` writes ({err})") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"plug-in options {text!r}: decode to {type(options).__name__}; expected a mapping")
+    return options
+
+
+def load_plugin(kind: str, target: str, identity: str, shipped) -> Plugin:
+    """The exported plug-in, imported here; PluginError when it cannot be imported (with `IMPORTABLE`) or when its
+    source hash differs from the exported `identity` (the run's config hash would not describe the code run)."""
+    from studykit.scoring import plugins
+
+    try:
+        plugin = plugins.load(kind, target, shipped)
+    except PluginError as err:
+        raise PluginError(f"{err}; {IMPORTABLE}") from None
+    want, got = identity.rpartition("#")[2], plugin.identity.rpartition("#")[2]
+    if want != got:
+        raise PluginError(f"{plugin}: the code here ({plugin.identity}) is not the exported code ({identity}): its "
+                          "source hash differs; install the exported version in verl's environment or export again")
+    return plugin
 
 
 def task_of(data_source: str) -> str:
@@ -89,6 +134,18 @@ def _reward_fn(name: str, format_gate: bool, p: float, task: str, timeout_s: flo
     return rewards.get(name, **options)
 
 
+@lru_cache(maxsize=16)
+def _plugin_fn(target: str, options: str, identity: str, format_gate: bool, task: str, timeout_s: float | None):
+    from studykit.scoring import plugins
+
+    try:
+        opts = json.loads(options) if options else {}
+    except ValueError:
+        raise ValueError(f"extra_info['reward']['options'] {options!r}: expected JSON text") from None
+    plugin = load_plugin("reward", target, identity, tuple(rewards.names()))
+    return plugins.PluginReward(plugin, format_gate, _verify_fn(task, timeout_s), **opts)
+
+
 def _reward_settings(extra_info: dict) -> dict[str, Any]:
     given = extra_info.get("reward")
     if given is None:
@@ -126,15 +183,20 @@ def compute_score(data_source: str, solution_str: Any, ground_truth: Any, extra_
     info = extra_info if isinstance(extra_info, dict) else {}
     task = task_of(data_source)
     settings = _reward_settings(info)
-    why = refusal(settings["name"])
-    if why:
-        raise ValueError(why)
     timeout = info.get("verify_timeout_s")
-    fn = _reward_fn(settings["name"], bool(settings["format_gate"]), float(settings["p"]), task,
-                    None if timeout is None else float(timeout))
+    timeout = None if timeout is None else float(timeout)
+    if settings.get("plugin"):
+        fn = _plugin_fn(str(settings["plugin"]), str(settings.get("options") or ""), str(settings.get("identity", "")),
+                        bool(settings["format_gate"]), task, timeout)
+    else:
+        why = refusal(settings["name"])
+        if why:
+            raise ValueError(why)
+        fn = _reward_fn(settings["name"], bool(settings["format_gate"]), float(settings["p"]), task, timeout)
     text = solution_str if isinstance(solution_str, str) else ""
     problem = _problem(task, ground_truth, info)
-    rng = completion_rng(int(settings["seed"]), problem.id, text) if settings["name"] == "random" else None
+    seeded = settings["name"] == "random" or settings.get("plugin")
+    rng = completion_rng(int(settings["seed"]), problem.id, text) if seeded else None
     result = fn([text], problem, rng=rng)
     # `studykit_set` / `studykit_problem_id` reach verl's validation dumps, which `studykit import verl` rescores
     return {"score": float(result.rewards[0]), "acc": float(result.correct[0]), "format": float(result.format_ok[0]),

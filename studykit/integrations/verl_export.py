@@ -6,8 +6,13 @@ DIR gets:
 - `launch.sh`: `python -m verl.trainer.main_ppo` with the translated Hydra overrides and the MLflow environment
   (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME, MLFLOW_RUN_ID), then `studykit import verl` (its epilogue) with the
   run's exit status, so the run ends FINISHED or FAILED with studykit's eval metrics in it;
-- `manifest.json`: the config, its hash, the run id, the eval sets and their data sources, the departures, and
-  `prompt_tokens` (how every prompt was measured, the longest, the `data.max_prompt_length` chosen).
+- `manifest.json`: the config, its hash, the run id, the eval sets and their data sources, the departures,
+  `prompt_tokens` (how every prompt was measured, the longest, the `data.max_prompt_length` chosen) and `plugins`
+  (each plug-in's import path, identity, options and the folder it was imported from).
+
+Plug-ins (studykit.integrations.verl_plugins): the launch script sets the estimator plug-in's environment, puts the
+folder of a loose plug-in module in front of PYTHONPATH, and says in its comments that each plug-in's module must be
+importable in verl's environment.
 
 Prompt lengths (studykit.integrations.verl_prompts): every row is measured, with the model's tokenizer and chat
 template where they load offline, else by a stated estimate; `data.max_prompt_length` is set to cover the longest
@@ -32,7 +37,7 @@ from pathlib import Path
 
 from studykit.config.schema import RunConfig
 from ..tasks import get as get_task
-from . import verl_prompts
+from . import verl_plugins, verl_prompts
 from . import verl_translate as tr
 
 LAUNCH = "launch.sh"
@@ -88,7 +93,7 @@ def write_parquet(records: list[dict], path: Path) -> None:
 
 
 def launch_script(cfg: RunConfig, overrides: list[str], env: dict[str, str], departures: list[str],
-                  prompt_limit: int, longest_prompt: int) -> str:
+                  prompt_limit: int, longest_prompt: int, pythonpath: list[str] | None = None) -> str:
     """The bash launch script: environment, verl's trainer with the overrides, then the import epilogue (only with
     a pre-created run: `MLFLOW_RUN_ID` in `env`). `MAX_PROMPT_LENGTH` defaults to `prompt_limit`; a value below
     `longest_prompt` stops the script before verl starts."""
@@ -106,6 +111,8 @@ def launch_script(cfg: RunConfig, overrides: list[str], env: dict[str, str], dep
         "set -euo pipefail",
         'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
         *(f"export {k}={shlex.quote(v)}" for k, v in env.items()),
+        *(['# loose plug-in modules (not installed): their folders at export time, for the driver and local Ray workers',
+           f'export PYTHONPATH={shlex.quote(":".join(pythonpath))}"${{PYTHONPATH:+:$PYTHONPATH}}"'] if pythonpath else []),
         'PYTHON="${PYTHON:-python3}"',
         f'MAX_PROMPT_LENGTH="${{MAX_PROMPT_LENGTH:-{prompt_limit}}}"',
         f'if [ "$MAX_PROMPT_LENGTH" -lt {longest_prompt} ]; then',
@@ -227,7 +234,8 @@ def export(cfg: RunConfig, out_dir: str | Path, uri: str | None = None, create_r
     manifest = {"config": cfg.model_dump(mode="json"), "config_hash": cfg.config_hash(), "run_name": cfg.run_name(),
                 "eval_sets": sources, "n_train": len(train_rows),
                 "n_val": {lab: sum(r["data_source"] == src for r in val_rows) for lab, src in sources.items()},
-                "departures": departures, "overrides": overrides, "prompt_tokens": lengths.manifest(limit)}
+                "departures": departures, "overrides": overrides, "prompt_tokens": lengths.manifest(limit),
+                "plugins": verl_plugins.manifest(cfg)}
     _check_out(out)
     run_id, resolved, env = None, None, {}
     if create_run:
@@ -241,12 +249,15 @@ def export(cfg: RunConfig, out_dir: str | Path, uri: str | None = None, create_r
         overrides = [o if not o.startswith("trainer.logger=") else "trainer.logger=[console]" for o in overrides]
     if cfg.algo.estimator in tr.CUSTOM_ESTIMATORS:
         env |= {"VERL_USE_EXTERNAL_MODULES": tr.ESTIMATORS_MODULE, tr.LAM_ENV: str(cfg.algo.lam)}
+    elif verl_plugins.env(cfg):
+        env |= {"VERL_USE_EXTERNAL_MODULES": tr.ESTIMATORS_MODULE, **verl_plugins.env(cfg)}
     manifest |= {"run_id": run_id, "tracking_uri": resolved, "overrides": overrides}
     files = [out / "train.parquet", out / "val.parquet", out / LAUNCH, out / MANIFEST]
     try:
         write_parquet(train_rows, files[0])
         write_parquet(val_rows, files[1])
-        files[2].write_text(launch_script(cfg, overrides, env, manifest["departures"], limit, lengths.longest))
+        files[2].write_text(launch_script(cfg, overrides, env, manifest["departures"], limit, lengths.longest,
+                                           verl_plugins.pythonpath(cfg)))
         files[2].chmod(0o755)
         files[3].write_text(json.dumps(manifest, indent=2))
     except BaseException:

@@ -24,6 +24,8 @@ Choices:
 - LoRA needs no `rollout.load_format=safetensors` in 0.9.1: vLLM starts from dummy weights and the sync trainer
   sends the base weights once before the first validation (PPOTrainerSync.on_init_end, engine_workers base sync);
   only `rollout.layered_summon=True`, which the export leaves off, would need it (fsdp_utils.collect_lora_params).
+- Plug-ins (issue 22): studykit.integrations.verl_plugins (a per-completion reward plug-in through compute_score, an
+  estimator plug-in through verl's registry; task plug-ins refused).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from studykit.config.schema import REINFORCE_ESTIMATORS, RunConfig
 from studykit.scoring.rewards import MATH_TASKS
 from ..tasks import Problem
 from ..tasks.templates import _CHAT_INSTRUCTION, TEMPLATES
+from . import verl_plugins
 from .verl import refusal
 
 # Estimators verl 0.9.1 lacks; studykit.integrations.verl_estimators registers them under these names.
@@ -63,7 +66,8 @@ def user_message(problem: Problem, template: str) -> str:
 def reward_info(cfg: RunConfig, evaluation: bool) -> dict[str, Any]:
     if evaluation:
         return {"name": "ground_truth", "format_gate": False, "p": 0.5, "seed": cfg.train.seed}
-    return {"name": cfg.reward.name, "format_gate": cfg.reward.format_gate, "p": cfg.reward.p, "seed": cfg.train.seed}
+    return {"name": cfg.reward.name, "format_gate": cfg.reward.format_gate, "p": cfg.reward.p, "seed": cfg.train.seed,
+            **verl_plugins.reward_fields(cfg)}
 
 
 def row(problem: Problem, index: int, *, task: str, template: str, source: str, reward: dict[str, Any],
@@ -103,13 +107,8 @@ def refusals(cfg: RunConfig) -> list[str]:
     if m.dtype != "bfloat16":
         out.append(f"model.dtype {m.dtype!r}: verl's FSDP actor and vLLM rollout compute in bfloat16 here; "
                    "use 'bfloat16'")
-    plugged = cfg.plugins()  # user plug-ins (issue 22) run in studykit's own loop only, so far
-    for kind, key, value in (("reward", "reward.name", cfg.reward.name), ("estimator", "algo.estimator", a.estimator),
-                             ("task", "data.task", cfg.data.task)):
-        if kind in plugged:
-            out.append(f"{key} {value!r}: the {kind} plug-in ({plugged[kind]}) is not translated to verl; it runs in "
-                       "studykit's own loop only")
-    why = None if "reward" in plugged else refusal(cfg.reward.name)
+    out += verl_plugins.refusals(cfg)
+    why = None if "reward" in cfg.plugins() else refusal(cfg.reward.name)
     if why:
         out.append(f"reward.name: {why}")
     if not a.clip:
@@ -150,11 +149,13 @@ def departures(cfg: RunConfig) -> list[str]:
                f"{NO_DUAL_CLIP:g}, while studykit's loss has no such bound")
     out.append("tracking.save_policy: the run gets no `policy/` artifact; verl keeps checkpoints under "
                "trainer.default_local_dir")
-    return out
+    return out + verl_plugins.departures(cfg)
 
 
 def estimator_overrides(cfg: RunConfig) -> list[str]:
     est = cfg.algo.estimator
+    if "estimator" in cfg.plugins():
+        return verl_plugins.estimator_overrides(cfg)[:1]
     if est in CUSTOM_ESTIMATORS:
         return [f"algorithm.adv_estimator={CUSTOM_ESTIMATORS[est]}"]
     return ["algorithm.adv_estimator=grpo", f"algorithm.norm_adv_by_std_in_grpo={est != 'dr_grpo'}"]
@@ -208,5 +209,8 @@ def overrides(cfg: RunConfig, *, experiment: str, checkpoint_dir: str) -> list[s
     if a.estimator in CUSTOM_ESTIMATORS:  # Ray actors import the estimators module (verl/__init__.py reads this)
         out.append(f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES={ESTIMATORS_MODULE}")
         out.append(f"+ray_kwargs.ray_init.runtime_env.env_vars.{LAM_ENV}={a.lam}")
+    elif "estimator" in cfg.plugins():  # the same module registers the plug-in, named by the environment
+        out.append(f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES={ESTIMATORS_MODULE}")
+        out += verl_plugins.estimator_overrides(cfg)[1:]
     return out
 

@@ -25,7 +25,12 @@ Reward:
 Estimator:
     def estimator(rewards: numpy.ndarray, **options) -> numpy array of advantages, the same shape
   called once per group with that group's training rewards (1-D float64, a copy), as the shipped estimators read
-  the training reward only. Dynamic sampling stays on by default (algo.dynamic_sampling): groups whose rewards all
+  the training reward only. `estimator(name, options, shipped)` resolves it and checks its options once (the
+  trainer builds one `PluginEstimator` per run); `advantages` is the one-shot form.
+
+Per completion (for `studykit export verl`, which calls a reward once per completion): a reward plug-in whose value
+for a completion does not depend on the other completions of its group says so with `fn.per_completion = True`
+(`is_per_completion`); verl then calls it with a group of one. Without it the export refuses the reward. Dynamic sampling stays on by default (algo.dynamic_sampling): groups whose rewards all
   agree are dropped unless the config turns it off.
 """
 
@@ -40,12 +45,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from studykit.infra.plugins import Plugin, PluginError, resolve
+from studykit.infra.plugins import Plugin, PluginError, lookup
 from studykit.scoring import rewards, verify as _verify
 from studykit.tasks import Problem
 
-__all__ = ["INTERFACES", "PluginError", "PluginReward", "TIME_LIMIT_S", "extract_answer", "load", "call_options",
-           "reward", "advantages"]
+__all__ = ["INTERFACES", "PluginError", "PluginEstimator", "PluginReward", "TIME_LIMIT_S", "extract_answer", "load",
+           "call_options", "reward", "estimator", "advantages", "is_per_completion"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,7 @@ def extract_answer(text: str) -> str | None:
 
 def load(kind: str, name: str, shipped: Sequence[str]) -> Plugin:
     """The plug-in `name` of `kind`, checked against its interface (callable, takes the positional arguments)."""
-    plugin = resolve(kind, name, tuple(shipped))
+    plugin = lookup(kind, name, tuple(shipped))
     n, interface = INTERFACES[kind]
     if not callable(plugin.obj) or isinstance(plugin.obj, type):
         raise PluginError(f"{plugin} is {type(plugin.obj).__name__} {plugin.obj!r}; expected a function {interface}")
@@ -107,6 +112,11 @@ class PluginReward(rewards.RewardFn):
 
     def __repr__(self) -> str:
         return f"PluginReward({self.plugin.identity!r}, format_gate={self.format_gate})"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword options the plug-in gets (its `Options` model's defaults filled in)."""
+        return dict(self._options)
 
     def _signal(self, group: rewards._Group):
         if group.rng is None:
@@ -159,15 +169,37 @@ def reward(name: str, **options: Any) -> rewards.RewardFn:
     return PluginReward(load("reward", name, rewards.names()), gate, verify, **options)
 
 
+def is_per_completion(plugin: Plugin) -> bool:
+    """The reward plug-in declares that each completion's reward ignores the rest of its group."""
+    return getattr(plugin.obj, "per_completion", False) is True
+
+
+class PluginEstimator:
+    """An estimator plug-in resolved and its options checked once: call it on rewards [G, N] for advantages [G, N]."""
+
+    def __init__(self, plugin: Plugin, options: dict[str, Any]) -> None:
+        self.plugin, self.name = plugin, plugin.name
+        self._options = call_options(plugin, options)
+
+    def __repr__(self) -> str:
+        return f"PluginEstimator({self.plugin.identity!r})"
+
+    def __call__(self, group_rewards: np.ndarray) -> np.ndarray:
+        rows = []
+        for row in np.asarray(group_rewards, dtype=np.float64):
+            try:
+                out = self.plugin.obj(row.copy(), **self._options)
+            except Exception as err:  # noqa: BLE001 - the user's code: name it in the run's failure
+                raise PluginError(f"{self.plugin} [{self.plugin.identity}] raised {type(err).__name__}: {err}") from err
+            rows.append(_checked_array(out, row.size, self.plugin, "advantages"))
+        return np.stack(rows) if rows else np.zeros_like(group_rewards, dtype=np.float64)
+
+
+def estimator(name: str, options: dict[str, Any], shipped: Sequence[str]) -> PluginEstimator:
+    """The estimator plug-in `name` with its options, ready to call per step."""
+    return PluginEstimator(load("estimator", name, shipped), options)
+
+
 def advantages(name: str, group_rewards: np.ndarray, options: dict[str, Any], shipped: Sequence[str]) -> np.ndarray:
     """Advantages [G, N] of the estimator plug-in `name`, called on each group's row of `group_rewards`."""
-    plugin = load("estimator", name, shipped)
-    opts = call_options(plugin, options)
-    rows = []
-    for row in np.asarray(group_rewards, dtype=np.float64):
-        try:
-            out = plugin.obj(row.copy(), **opts)
-        except Exception as err:  # noqa: BLE001 - the user's code: name it in the run's failure
-            raise PluginError(f"{plugin} [{plugin.identity}] raised {type(err).__name__}: {err}") from err
-        rows.append(_checked_array(out, row.size, plugin, "advantages"))
-    return np.stack(rows) if rows else np.zeros_like(group_rewards, dtype=np.float64)
+    return estimator(name, options, shipped)(group_rewards)

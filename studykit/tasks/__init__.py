@@ -179,9 +179,9 @@ def is_plugin(name: str) -> bool:
 
 def plugin(name: str):
     """The plug-in task class `name` names (studykit.infra.plugins.Plugin), checked against the interface."""
-    from studykit.infra.plugins import PluginError, resolve
+    from studykit.infra.plugins import PluginError, lookup
 
-    found = resolve("task", name, names())
+    found = lookup("task", name, names())
     cls, expected = found.obj, ("a class following studykit.tasks.Task: class attributes name, template and splits "
                                 "(a tuple), methods load(split), generate(n, seed, difficulty), verify(problem, "
                                 "answer_text)")

@@ -21,3 +21,4 @@ def short_answer(completions, problem, verify, rng, max_chars: int = 200):
 
 
 short_answer.Options = Options
+short_answer.per_completion = True  # each completion's reward ignores the rest of its group: verl may call it alone
