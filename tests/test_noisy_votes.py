@@ -158,3 +158,40 @@ def test_trained_part_keeps_a_group_of_group_size_untouched():
     assert trained_part(group, res, 2) == (group, res)
     cut, cut_res = trained_part(group, res, 1)
     assert cut.texts == [RIGHT] and cut_res.rewards.tolist() == [1.0] and cut_res.extra["votes"] == 2
+
+
+# ---------------------------------------------------------------------------------------------- through the trainer
+
+
+def _smoke(tmp_path, toy_learner, reward: dict, group_size: int = 4):
+    import mlflow
+
+    from studykit.engine import trainer
+
+    cfg = validate({"study": "t", "rq": "rq1", "claim": reward["name"], "reward": reward,
+                    "model": {"name": "toy:custom", "toy": toy_learner},
+                    "train": {"steps": 2, "prompts_per_step": 2, "group_size": group_size, "max_new_tokens": 16,
+                              "mini_batches": 1},
+                    "eval": {"every": 0, "n_samples": 2, "ks": [1], "sets": [{"task": "toy", "limit": 4}]},
+                    "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "checkpoint_dir": str(tmp_path / "ck")}})
+    result = trainer.train(cfg, progress=False)
+    client = mlflow.MlflowClient()
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    return run.data.metrics, lambda key: [m.value for m in client.get_metric_history(result.run_id, key)]
+
+
+def test_a_noisy_verifier_run_logs_how_often_its_reward_agrees_with_the_truth(tmp_path, toy_learner):
+    # every correct completion missed, no wrong one paid: every reward is 0, so it agrees exactly where wrong
+    metrics, history = _smoke(tmp_path, toy_learner, {"name": "noisy_ground_truth", "false_negative": 1.0})
+    agree, acc = history("train/reward_accuracy"), history("train/accuracy")
+    assert len(agree) == 2 and agree == pytest.approx([1 - a for a in acc])
+    assert history("train/reward_mean") == [0.0, 0.0]
+
+
+def test_a_vote_larger_than_the_group_runs_and_logs_label_accuracy(tmp_path, toy_learner):
+    metrics, history = _smoke(tmp_path, toy_learner, {"name": "majority_vote", "votes": 8})
+    labels = history("train/label_accuracy")
+    assert len(labels) == 2 and all(0 <= v <= 1 for v in labels)
+    assert all(0 <= v <= 1 for v in history("train/reward_accuracy"))
+    assert all(k <= 2 for k in history("train/kept_groups"))
