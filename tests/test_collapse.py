@@ -67,7 +67,8 @@ def test_one_seed_or_one_evaluation_gives_no_flag():
     assert not collapse.collapse(curves([[0.3], [0.4]])).collapsed
     assert collapse.collapse([]) == collapse.NONE
     # seeds evaluated at different steps: only the shared steps count
-    c = collapse.collapse([pd.Series([0.1, 0.5, 0.2], index=[0, 10, 20]), pd.Series([0.1, 0.6, 0.2], index=[0, 10, 25])])
+    c = collapse.collapse([pd.Series([0.1, 0.5, 0.2], index=[0, 10, 20]),
+                           pd.Series([0.1, 0.6, 0.2], index=[0, 10, 25])])
     assert c.final_step == 10 and c.peak_step == 10
 
 
@@ -82,7 +83,8 @@ def test_the_verdict_reads_the_final_value_and_surfaces_the_collapse():
         for seed, d in enumerate((-0.02, 0.0, 0.03)):
             rid = f"{claim}{seed}"
             rows.append({"run_id": rid, "claim": claim, "condition": claim, "rq": "rq1", "model": "toy:strong",
-                         "task": "toy", "seed": seed, "alignment": "strong", "metrics.eval/toy/pass_at_1": shape[-1] + d})
+                         "task": "toy", "seed": seed, "alignment": "strong",
+                         "metrics.eval/toy/pass_at_1": shape[-1] + d})
             hist += [{"run_id": rid, "key": "eval/toy/pass_at_1", "step": s, "value": v + d * (s > 0)}
                      for s, v in zip(STEPS, shape)]
     table = verdict_table(pd.DataFrame(rows), pd.DataFrame(hist))

@@ -35,7 +35,8 @@ def _rates(fn: float, fp: float, n: int = 20000, seed: int = 0) -> tuple[float, 
     group = [RIGHT, WRONG] * (n // 2)
     res = reward(group, PROBLEM)
     right, wrong = res.correct, ~res.correct
-    return int((res.rewards[right] == 0).sum()), int(right.sum()), int((res.rewards[wrong] == 1).sum()), int(wrong.sum())
+    fn_hits, fp_hits = int((res.rewards[right] == 0).sum()), int((res.rewards[wrong] == 1).sum())
+    return fn_hits, int(right.sum()), fp_hits, int(wrong.sum())
 
 
 @pytest.mark.parametrize("fn, fp", [(0.14, 0.0), (0.5, 0.0), (0.3, 0.1), (0.9, 0.9)])
@@ -57,7 +58,8 @@ def test_no_noise_is_ground_truth_and_full_noise_inverts_it():
     group = [RIGHT, WRONG, UNFORMATTED_RIGHT, "no answer"]
     clean = rewards.get("noisy_ground_truth", verify=_exact, seed=0)(group, PROBLEM)
     assert clean.rewards.tolist() == rewards.get("ground_truth", verify=_exact)(group, PROBLEM).rewards.tolist()
-    flipped = rewards.get("noisy_ground_truth", false_negative=1, false_positive=1, verify=_exact, seed=0)(group, PROBLEM)
+    flip_all = rewards.get("noisy_ground_truth", false_negative=1, false_positive=1, verify=_exact, seed=0)
+    flipped = flip_all(group, PROBLEM)
     assert flipped.rewards.tolist() == [0.0, 1.0, 0.0, 0.0]  # gated: the unformatted ones get 0 flipped or not
     assert flipped.correct.tolist() == [True, False, True, False]  # true correctness is reported unflipped
     ungated = rewards.get("noisy_ground_truth", false_negative=1, false_positive=1, verify=_exact, seed=0,

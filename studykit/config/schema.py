@@ -125,7 +125,8 @@ class RunConfig(_Section):
         change memory or time, not the objective (checkpoint interval, micro-batch size, log-prob chunk, gradient
         checkpointing, vLLM sleep mode), so a run can resume with them changed; `algo.tis_cap` while it is None;
         `algo.allow_dynamic_sampling_with_reinforce` (a permission: `algo.dynamic_sampling` carries the effect);
-        `model.label`; the reward fields `false_negative`, `false_positive` and `votes` while None; `eval.contamination` outside alignment runs (only they run the probe); empty plug-in options.
+        `model.label`; the reward fields `false_negative`, `false_positive` and `votes` while None;
+        `eval.contamination` outside alignment runs (only they run the probe); empty plug-in options.
         A config with a plug-in adds its identity (`plugins()`), so editing the plug-in's file changes the hash."""
         payload = self.model_dump(mode="json", exclude={
             "tracking": True, "train": {"checkpoint_every", "micro_batch_size", "logprob_chunk"},

@@ -35,9 +35,9 @@ Conditions (arXiv 2508.21188 tests each claim; the sources are the papers that m
   mean over no tokens is not certainty, and 0 would be the best reward in its group.
 
 Format gating (`format_gate=True`, the paper's recipe): a completion without the required format gets 0
-instead of its signal (`ground_truth`, `noisy_ground_truth`, `random`, `incorrect`, `majority_vote`). For `self_certainty` a
-0 would be the HIGHEST possible log-prob reward, so a gated completion instead gets the lowest signal in
-its group (never more than any completion there); this departs from "gated means 0" on purpose.
+instead of its signal (`ground_truth`, `noisy_ground_truth`, `random`, `incorrect`, `majority_vote`). For
+`self_certainty` a 0 would be the HIGHEST possible log-prob reward, so a gated completion instead gets the lowest
+signal in its group (never more than any completion there); this departs from "gated means 0" on purpose.
 
 Verification: `ans = verify.extract_answer(text)`, then `task.verify(problem, ans)` with the task from
 `studykit.tasks.get(problem.meta["task"])` (cached per name), or the `verify=` option
