@@ -163,7 +163,7 @@ def build() -> list[Path]:
             "contaminated). Logs one MLflow run (rq=alignment).", [ALIGN, CONTAMINATION]),
         "01_reward_signal.ipynb": run_notebook(
             "01_reward_signal.ipynb", "RQ1: does the reward signal matter?", "One model x task x reward x seed per execution "
-            "(`reward.name`: ground_truth, random, incorrect, format, majority_vote, self_certainty).",
+            "(`reward.name`: ground_truth, random, incorrect, format, majority_vote, self_certainty, noisy_ground_truth).",
             [TRAIN, PLOT_RUN]),
         "02_one_shot.ipynb": run_notebook(
             "02_one_shot.ipynb", "RQ2: one-shot RL", "`data.selection`: full or one_shot (`data.one_shot.rule`); shows which example was "

@@ -23,7 +23,8 @@ NO_ANSWER = "<think> no idea </think>"
 
 
 def test_registry_names_and_errors():
-    assert set(rewards.names()) == {"ground_truth", "random", "incorrect", "format", "majority_vote", "self_certainty"}
+    assert set(rewards.names()) == {"ground_truth", "random", "incorrect", "format", "majority_vote", "self_certainty",
+                                    "noisy_ground_truth"}
     with pytest.raises(KeyError, match="allowed names: .*ground_truth"):
         rewards.get("groundtruth")
     with pytest.raises(TypeError, match="'temperature'"):
@@ -162,7 +163,7 @@ def test_hostile_completions_and_verifier_errors_do_not_raise():
 
     hostile = [None, 42, "<answer>" * 20000, "\\boxed{" * 20000, good("9" * 5000), RIGHT]
     for name in rewards.names():
-        opts = {"seed": 0} if name == "random" else {}
+        opts = {"seed": 0} if name in ("random", "noisy_ground_truth") else {}
         lp = [[-1.0]] * len(hostile) if name == "self_certainty" else None
         res = rewards.get(name, **opts)(hostile, PROBLEM, logprobs=lp)
         assert res.correct.tolist() == [False] * 5 + [True], name  # true correctness under every condition

@@ -1,6 +1,7 @@
 """Layer 10, analysis: FINISHED runs of a study's current cells to tables (`runs`), verdicts with their
-intervals (`verdicts`), figures (`figures`), the report (`report`: `write_report`, `run_summary`), per-claim
-explanations (`claim_notes`), every eval set side by side (`set_report`). Reads MLflow; never expands a study file.
+intervals (`verdicts`) and collapse diagnostic (`collapse`), figures (`figures`), the report (`report`:
+`write_report`, `run_summary`), per-claim explanations (`claim_notes`), every eval set side by side (`set_report`).
+Reads MLflow; never expands a study file.
 
 May import: every layer below (infra ... probes, integrations).
 """

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from studykit.analysis import collapse
 from studykit.analysis.verdicts import DIAGNOSTICS, RECORD_FIELDS, thresholds_of
 from studykit.tracking import provenance
 
@@ -30,7 +31,10 @@ def rule_text(thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -
             f"gives no interval; **n/a (gt flat)** (no ratio) when ground truth "
             f"did not gain significantly (its delta interval reaches 0, or its mean delta < {th.min_effect}); "
             f"**n/a (mixed provenance)** when the row's runs differ in code version or base weights. "
-            f"k_max: the largest logged k; delta_pass_at_kmax is the change of pass@k_max. Departure: the paper "
+            f"k_max: the largest logged k; delta_pass_at_kmax is the change of pass@k_max. collapse: pass@1's mean "
+            f"curve peaked after step 0 and fell by at least {collapse.COLLAPSE_DROP} by the final step, with the "
+            f"drop's {pct} t interval over seeds above 0 (SRT, arXiv 2505.21444: self-rewarded RL improves, then "
+            f"collapses); the verdict reads the final value, never the peak. Departure: the paper "
             f"judges by eye from one seed's curves; the ratio rule and the intervals are studykit's.")
 
 
@@ -64,7 +68,16 @@ def _fmt(v: Any, signed: bool = False) -> str:
 
 MD_COLUMNS = ("claim", "model", "task", "alignment", "colour", "seeds", "n_seeds", "base_pass1",
               "delta_pass1_per_seed", "delta_pass1", "delta_lo", "delta_hi", "ratio", "ratio_lo", "ratio_hi", "verdict",
-              "provenance", "k_max", "delta_pass_at_kmax", "peak_delta_pass1", "peak_step")
+              "provenance", "k_max", "delta_pass_at_kmax", "peak_delta_pass1", "peak_step", "collapse")
+
+
+def _cell(row: pd.Series, column: str) -> str:
+    """One markdown cell; `collapse` reads `collapsed -<drop> after <peak step>`, `no`, or '' (not measured)."""
+    if column == "collapse":
+        if row.get("collapse") is True or row.get("collapse") == 1:
+            return f"collapsed -{row['drop_pass1']:.2f} after {row['peak_step']}"
+        return "" if pd.isna(row.get("drop_lo")) else "no"
+    return _fmt(row[column], "delta" in column and not column.endswith(("_lo", "_hi")))
 
 
 def _explain(row: pd.Series) -> str:
@@ -90,8 +103,7 @@ def explain(row: pd.Series) -> str:
 def markdown(table: pd.DataFrame, thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -> str:
     """The verdict table in markdown, the rule, the claims that did not clearly reproduce, and the notes."""
     lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(row[c], "delta" in c and not c.endswith(("_lo", "_hi"))) for c in MD_COLUMNS)
-              + " |" for _, row in table.iterrows()]
+    lines += ["| " + " | ".join(_cell(row, c) for c in MD_COLUMNS) + " |" for _, row in table.iterrows()]
     body = "\n".join(lines) + "\n\n" + rule_text(thresholds, n_boot, alpha) + "\n"
     misses = [_explain(row) for _, row in table.iterrows()
               if row["verdict"] in ("fails", "partial") or row["verdict"].startswith("uncertain")]

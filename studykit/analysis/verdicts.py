@@ -26,6 +26,10 @@ The rule (thresholds from `studykit.config.schema.CompareSpec`: holds 0.7, parti
 - `colour`: the paper's three-way colour of the cell (`strong, clean`, `strong, contaminated`, `weak, clean` ...),
   read from the study's alignment run of the same model and task (its `alignment` tag: strength by pass@k,
   contamination by the probe, studykit.probes.alignment); empty when that run has no probe.
+- Collapse (studykit.analysis.collapse): every row reports the peak of its mean pass@1 curve after step 0, the
+  final value and the drop between them with a t interval over its seeds; `collapse` is true when that interval
+  excludes 0 and the drop is at least 0.05 (a note then says so). The verdict still reads the final value, never
+  the peak: a claim whose curve rose and fell is judged by where it ended (SRT, arXiv 2505.21444).
 - Every row also reports the change in pass@k at the largest logged k (`k_max`): the RQ3 claims (negative / positive
   samples, W-REINFORCE) are about the whole pass@k spectrum, not only pass@1.
 
@@ -47,6 +51,7 @@ from pydantic import ValidationError
 from studykit.scoring import metrics
 from studykit.tracking import provenance
 from studykit.config.schema import CompareSpec
+from studykit.analysis import collapse
 from studykit.analysis.runs import Counts, pass1_key, passmax_key
 
 CLAIM_RQS = ("rq1", "rq2", "rq3", "ablation")
@@ -55,7 +60,7 @@ RECORD_FIELDS = (
     "claim", "model", "task", "alignment", "colour", "seeds", "n_seeds", "base_pass1", "delta_pass1_per_seed",
     "delta_pass1", "delta_lo", "delta_hi", "gt_delta_pass1_per_seed", "gt_delta_pass1", "gt_delta_lo", "gt_delta_hi",
     "ratio", "ratio_lo", "ratio_hi", "verdict", "provenance", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax",
-    "delta_pass_at_kmax_lo", "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", "note")
+    "delta_pass_at_kmax_lo", "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", *collapse.FIELDS, "note")
 DIAGNOSTICS = ("train/clip_frac", "train/format_rate", "train/method_share/sum", "train/method_share/count",
                "train/method_share/max", "train/method_share/recall", "train/method_share/other",
                "train/no_variance_run")
@@ -193,12 +198,9 @@ def _describe(row: _Row, seeds: list[Any], boot: dict[str, Any]) -> dict[str, An
     out["delta_pass1"] = float(np.mean(out["delta_pass1_per_seed"]))
     bases = [float(c.iloc[0]) for c in curves] or [float(e.pre.correct.mean() / e.pre.n) for e in evs if e.pre]
     out["base_pass1"] = float(np.mean(bases)) if bases else NAN
-    out["peak_delta_pass1"], out["peak_step"] = NAN, None
-    if curves:
-        mean_curve = pd.concat(curves, axis=1).mean(axis=1) - out["base_pass1"]
-        later = mean_curve[mean_curve.index > mean_curve.index.min()]
-        later = later if len(later) else mean_curve
-        out["peak_delta_pass1"], out["peak_step"] = float(later.max()), int(later.idxmax())
+    fall = collapse.collapse(curves)  # peak after step 0, final, drop with its t interval over seeds
+    out.update(fall.fields(), peak_step=fall.peak_step, peak_delta_pass1=fall.peak_pass1 - out["base_pass1"],
+               collapse_note=collapse.note(fall))  # the note is read into `note`, not a column of its own
     ks = [e.k_max for e in evs if e.k_max]
     k = min(ks) if ks else None
     out["k_max"] = k
@@ -319,6 +321,8 @@ def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict
             gt = rows.get((own_base, model, task)) or rows.get((baseline, model, task))
             _compare(row, gt, th, boot)
             _provenance(row, gt)
+        if row.values.get("collapse_note"):
+            row.notes.append(row.values["collapse_note"])
         row.values["note"] = "; ".join(row.notes)
     order = list(dict.fromkeys(name for name, _, _ in rows))
 

@@ -77,6 +77,18 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _votes_cover_the_group(self) -> "RunConfig":
+        """`reward.votes` (majority_vote) at least `train.group_size`: the trained group is the first group_size
+        voters. Equal to it is today's behaviour, stored as None (one run, one hash)."""
+        votes = self.reward.votes
+        if votes is not None and votes < self.train.group_size:
+            raise CheckError(f"got {votes} with train.group_size {self.train.group_size}; expected at least the group "
+                             "size (the trained completions are the first group_size voters)", "reward.votes")
+        if votes is not None and votes == self.train.group_size:
+            object.__setattr__(self.reward, "votes", None)
+        return self
+
+    @model_validator(mode="after")
     def _sampler_can_sync(self) -> "RunConfig":
         """vLLM trains only adapters: full-weight sync into vLLM is not implemented."""
         if self.train.sampler == "vllm" and self.model.finetune == "full" and self.train.steps > 0:
@@ -113,7 +125,8 @@ class RunConfig(_Section):
         change memory or time, not the objective (checkpoint interval, micro-batch size, log-prob chunk, gradient
         checkpointing, vLLM sleep mode), so a run can resume with them changed; `algo.tis_cap` while it is None;
         `algo.allow_dynamic_sampling_with_reinforce` (a permission: `algo.dynamic_sampling` carries the effect);
-        `model.label`; `eval.contamination` outside alignment runs (only they run the probe); empty plug-in options.
+        `model.label`; the reward fields `false_negative`, `false_positive` and `votes` while None;
+        `eval.contamination` outside alignment runs (only they run the probe); empty plug-in options.
         A config with a plug-in adds its identity (`plugins()`), so editing the plug-in's file changes the hash."""
         payload = self.model_dump(mode="json", exclude={
             "tracking": True, "train": {"checkpoint_every", "micro_batch_size", "logprob_chunk"},
@@ -123,6 +136,9 @@ class RunConfig(_Section):
             del payload["eval"]["contamination"]
         if payload["algo"]["tis_cap"] is None:
             del payload["algo"]["tis_cap"]
+        for key in ("false_negative", "false_positive", "votes"):  # newer reward fields: old configs keep their hashes
+            if payload["reward"][key] is None:
+                del payload["reward"][key]
         del payload["model"]["label"]  # a name, not a setting: two labels of one model are one run (refused twins)
         for section, key in (("reward", "options"), ("algo", "estimator_options")):
             if not payload[section][key]:  # a shipped name's configs keep the hashes they had before plug-ins

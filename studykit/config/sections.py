@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from studykit.config import validation as checks
 from studykit.config.paramfile import SAFE_NAME, Bool, CheckError, Int, Num
 
-REWARDS = ("ground_truth", "random", "incorrect", "format", "majority_vote", "self_certainty")
+REWARDS = ("ground_truth", "random", "incorrect", "format", "majority_vote", "self_certainty", "noisy_ground_truth")
 ESTIMATORS = ("grpo", "dr_grpo", "nsr", "psr", "nsr_reinforce", "psr_reinforce", "w_reinforce")
 REINFORCE_ESTIMATORS = ("nsr_reinforce", "psr_reinforce", "w_reinforce")  # Zhu et al. 2025: no group baseline
 
@@ -157,17 +157,46 @@ class DataConfig(_Section):
 class RewardConfig(_Section):
     name: str = "ground_truth"
     """Reward condition (studykit.scoring.rewards: ground_truth, random, incorrect, format, majority_vote,
-    self_certainty), or a reward plug-in: an import path `package.module:function` or an installed
+    self_certainty, noisy_ground_truth), or a reward plug-in: an import path `package.module:function` or an installed
     `studykit.rewards` entry point's name (studykit.scoring.plugins)."""
     format_gate: Bool = True
     """Pay only well-formatted completions, as in the paper's reward."""
     p: Num = Field(0.5, ge=0, le=1)
     """Bernoulli probability for `random` (Spurious Rewards uses 0.5)."""
+    false_negative: Num | None = Field(None, ge=0, le=1)
+    """`noisy_ground_truth` only: probability that a correct completion is scored wrong (None = 0 there; refused with
+    any other reward). "Pitfalls of Rule- and Model-based Verifiers" (arXiv 2505.22203) measures rule-based
+    verifiers' recall at 0.86 on average, a false-negative rate of 0.14. Not in the config hash while None."""
+    false_positive: Num | None = Field(None, ge=0, le=1)
+    """`noisy_ground_truth` only: probability that a wrong completion is scored right (None = 0 there; refused with
+    any other reward). Not in the config hash while None."""
+    votes: Int | None = Field(None, ge=2)
+    """`majority_vote` only: completions sampled per prompt to vote on; the label is their majority and the first
+    `train.group_size` of them are trained on (TTRL, arXiv 2504.16084: 64 votes, 32 trained). None = group size
+    (every voter is trained on); fewer than the group size is refused. Not in the config hash while None; a value
+    equal to the group size is stored as None (the same run)."""
     options: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     """Keyword options of a reward plug-in, checked by its `Options` model or signature ({} for a shipped
     condition). In the config hash only when not empty."""
 
     _name = field_validator("name")(checks.check_reward)
+
+    @model_validator(mode="after")
+    def _options_of_the_condition(self) -> "RewardConfig":
+        """`false_negative` / `false_positive` only with noisy_ground_truth (None there becomes 0), `votes` only
+        with majority_vote: elsewhere they would be ignored."""
+        noisy = self.name == "noisy_ground_truth"
+        for key in ("false_negative", "false_positive"):
+            value = getattr(self, key)
+            if value is not None and not noisy:
+                raise CheckError(f"got {value} with reward.name {self.name!r}; expected it only with "
+                                 "'noisy_ground_truth' (no other reward flips labels)", key)
+            if value is None and noisy:
+                object.__setattr__(self, key, 0.0)  # no re-validation loop: 0.0 is in range
+        if self.votes is not None and self.name != "majority_vote":
+            raise CheckError(f"got {self.votes} with reward.name {self.name!r}; expected it only with "
+                             "'majority_vote' (only a vote uses extra samples)", "votes")
+        return self
 
     @field_validator("options")
     @classmethod

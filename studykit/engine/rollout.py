@@ -10,11 +10,17 @@ of groups whose training rewards all agree (no group-relative signal); for a rew
 reward > 0, or for `self_certainty`, a continuous signal, reward above its group's mean: a positive GRPO advantage);
 for `majority_vote`, `train/label_accuracy`, the share of groups whose voted label is right (a group with no
 extractable answer has no label: counted as wrong).
+
+TTRL's vote/train split (Zuo et al. 2025, arXiv 2504.16084: 64 votes, 32 trained): with `reward.votes` V larger than
+`train.group_size` G, each prompt gets V samples, the reward scores all V (the majority label is theirs, and so is
+`train/label_accuracy`), and only the FIRST G samples, with their rewards from that label, are trained on, filtered
+and logged (accuracy, reward and fidelity shares). Samples are exchangeable, so the first G are as good as a random
+G; the extra V - G cost generation only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -62,7 +68,7 @@ def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np
             break
         problems = next_prompts(t.prompts_per_step if batch_no == 0 else need)
         prompts = [render(p, template, tokenizer) for p in problems]
-        groups = sampler.generate(prompts, n=t.group_size, temperature=t.temperature, top_p=t.top_p,
+        groups = sampler.generate(prompts, n=cfg.reward.votes or t.group_size, temperature=t.temperature, top_p=t.top_p,
                                   max_new_tokens=t.max_new_tokens, seed=seed * 1009 + batch_no)
         _score(cfg, problems, groups, reward_fn, estimator, rng, out, seen, need)
     n_groups = max(seen["groups"], 1)
@@ -81,8 +87,21 @@ def collect(cfg: RunConfig, sampler, tokenizer, reward_fn, next_prompts, rng: np
     return out
 
 
+def trained_part(group, res, size: int):
+    """The first `size` samples of a group and of its RewardResult (the trained part of a larger vote); the result's
+    `extra` (the vote's label and whether it is right) stays that of the whole group."""
+    if group.n <= size:
+        return group, res
+    cut = replace(group, texts=group.texts[:size], token_ids=group.token_ids[:size], logprobs=group.logprobs[:size],
+                  truncated=group.truncated[:size])
+    return cut, replace(res, rewards=res.rewards[:size], correct=res.correct[:size], format_ok=res.format_ok[:size],
+                        extra={**res.extra, "votes": group.n})
+
+
 def _score(cfg, problems, groups, reward_fn, estimator, rng, out: Rollouts, seen: dict, need: int) -> None:
     batch = [reward_fn(g.texts, p, logprobs=g.logprobs, rng=rng) for p, g in zip(problems, groups)]
+    groups, batch = zip(*(trained_part(g, r, cfg.train.group_size) for g, r in zip(groups, batch))) if batch \
+        else ((), ())
     rewards = torch.tensor(np.stack([r.rewards for r in batch]), dtype=torch.float32)
     adv = grpo.compute_advantages(rewards, estimator, lam=cfg.algo.lam)  # the training reward only
     keep = grpo.filter_groups(rewards) if cfg.algo.dynamic_sampling else torch.ones(len(batch), dtype=torch.bool)

@@ -157,6 +157,8 @@ def _build(cfg: RunConfig, saved: dict | None = None) -> _Run:
     # The run's own task object verifies, so its options (e.g. math `timeout_s`) reach the verifier.
     reward_opts = {"format_gate": cfg.reward.format_gate, "verify": task.verify}
     reward_opts |= {"p": cfg.reward.p} if cfg.reward.name == "random" else {}
+    if cfg.reward.name == "noisy_ground_truth":
+        reward_opts |= {"false_negative": cfg.reward.false_negative, "false_positive": cfg.reward.false_positive}
     eval_tasks = [task if es.task == cfg.data.task else get_task(es.task) for es in cfg.eval.sets]  # same options
     evals = [(es, t, t.load(es.split)[: es.limit]) for es, t in zip(cfg.eval.sets, eval_tasks)]
     reward_fn = plugins.reward(cfg.reward.name, **reward_opts, **cfg.reward.options)  # shipped: rewards.get

@@ -111,6 +111,9 @@ def refusal(name: str) -> str | None:
     if name in NEEDS_GROUP:
         return (f"reward {name!r} needs {NEEDS_GROUP[name]}, which verl's per-completion reward function is not "
                 f"given; it runs only in studykit's own loop (conditions verl can run: {', '.join(PER_COMPLETION)})")
+    if name == "noisy_ground_truth":
+        return (f"reward {name!r} is not ported to verl (its flips draw from the loop's generator); it runs only in "
+                f"studykit's own loop (conditions verl can run: {', '.join(PER_COMPLETION)})")
     if name not in PER_COMPLETION:
         return f"unknown reward {name!r}; expected one of {', '.join(PER_COMPLETION)}"
     return None

@@ -177,7 +177,8 @@ def shape_of(cfg, arch: Arch, prompt_tokens: int = PROMPT_TOKENS) -> Shape:
                  targets=m.target_modules, kl_coef=cfg.algo.kl_coef, sampler=t.sampler,
                  vllm_util=float(so.get("gpu_memory_utilization", 0.5)), vllm_sleep=bool(so.get("enable_sleep_mode")),
                  vllm_quantized=so.get("quantization") == "bitsandbytes", hf_max_batch=int(so.get("max_batch", 128)),
-                 rollout_rows=rows if t.steps else int(so.get("max_batch", 128)), trains=t.steps > 0,
+                 rollout_rows=t.prompts_per_step * (cfg.reward.votes or t.group_size) if t.steps  # TTRL's extra votes
+                 else int(so.get("max_batch", 128)), trains=t.steps > 0,
                  sample_response=max(t.max_new_tokens, cfg.eval.max_new_tokens or 0))
 
 

@@ -21,15 +21,23 @@ Conditions (arXiv 2508.21188 tests each claim; the sources are the papers that m
   seconds per group (default 10; beyond either bound, string equality).
   Ties go to the answer seen first. A group with no extractable answer pays nothing. Every extractable
   answer votes, formatted or not; gating only decides who is paid.
+- `noisy_ground_truth`: ground truth through a noisy verifier: a correct completion is scored wrong with
+  probability `false_negative`, a wrong one right with `false_positive` (defaults 0; "Pitfalls of Rule- and
+  Model-based Verifiers", arXiv 2505.22203: rule-based verifiers' recall is 0.86 on average; One-shot RLVR,
+  arXiv 2504.20571: "even 90% labels randomly flipped, the model can still get some improvement"). One uniform
+  draw per completion, from the call's `rng` else from a generator seeded by `seed`, as `random` draws; the
+  format gate then applies as for ground truth (an unformatted completion gets 0, flipped or not), so with the
+  gate the rates are those of the formatted completions. Departure: the flips are independent per completion;
+  a real verifier's misses cluster on answer forms it cannot parse.
 - `self_certainty`: the completion's mean token log-prob, clipped to [-100, 0] per token (entropy
   minimisation: Agarwal et al. 2025, "The Unreasonable Effectiveness of Entropy Minimization"; RENT).
   Needs `logprobs` (one list per completion). An empty or zero-token completion scores the floor (-100): a
   mean over no tokens is not certainty, and 0 would be the best reward in its group.
 
 Format gating (`format_gate=True`, the paper's recipe): a completion without the required format gets 0
-instead of its signal (`ground_truth`, `random`, `incorrect`, `majority_vote`). For `self_certainty` a
-0 would be the HIGHEST possible log-prob reward, so a gated completion instead gets the lowest signal in
-its group (never more than any completion there); this departs from "gated means 0" on purpose.
+instead of its signal (`ground_truth`, `noisy_ground_truth`, `random`, `incorrect`, `majority_vote`). For
+`self_certainty` a 0 would be the HIGHEST possible log-prob reward, so a gated completion instead gets the lowest
+signal in its group (never more than any completion there); this departs from "gated means 0" on purpose.
 
 Verification: `ans = verify.extract_answer(text)`, then `task.verify(problem, ans)` with the task from
 `studykit.tasks.get(problem.meta["task"])` (cached per name), or the `verify=` option
@@ -197,8 +205,7 @@ class RandomReward(RewardFn):
     def _configure(self, p: float = 0.5, seed: int | None = None) -> None:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise TypeError(f"reward option 'p' must be a number in [0, 1], got {p!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise TypeError(f"reward option 'seed' must be an int or None, got {seed!r}")
+        _check_seed(seed)
         self.p = float(p)
         self._rng = None if seed is None else np.random.default_rng(int(seed))
 
@@ -208,6 +215,37 @@ class RandomReward(RewardFn):
             raise ValueError("reward 'random' needs a generator: pass rng= to the call or seed= to rewards.get")
         draws = rng.random(len(group.texts)) < self.p
         return draws.astype(np.float64), {"p": self.p}
+
+
+def _check_seed(seed: Any) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"reward option 'seed' must be an int or None, got {seed!r}")
+
+
+def _check_probability(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise TypeError(f"reward option {key!r} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+class NoisyGroundTruth(RewardFn):
+    name = "noisy_ground_truth"
+    option_names = ("false_negative", "false_positive", "seed")
+
+    def _configure(self, false_negative: float = 0.0, false_positive: float = 0.0, seed: int | None = None) -> None:
+        self.false_negative = _check_probability("false_negative", false_negative)
+        self.false_positive = _check_probability("false_positive", false_positive)
+        _check_seed(seed)
+        self._rng = None if seed is None else np.random.default_rng(int(seed))
+
+    def _signal(self, group: _Group):
+        rng = group.rng if group.rng is not None else self._rng
+        if rng is None:
+            raise ValueError("reward 'noisy_ground_truth' needs a generator: pass rng= to the call or seed= to "
+                             "rewards.get")
+        u = rng.random(len(group.texts))  # one draw per completion, whatever its correctness or format
+        flip = np.where(group.correct, u < self.false_negative, u < self.false_positive)
+        return (group.correct ^ flip).astype(np.float64), {"flipped": int(flip.sum())}
 
 
 class IncorrectReward(RewardFn):
@@ -320,7 +358,8 @@ class SelfCertainty(RewardFn):
 
 
 _REGISTRY: dict[str, type[RewardFn]] = {
-    cls.name: cls for cls in (GroundTruth, RandomReward, IncorrectReward, FormatReward, MajorityVote, SelfCertainty)
+    cls.name: cls for cls in (GroundTruth, RandomReward, IncorrectReward, FormatReward, MajorityVote, SelfCertainty,
+                              NoisyGroundTruth)
 }
 
 
