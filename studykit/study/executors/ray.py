@@ -16,9 +16,9 @@ server that every node reaches.
   entries made absolute, the node's own PYTHONPATH after them), so that a plug-in module (`reward.name:
   pkg.mod:fn`) the study process imports from a folder imports in the cell's kernel too: on this machine, or on
   other nodes that mount the folder at the same path. A node without that folder needs the plug-in installed
-  (`pip install` it on every node, which also registers its entry points). It runs in the study's working folder when the node has it (this
-  machine, or a shared file system: relative checkpoint folders then resume across nodes), else in its scratch
-  folder. Its executed notebook and log come back to the driver (written to the usual `outputs/<study>/` paths), so
+  (`pip install` it on every node, which also registers its entry points). It runs in the study's working folder
+  when the node has it (this machine, or a shared file system: relative checkpoint folders then resume across
+  nodes), else in its scratch folder. Its executed notebook and log come back to the driver (written to the usual `outputs/<study>/` paths), so
   the study runner logs the notebook to the cell's run through the server as with the local executor.
 * Failures: `max_retries=0` (a cell is never run twice behind the runner's back). A task whose worker died (killed,
   out of memory, node lost) returns exit code 1 with Ray's reason; its papermill and kernel die with the worker
