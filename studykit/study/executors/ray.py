@@ -18,8 +18,9 @@ server that every node reaches.
   other nodes that mount the folder at the same path. A node without that folder needs the plug-in installed
   (`pip install` it on every node, which also registers its entry points). It runs in the study's working folder
   when the node has it (this machine, or a shared file system: relative checkpoint folders then resume across
-  nodes), else in its scratch folder. Its executed notebook and log come back to the driver (written to the usual `outputs/<study>/` paths), so
-  the study runner logs the notebook to the cell's run through the server as with the local executor.
+  nodes), else in its scratch folder. Its executed notebook and log come back to the driver (written to the usual
+  `outputs/<study>/` paths), so the study runner logs the notebook to the cell's run through the server as with the
+  local executor.
 * Failures: `max_retries=0` (a cell is never run twice behind the runner's back). A task whose worker died (killed,
   out of memory, node lost) returns exit code 1 with Ray's reason; its papermill and kernel die with the worker
   (parent-death signals), and its run is then marked FAILED by the runner, which asks the run's own node whether its
