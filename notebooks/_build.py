@@ -179,7 +179,8 @@ shipped reward goes, without editing studykit. This notebook
 Time (`size = "full"`): 18 training cells of 50 steps and the three presets' builds (about 4 min each on one core;
 skipped when `$STUDYKIT_CACHE` already holds them, e.g. after the default study): an estimate of 10 to 15 minutes
 on 2 free cores. Runs go to the MLflow store at `uri` (experiment `your_claim`), the report to
-`reports/your_claim/`. The same study from a terminal: `studykit study outputs/your_claim/your_claim.yaml`."""
+`reports/your_claim/`. The same study from a terminal, once this notebook wrote its file:
+`PYTHONPATH=examples/my_claim studykit study outputs/your_claim/your_claim.yaml`."""
 
 YOUR_CLAIM = [
     """# 1. The claim's code. A reward plug-in is reward(completions, problem, verify, rng, **options) -> one float per
