@@ -155,6 +155,141 @@ print(f"MLflow: the study's parent run {report.run_id} holds this report; `study
 ]
 
 
+YOUR_CLAIM_PARAMS = """# Parameters
+size = "full"  # "full": toy:strong, toy:weak-method, toy:weak-skill x {ground truth, the claim} x 3 seeds, 50 steps;
+               # "tiny": the CI check (one small toy:custom model, 1 seed, 2 steps: its numbers mean nothing)
+max_chars = 56  # the claim's knob: a right answer longer than this is paid nothing (56: about the length of a
+                # reasoned toy answer, so roughly the shorter right ones are paid; the demo cell below shows three)
+predicts = "holds-everywhere"  # the card's prediction: holds-when-strong, holds-everywhere, fails-everywhere, ...
+workers = 2  # cells at once (each uses one core)
+uri = None  # MLflow tracking URI; None = $MLFLOW_TRACKING_URI, else ./mlruns
+example = None  # the folder that holds the my_claim package; None = examples/my_claim of this checkout"""
+
+YOUR_CLAIM_INTRO = """# Test your own claim
+
+A claim, end to end: **"a reward that pays only SHORT right answers works as well as ground truth"**. The reward is
+the worked example `examples/my_claim` (`my_claim.rewards:short_answer`), a plug-in: studykit runs it where a
+shipped reward goes, without editing studykit. This notebook
+
+1. writes the claim (the reward, then its card: what it says, who says it, what it predicts),
+2. checks it as `studykit params check` does (and shows a bad plug-in refused before anything runs),
+3. runs it against ground-truth GRPO on the three toy presets as a small study, and
+4. ends with the verdict table and whether the card's prediction came true per alignment regime.
+
+Time (`size = "full"`): 18 training cells of 50 steps and the three presets' builds (about 4 min each on one core;
+skipped when `$STUDYKIT_CACHE` already holds them, e.g. after the default study): an estimate of 10 to 15 minutes
+on 2 free cores. Runs go to the MLflow store at `uri` (experiment `your_claim`), the report to
+`reports/your_claim/`. The same study from a terminal, once this notebook wrote its file:
+`PYTHONPATH=examples/my_claim studykit study outputs/your_claim/your_claim.yaml`."""
+
+YOUR_CLAIM = [
+    """# 1. The claim's code. A reward plug-in is reward(completions, problem, verify, rng, **options) -> one float per
+# completion (README "Test your own claim"). It must be importable by this kernel (to check it) and by every cell's
+# kernel (to run it): put its folder on PYTHONPATH, which the study's cells inherit (and --executor ray forwards to
+# its tasks), or `pip install -e examples/my_claim`, which also registers the bare name `short_answer`.
+import inspect
+import sys
+import studykit
+from studykit.study.spec import ROOT
+example = Path(example).resolve() if example else ROOT / "examples" / "my_claim"
+if not (example / "my_claim" / "rewards.py").is_file():
+    raise FileNotFoundError(f"example: no my_claim/rewards.py under {example}; expected the examples/my_claim folder "
+                            "of a studykit checkout (set `example`)")
+if str(example) not in sys.path:
+    sys.path.insert(0, str(example))
+others = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(example)]
+os.environ["PYTHONPATH"] = os.pathsep.join([str(example), *others])  # first: the cells import this copy
+import my_claim.rewards
+print(inspect.getsource(my_claim.rewards))""",
+    """# The reward on hand-written completions of one toy problem: studykit reports true correctness beside it.
+import numpy as np
+import pandas as pd
+from studykit import tasks
+from studykit.scoring.plugins import reward
+problem = tasks.get("toy").load("test")[0]
+states = np.cumsum(problem.meta["digits"]).tolist()
+texts = [f"<think> </think> <answer> {problem.answer} </answer>",  # right, no reasoning: short
+         f"<think> sum {' '.join(map(str, states))} </think> <answer> {problem.answer} </answer>",  # right, reasoned
+         f"<think> sum {' '.join(map(str, states))} 1 2 3 </think> <answer> {problem.answer} </answer>",  # right, long
+         f"<think> </think> <answer> {int(problem.answer) + 1} </answer>"]  # wrong
+res = reward("my_claim.rewards:short_answer", max_chars=max_chars)(texts, problem, rng=np.random.default_rng(0))
+print(problem.prompt, "->", problem.answer)
+pd.DataFrame({"completion": texts, "chars": [len(t) for t in texts], "reward": res.rewards, "correct": res.correct})""",
+    """# 2. The claim's card and the study: ground truth and the claim on each toy preset, a few seeds and steps.
+import yaml
+from studykit.config.schema import deep_merge, load_yaml
+SIZES = {
+    "full": {"name": "your_claim", "base": "params/toy/base.yaml", "seeds": [0, 1, 2],
+             "models": ["toy:strong", "toy:weak-method", "toy:weak-skill"],
+             "run": {"train": {"steps": 50}, "eval": {"every": 0}}},  # evaluated at steps 0 and 50
+    "tiny": {"name": "your_claim_tiny", "base": "params/toy/smoke_base.yaml", "seeds": [0],  # the smoke study's model
+             "models": {"toy:custom": {"model": {"toy": {
+                 "steps": 250, "warmup_steps": 10, "batch_size": 32, "lr": 0.01, "hidden_size": 32,
+                 "intermediate_size": 64, "num_heads": 2, "sum_share": 0.6, "count_share": 0.2, "max_share": 0.2}}}},
+             "run": {"train": {"steps": 2}}},
+}
+if size not in SIZES:
+    raise ValueError(f"size: got {size!r}; expected one of {', '.join(SIZES)}")
+chosen = SIZES[size]
+work = Path("outputs") / chosen["name"]
+work.mkdir(parents=True, exist_ok=True)
+base = work / "base.yaml"  # the toy run defaults with this notebook's steps
+base.write_text(yaml.safe_dump(deep_merge(load_yaml(ROOT / chosen["base"]), chosen["run"]), sort_keys=False))
+card = {"text": f"A reward that pays only right answers of at most {max_chars} characters works as well as ground "
+                "truth.", "source": "examples/my_claim (studykit's worked example)", "predicts": predicts}
+study = {"name": chosen["name"], "base": base.name,
+         "grid": {"models": chosen["models"], "tasks": ["toy"], "seeds": chosen["seeds"]},
+         "conditions": {
+             "ground_truth": {"rq": "rq1"},
+             "short": {"rq": "rq1", "claim": "short_answer", "card": card, "overrides": {
+                 "reward": {"name": "my_claim.rewards:short_answer", "options": {"max_chars": max_chars}}}}},
+         "compare": {"holds": 0.7, "partial": 0.3, "min_effect": 0.02}}  # params/studies/toy.yaml's thresholds
+study_path = work / f"{chosen['name']}.yaml"
+study_path.write_text(yaml.safe_dump(study, sort_keys=False))
+print(study_path.read_text())""",
+    """# Check it: what `studykit params check` does with a study file. Every cell is validated, each plug-in imported
+# and checked against its interface (signature, options); its identity (import path, version, source hash) joins
+# the config hash. Nothing runs and nothing is written to MLflow.
+from studykit.cli.commands import main as studykit_cli
+from studykit.study import expand
+assert studykit_cli(["params", "check", str(study_path)]) == 0
+cells = expand(study_path)
+pd.DataFrame([{"cell": c.name, "reward": c.config.reward.name, "plug-in": c.config.plugins().get("reward", ""),
+               "config_hash": c.config.config_hash()} for c in cells])""",
+    """# A bad plug-in is refused by name before anything runs: an option the reward's Options model forbids, and a
+# path to an attribute the module does not define.
+from studykit.config.schema import ConfigError, validate
+for bad in ({"reward": {"name": "my_claim.rewards:short_answer", "options": {"max_chars": 0}}},
+            {"reward": {"name": "my_claim.rewards:long_answer"}}):
+    try:
+        validate(bad)
+    except ConfigError as err:
+        print("refused:", err, "\\n")
+    else:
+        raise AssertionError(f"accepted a bad plug-in: {bad}")""",
+    """# 3. Run it: every cell as a papermill notebook (notebooks/01_reward_signal.ipynb), `workers` at a time, finished
+# cells skipped on a rerun, then the compare step (reports/<study>/). On a terminal, `studykit study` shows progress.
+from studykit.study import format_summary, run_study
+summary = run_study(study_path, workers=workers, uri=uri, progress=False)
+print(format_summary(summary).split("\\n")[0], *(f"{o.name}: {o.status}" for o in summary.outcomes), sep="\\n  ")
+if summary.exit_code != 0:
+    raise RuntimeError(f"the study ended with exit code {summary.exit_code}: see {work / 'failed.json'}")""",
+    """# 4. The verdict table: each claim row is the claim's gain in pass@1 as a ratio of ground truth's on the same
+# model and seeds, with its interval; the card's section says whether the prediction came true per regime.
+import json
+from IPython.display import Markdown, display
+report = Path("reports") / chosen["name"]
+display(Markdown((report / "verdicts.md").read_text()))""",
+    """# The card's prediction, row by row (verdicts.json `claims`): came true, did not, or cannot tell (an uncertain
+# or n/a verdict). A regime is the run's step-0 alignment label (strong / weak pass@k).
+checks = pd.DataFrame([c for c in json.loads((report / "verdicts.json").read_text())["claims"]
+                       if c["claim"] == "short_answer"])
+said = checks["outcome"].value_counts().items() if not checks.empty else []
+print(f"prediction {predicts!r}:", ", ".join(f"{k} {v}" for k, v in said) or "nothing to check")
+checks""",
+]
+
+
 def build() -> list[Path]:
     books = {
         "00_alignment.ipynb": run_notebook(
@@ -180,6 +315,10 @@ def build() -> list[Path]:
             new_code_cell(THREADS),
             new_code_cell(COMPARE_PARAMS, metadata={"tags": ["parameters"]}),
             *[new_code_cell(src) for src in COMPARE]]),
+        "20_your_claim.ipynb": _notebook([
+            new_markdown_cell(YOUR_CLAIM_INTRO), new_code_cell(THREADS),
+            new_code_cell(YOUR_CLAIM_PARAMS, metadata={"tags": ["parameters"]}),
+            *[new_code_cell(src) for src in YOUR_CLAIM]]),
     }
     paths = []
     for name, nb in books.items():

@@ -1,7 +1,9 @@
 """Every run notebook executed top to bottom with its own defaults (no injected parameters), as a person opening it
 would: each logs a FINISHED run naming the notebook as its source. The defaults' toy model is the suite's learner
 model (the same knobs, so the session's toy cache already holds it). The compare notebook runs in tests/test_study.py
-on the smoke study (its default study file is the full toy study)."""
+on the smoke study (its default study file is the full toy study). `20_your_claim` runs at its CI size (`size:
+tiny`: the smoke study's model, one seed, 2 steps), its own small study inside the kernel; the full size is timed
+by hand (README "Test your own claim")."""
 
 from __future__ import annotations
 
@@ -44,3 +46,29 @@ def test_run_notebook_runs_with_its_own_defaults(tmp_path, monkeypatch, toy_lear
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlflow.source.name"] == f"notebooks/{name}"
     assert "mlflow.parentRunId" not in run.data.tags  # no study: a top-level run
+
+
+def test_your_claim_notebook_runs_a_tiny_study(tmp_path, monkeypatch, toy_cache):
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.chdir(tmp_path)
+    name = "20_your_claim.ipynb"
+    out = tmp_path / name
+    rc, tail = LocalExecutor(tmp_path / "nb", uri).run(name, ROOT / "notebooks" / name, {"size": "tiny", "uri": uri},
+                                                       out)
+    assert rc == 0, tail
+    text = "\n".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
+    assert text.count("refused: invalid config") == 2  # the two bad plug-ins, each named with its field
+    assert "reward.options: reward plug-in" in text and "has no attribute 'long_answer'" in text
+    assert "prediction 'holds-everywhere':" in text
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("your_claim_tiny").experiment_id], "tags.rq = 'rq1'")
+    by_claim = {r.data.tags["claim"]: r for r in runs}
+    assert set(by_claim) == {"ground_truth", "short_answer"} and all(r.info.status == "FINISHED" for r in runs)
+    assert by_claim["short_answer"].data.tags["plugin.reward"].startswith("my_claim.rewards:short_answer")
+    report = json.loads((tmp_path / "reports/your_claim_tiny/verdicts.json").read_text())
+    (check,) = [c for c in report["claims"] if c["claim"] == "short_answer"]
+    assert check["predicts"] == "holds-everywhere" and check["outcome"] in ("came true", "did not", "cannot tell")

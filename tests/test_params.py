@@ -26,7 +26,7 @@ def test_params_tree_has_runs_studies_and_notebooks():
     names = {p.name for p in PARAMS}
     assert {"base.yaml", "toy.yaml", "paper.yaml", "smoke.yaml", "rq1_random.yaml"} <= names
     assert {p.name for p in NOTEBOOKS} == {"00_alignment.ipynb", "01_reward_signal.ipynb", "02_one_shot.ipynb",
-                                           "03_negative_samples.ipynb", "10_compare.ipynb"}
+                                           "03_negative_samples.ipynb", "10_compare.ipynb", "20_your_claim.ipynb"}
 
 
 @pytest.fixture
@@ -340,6 +340,9 @@ def test_notebooks_have_one_current_parameters_cell_and_no_outputs(nb_path):
     assert count == 1
     if nb_path.name == "10_compare.ipynb":
         assert set(values) == {"study_file", "uri", "thresholds"}
+    elif nb_path.name == "20_your_claim.ipynb":  # a study of its own, sized by `size` (tests/test_notebooks.py)
+        assert set(values) == {"size", "max_chars", "predicts", "workers", "uri", "example"}
+        assert values["size"] == "full" and values["uri"] is None
     else:
         assert set(values) == set(RunConfig.model_fields)  # one variable per section: papermill replaces each
         assert values == _builder().defaults(nb_path.name), "stale notebook: run python notebooks/_build.py"

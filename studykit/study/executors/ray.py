@@ -11,11 +11,16 @@ server that every node reaches.
   a local path (created earlier on the embedded store) fails its cells when other hosts are in the cluster.
 * What a task gets: the cell's resources (`studykit.study.executors.resources.cell_resources`: `train.threads` CPUs, a GPU
   for a non-toy model, the study's `resources:` block over both), the notebook's text, its parameters, and in the
-  task's `runtime_env` the environment: `MLFLOW_TRACKING_URI`, one thread per library, and every `STUDYKIT_*` and
-  `MLFLOW_*` variable of the study process. It runs in the study's working folder when the node has it (this
-  machine, or a shared file system: relative checkpoint folders then resume across nodes), else in its scratch
-  folder. Its executed notebook and log come back to the driver (written to the usual `outputs/<study>/` paths), so
-  the study runner logs the notebook to the cell's run through the server as with the local executor.
+  task's `runtime_env` the environment: `MLFLOW_TRACKING_URI`, one thread per library, every `STUDYKIT_*` and
+  `MLFLOW_*` variable of the study process, and the study process's `PYTHONPATH` (`forwarded_pythonpath`: its
+  entries made absolute, the node's own PYTHONPATH after them), so that a plug-in module (`reward.name:
+  pkg.mod:fn`) the study process imports from a folder imports in the cell's kernel too: on this machine, or on
+  other nodes that mount the folder at the same path. A node without that folder needs the plug-in installed
+  (`pip install` it on every node, which also registers its entry points). It runs in the study's working folder
+  when the node has it (this machine, or a shared file system: relative checkpoint folders then resume across
+  nodes), else in its scratch folder. Its executed notebook and log come back to the driver (written to the usual
+  `outputs/<study>/` paths), so the study runner logs the notebook to the cell's run through the server as with the
+  local executor.
 * Failures: `max_retries=0` (a cell is never run twice behind the runner's back). A task whose worker died (killed,
   out of memory, node lost) returns exit code 1 with Ray's reason; its papermill and kernel die with the worker
   (parent-death signals), and its run is then marked FAILED by the runner, which asks the run's own node whether its
@@ -67,7 +72,20 @@ def task_env(uri: str, environ: dict[str, str] | None = None) -> dict[str, str]:
     """The environment variables a cell's Ray task gets (module docstring)."""
     environ = os.environ if environ is None else environ
     env = {k: v for k, v in environ.items() if k.startswith(PASS_ENV_PREFIXES)}
-    return env | CHILD_ENV | {"MLFLOW_TRACKING_URI": uri}
+    path = forwarded_pythonpath(environ.get("PYTHONPATH"))
+    return env | ({"PYTHONPATH": path} if path else {}) | CHILD_ENV | {"MLFLOW_TRACKING_URI": uri}
+
+
+def forwarded_pythonpath(value: str | None, cwd: Path | None = None) -> str | None:
+    """The study process's PYTHONPATH as a task sees it: each entry absolute (a relative one against `cwd`, the
+    study's working folder: a task may run elsewhere), then `${PYTHONPATH}`, which Ray expands on the worker to the
+    node's own value (ray._private.utils.update_envs), so both are on the path, the study's first. None when unset.
+    An empty entry (the working folder, for Python) is dropped; a `$` in an entry would be expanded by Ray too."""
+    entries = [p for p in (value or "").split(os.pathsep) if p]
+    if not entries:
+        return None
+    cwd = Path.cwd() if cwd is None else cwd
+    return os.pathsep.join([str((cwd / p).resolve()) for p in entries] + ["${PYTHONPATH}"])
 
 
 def run_cell(key: str, notebook_name: str, notebook_text: str, params: dict[str, Any], cwd: str,
