@@ -1,0 +1,71 @@
+"""The evaluation-only power-sampling run end to end through the trainer (tiny sizes), and its config rules."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+
+from studykit.config import validate
+from studykit.config.schema import ConfigError
+from studykit.engine import trainer
+
+
+def _raw(tmp_path, knobs, **eval_extra):
+    return {
+        "study": "t", "rq": "rq1", "claim": "power_sampling",
+        "model": {"name": "toy:custom", "toy": knobs},
+        "train": {"steps": 0, "max_new_tokens": 12},
+        "eval": {"every": 0, "n_samples": 4, "ks": [1, 4], "sets": [{"task": "toy", "limit": 6}], **eval_extra},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "checkpoint_dir": str(tmp_path / "ckpt"),
+                     "save_policy": "none"},
+    }
+
+
+def test_power_eval_run_logs_plain_then_power_with_its_token_cost(tmp_path, toy_learner):
+    cfg = validate(_raw(tmp_path, toy_learner, sampler="power", power={"alpha": 4, "blocks": 3, "mh_steps": 2}))
+    result = trainer.train(cfg, progress=False)
+    assert result.status == "FINISHED"
+    client = mlflow.MlflowClient()
+    files = [f.path for f in client.list_artifacts(result.run_id, "eval_counts/toy")]
+    assert files == ["eval_counts/toy/step_00000.json", "eval_counts/toy/step_00001.json"]
+    for step, path in enumerate(files):
+        rec = json.loads(open(client.download_artifacts(result.run_id, path, str(tmp_path))).read())
+        assert rec["step"] == step and rec["n"] == 4 and len(rec["correct_counts"]) == 6
+
+    def history(key):
+        return {m.step: m.value for m in client.get_metric_history(result.run_id, key)}
+
+    assert set(history("eval/toy/pass_at_1")) == {0, 1}
+    tokens = history("eval/toy/tokens_per_answer")
+    multiple = history("eval/toy/token_cost_multiple")
+    assert set(multiple) == {1} and multiple[1] == pytest.approx(tokens[1] / tokens[0])
+    # 3 blocks (one extension each) plus 2 proposals per block: more than one sample's tokens, at most 9 x 12 each
+    assert 1.0 < multiple[1] and tokens[1] <= 9 * 12
+    assert 0.0 <= history("eval/toy/power_accept_rate")[1] <= 1.0
+    run = client.get_run(result.run_id)
+    assert run.data.tags["alignment"].startswith(("strong", "weak"))  # step 0: plain sampling labels the model
+
+
+def test_power_config_rules(tmp_path):
+    from conftest import LEARNER_KNOBS as knobs  # validation only: nothing is built
+    plain = validate(_raw(tmp_path, knobs))
+    power = validate(_raw(tmp_path, knobs, sampler="power"))
+    other = validate(_raw(tmp_path, knobs, sampler="power", power={"mh_steps": 3}))
+    assert len({plain.config_hash(), power.config_hash(), other.config_hash()}) == 3
+    assert power.eval.power.alpha == 4 and power.eval.power.blocks == 16 and power.eval.power.mh_steps == 10
+    bad = [
+        ({"train": {"steps": 3}}, {"sampler": "power"}, "eval.sampler: got 'power' with train.steps 3"),
+        ({"train": {"steps": 0, "sampler": "vllm"}}, {"sampler": "power"}, "power sampling over vllm is not implemented"),
+        ({"train": {"steps": 0, "sampler": "power"}}, {}, "train.sampler: got 'power'"),
+        ({}, {"power": {"alpha": 2}}, "eval.power: got ['alpha'] with eval.sampler 'plain'"),
+        ({}, {"sampler": "power", "power": {"blocks": 0}}, "eval.power.blocks"),
+        ({"rq": "alignment"}, {"sampler": "power"}, "in an alignment run"),
+    ]
+    for top, eval_extra, message in bad:
+        raw = _raw(tmp_path, knobs, **eval_extra)
+        raw.update({k: ({**raw[k], **v} if isinstance(v, dict) else v) for k, v in top.items()})
+        with pytest.raises(ConfigError) as err:
+            validate(raw)
+        assert message in str(err.value), str(err.value)
