@@ -69,3 +69,50 @@ def test_power_config_rules(tmp_path):
         with pytest.raises(ConfigError) as err:
             validate(raw)
         assert message in str(err.value), str(err.value)
+
+
+def test_verdict_row_of_a_power_cell_compares_its_gain_and_shows_its_token_cost():
+    """Pure: a power cell (step 0 plain, step 1 power) against ground truth (step 0, step 20) on two seeds."""
+    import numpy as np
+    import pandas as pd
+
+    from studykit.analysis.runs import Counts
+    from studykit.analysis.verdict_text import markdown, records
+    from studykit.analysis.verdicts import verdict_table
+
+    ids = [f"p{i}" for i in range(40)]
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 3, 40)
+    rows, counts = [], {}
+    for claim, post_step, gain, cost in (("ground_truth", 20, 4, None), ("power_sampling", 1, 3, 9.0)):
+        for seed in (0, 1):
+            rid = f"{claim}-{seed}"
+            after = np.clip(base + gain + rng.integers(-1, 2, 40), 0, 8)
+            counts[rid] = {0: Counts(0, 8, ids, base), post_step: Counts(post_step, 8, ids, after)}
+            row = {"run_id": rid, "start_time": 0, "study": "t", "rq": "rq1", "claim": claim, "condition": claim,
+                   "model": "toy:strong", "task": "toy", "seed": str(seed), "alignment": "weak (pass@8=0.40)",
+                   "config_hash": rid, "code_version": "c", "base_weights": "w",
+                   "metrics.eval/toy/pass_at_1": float(after.mean() / 8),
+                   "params.eval.sets": json.dumps([{"task": "toy"}])}
+            if cost:
+                row["metrics.eval/toy/token_cost_multiple"] = cost + seed
+            rows.append(row)
+    hist = pd.DataFrame(columns=["run_id", "key", "step", "value"])
+    table = verdict_table(pd.DataFrame(rows), hist, counts, n_boot=200)
+    power = table[table["claim"] == "power_sampling"].iloc[0]
+    gt = table[table["claim"] == "ground_truth"].iloc[0]
+    assert power["delta_pass1"] == pytest.approx(np.mean([(counts[f"power_sampling-{s}"][1].correct.mean()
+                                                           - base.mean()) / 8 for s in (0, 1)]))
+    assert power["ratio"] == pytest.approx(power["delta_pass1"] / gt["delta_pass1"], rel=1e-6)
+    assert power["token_cost_multiple"] == pytest.approx(9.5) and np.isnan(gt["token_cost_multiple"])
+    assert "9.5x the tokens per answer" in power["note"] and "9.5x" in markdown(table)
+    assert [r["token_cost_multiple"] for r in records(table)] == [None, 9.5]
+
+
+def test_a_dumped_config_validates_again(tmp_path):
+    from conftest import LEARNER_KNOBS
+
+    for extra in ({}, {"sampler": "power", "power": {"mh_steps": 3}}):
+        cfg = validate(_raw(tmp_path, LEARNER_KNOBS, **extra))
+        again = validate(cfg.model_dump(mode="json"))
+        assert again.config_hash() == cfg.config_hash()

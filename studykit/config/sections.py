@@ -270,9 +270,10 @@ class EvalConfig(_Section):
     @model_validator(mode="after")
     def _power_options_used(self) -> "EvalConfig":
         """`eval.power` set with the plain sampler would be ignored: refused."""
-        if self.sampler == "plain" and self.power.model_fields_set:
-            raise CheckError(f"got {sorted(self.power.model_fields_set)} with eval.sampler 'plain'; expected "
-                             "eval.sampler 'power' (the options are power sampling's)", "power")
+        if self.sampler == "plain" and self.power != PowerConfig():  # the defaults written out (a dump) pass
+            changed = sorted(k for k, v in self.power if v != PowerConfig.model_fields[k].default)
+            raise CheckError(f"got {changed} with eval.sampler 'plain'; expected eval.sampler 'power' (the options "
+                             "are power sampling's)", "power")
         return self
 
     @model_validator(mode="after")
