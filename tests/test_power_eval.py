@@ -116,3 +116,46 @@ def test_a_dumped_config_validates_again(tmp_path):
         cfg = validate(_raw(tmp_path, LEARNER_KNOBS, **extra))
         again = validate(cfg.model_dump(mode="json"))
         assert again.config_hash() == cfg.config_hash()
+
+
+def test_report_of_a_study_with_a_power_cell(tmp_path):
+    """The whole report (verdicts.json, verdicts.md, figures) over a real MLflow store holding ground truth (steps 0
+    and 20) and a power cell (steps 0 and 1) on two seeds, logged as the trainer logs them."""
+    import numpy as np
+    from mlflow.entities import Metric
+
+    from studykit.analysis import report
+    from studykit.engine.evaluation import EvalResult, counts_artifact
+    from studykit.tracking.experiment import run_tags
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    exp = client.create_experiment("fake", artifact_location=str(tmp_path / "art"))
+    ids = [f"toy-{i}" for i in range(30)]
+    cells = []
+    for claim, last, gain, extra in (("ground_truth", 20, 3, {}),
+                                     ("power_sampling", 1, 2, {"sampler": "power", "power": {"blocks": 4}})):
+        for seed in (0, 1):
+            cfg = validate({"study": "fake", "rq": "rq1", "claim": claim, "condition": claim,
+                            "model": {"name": "toy:strong"}, "train": {"seed": seed, "steps": 20 if last == 20 else 0},
+                            "eval": {"n_samples": 8, "ks": [1, 8], "sets": [{"task": "toy", "limit": 30}], **extra},
+                            "tracking": {"uri": uri}})
+            cells.append(cfg)
+            rid = client.create_run(exp, tags=run_tags(cfg, "strong (pass@8=0.90)")).info.run_id
+            before = np.full(30, 2)
+            after = np.clip(before + gain + (np.arange(30) + seed) % 3 - 1, 0, 8)
+            metrics = [Metric("eval/toy/pass_at_1", float(c.mean() / 8), 0, s) for s, c in ((0, before), (last, after))]
+            if extra:
+                metrics += [Metric("eval/toy/token_cost_multiple", 6.0 + seed, 0, 1)]
+            client.log_batch(rid, metrics=metrics)
+            for step, c in ((0, before), (last, after)):
+                client.log_dict(rid, EvalResult("toy", 8, c, {}, ids).counts_record(step), counts_artifact("toy", step))
+            client.set_terminated(rid, "FINISHED")
+    out = report.write_report("fake", cells, uri=uri, out_dir=tmp_path / "reports", log_to_mlflow=False, n_boot=200)
+    data = json.loads((tmp_path / "reports" / "fake" / "verdicts.json").read_text())
+    power = next(r for r in data["records"] if r["claim"] == "power_sampling")
+    assert power["token_cost_multiple"] == 6.5 and power["n_seeds"] == 2 and power["ratio"] is not None
+    assert power["delta_pass1"] == pytest.approx(2 / 8, abs=0.02)
+    assert "6.5x the tokens per answer" in (tmp_path / "reports" / "fake" / "verdicts.md").read_text()
+    assert any(c["claim"] == "power_sampling" and c["predicts"] == "holds-when-strong" for c in data["claims"])
+    assert any(p.suffix == ".png" for p in out.files)
