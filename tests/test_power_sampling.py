@@ -270,3 +270,19 @@ def test_power_sampler_refuses_what_it_cannot_do(policy):
         sampler.generate(["Q 1 ="], n=1, temperature=0, max_new_tokens=4)
     with pytest.raises(ValueError, match="alpha"):
         make_sampler("power", policy, alpha=0)
+
+
+def test_hf_score_splits_passes_by_logit_budget(policy, monkeypatch):
+    from studykit.policy.sampling import power_hf
+    from studykit.policy.sampling.hf import HFSampler
+
+    rows = [[1, 14, 16, 15, 17], [1, 5, 6], [1, 9, 9, 9, 9, 9, 2]]
+    model = power_hf.HFPowerModel(HFSampler(policy, max_batch=8))
+    whole = model.score(rows, [3, 1, 4], temperature=1.0, alpha=4.0)
+    monkeypatch.setattr(power_hf, "LOGIT_ELEMENTS", 1)  # one row per pass
+    calls = []
+    real = model._score_chunk
+    monkeypatch.setattr(model, "_score_chunk", lambda r, *a: calls.append(len(r)) or real(r, *a))
+    split = model.score(rows, [3, 1, 4], temperature=1.0, alpha=4.0)
+    assert calls == [1, 1, 1]
+    assert all(np.allclose(a[0], b[0], atol=1e-5) and np.allclose(a[1], b[1], atol=1e-5) for a, b in zip(whole, split))

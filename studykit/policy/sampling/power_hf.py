@@ -2,7 +2,8 @@
 and teacher-forced scores of the last tokens of each row from one forward pass of the policy model.
 
 Scoring: rows are left-padded with explicit position ids (so a row's positions do not depend on its padding), and
-only the logits of the scored positions are kept (`logits_to_keep`), so memory is O(batch x suffix x vocab).
+only the logits of the scored positions are kept (`logits_to_keep`); a pass holds at most `LOGIT_ELEMENTS` of them
+(fewer rows per pass for long suffixes and large vocabularies, at least one row).
 Per token it returns log_softmax(logits / T) (the base model p) and log_softmax(logits * alpha / T) (the proposal q
 at temperature T/alpha), both in float32 from the same logits.
 """
@@ -15,6 +16,10 @@ import numpy as np
 import torch
 
 from studykit.policy.sampling.hf import _left_pad
+
+
+LOGIT_ELEMENTS = 2**28
+"""Logits (rows x scored positions x vocabulary) one scoring pass may hold: 1 GiB in float32 (studykit's choice)."""
 
 
 class HFPowerModel:
@@ -43,10 +48,15 @@ class HFPowerModel:
         was_training = model.training
         model.eval()
         try:
+            vocab = int(getattr(model.config, "vocab_size", 0) or 1)
             with torch.inference_mode(), s._autocast():
-                for start in range(0, len(rows), s.max_batch):
-                    out += self._score_chunk(rows[start:start + s.max_batch], lengths[start:start + s.max_batch],
-                                             temperature, alpha, device)
+                start = 0
+                while start < len(rows):
+                    keep = max(lengths[start:start + s.max_batch]) + 1
+                    step = max(1, min(s.max_batch, LOGIT_ELEMENTS // (keep * vocab)))
+                    out += self._score_chunk(rows[start:start + step], lengths[start:start + step], temperature,
+                                             alpha, device)
+                    start += step
         finally:
             model.train(was_training)
         return out
