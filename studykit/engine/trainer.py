@@ -5,6 +5,11 @@ surrogate with clip-higher, token-mean loss, no KL, dynamic sampling. Departures
 length) are settings in the params files, not code paths. Every run logs to MLflow (see README's metric table),
 checkpoints every `train.checkpoint_every` steps, and resumes its own MLflow run when restarted.
 
+Evaluation-only power sampling (`eval.sampler: power`, train.steps 0): after the plain step-0 evaluation of the base
+model, the same eval sets are sampled again with `studykit.policy.sampling.power` and logged at step POWER_STEP (1),
+with `eval/<set>/tokens_per_answer` at both steps, `token_cost_multiple` and `power_accept_rate` at step 1. Such a run
+has no checkpoint: killed during the power evaluation, it is rerun from the start.
+
 Metric history on resume (each step once): metrics are buffered in memory (`studykit.engine.metric_buffer`) and written
 right after each checkpoint is saved and at the end; the checkpoint keeps the unwritten ones, so a kill between the
 save and the write loses nothing. A run killed at step 13 after its checkpoint at 10 has steps 1-10 in MLflow;
