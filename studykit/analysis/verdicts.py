@@ -32,6 +32,11 @@ The rule (thresholds from `studykit.config.schema.CompareSpec`: holds 0.7, parti
   the peak: a claim whose curve rose and fell is judged by where it ended (SRT, arXiv 2505.21444).
 - Every row also reports the change in pass@k at the largest logged k (`k_max`): the RQ3 claims (negative / positive
   samples, W-REINFORCE) are about the whole pass@k spectrum, not only pass@1.
+- Evaluation-only power-sampling cells (`eval.sampler: power`, train.steps 0) log the plain evaluation of the base
+  model at step 0 and the power-sampling one at step 1 (studykit.engine.evaluation.POWER_STEP), so their delta is
+  power's pass@1 over plain sampling's on the same problems, judged against ground truth's gain by the same rule;
+  `token_cost_multiple` is the mean over the row's runs of their logged tokens generated per answer over plain
+  sampling's (`eval/<set>/token_cost_multiple`), NaN for other rows.
 
 Departure: the paper judges claims by eye from the curves of one seed; the ratio rule, the seed pairing and the
 bootstrap intervals are studykit's.
@@ -52,7 +57,7 @@ from studykit.scoring import metrics
 from studykit.tracking import provenance
 from studykit.config.schema import CompareSpec
 from studykit.analysis import collapse
-from studykit.analysis.runs import Counts, pass1_key, passmax_key
+from studykit.analysis.runs import Counts, pass1_key, passmax_key, primary_set
 
 CLAIM_RQS = ("rq1", "rq2", "rq3", "ablation")
 ONE_SEED = "uncertain (1 seed)"  # a verdict word: starts with `uncertain`, so counted with the uncertain ones
@@ -60,7 +65,8 @@ RECORD_FIELDS = (
     "claim", "model", "task", "alignment", "colour", "seeds", "n_seeds", "base_pass1", "delta_pass1_per_seed",
     "delta_pass1", "delta_lo", "delta_hi", "gt_delta_pass1_per_seed", "gt_delta_pass1", "gt_delta_lo", "gt_delta_hi",
     "ratio", "ratio_lo", "ratio_hi", "verdict", "provenance", "k_max", "delta_pass_at_kmax_per_seed", "delta_pass_at_kmax",
-    "delta_pass_at_kmax_lo", "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", *collapse.FIELDS, "note")
+    "delta_pass_at_kmax_lo", "delta_pass_at_kmax_hi", "peak_delta_pass1", "peak_step", *collapse.FIELDS,
+    "token_cost_multiple", "note")
 DIAGNOSTICS = ("train/clip_frac", "train/format_rate", "train/method_share/sum", "train/method_share/count",
                "train/method_share/max", "train/method_share/recall", "train/method_share/other",
                "train/no_variance_run")
@@ -305,7 +311,11 @@ def verdict_table(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, dict
                 evs[ev.seed] = ev
         if evs:
             rows[(name, model, task)] = r = _Row(name, model, task, evs)
-            r.values.update(alignment=_alignment(group), colour=colours.get((model, task)), **_diagnostics(group))
+            r.values.update(alignment=_alignment(group), colour=colours.get((model, task)), **_diagnostics(group),
+                            token_cost_multiple=_token_cost(group))
+            if not math.isnan(r.values["token_cost_multiple"]):
+                r.notes.append(f"power sampling generated {r.values['token_cost_multiple']:.1f}x the tokens per "
+                               "answer of plain sampling (step 0 plain, step 1 power: the delta is power's gain)")
             if dups:
                 r.notes.append(f"several cells share this label on seeds {_seeds(set(dups))}: the newest run is used")
             if flat := _seeds({s for s, ev in evs.items() if ev.run.get(NO_VARIANCE) == 1}):
@@ -359,6 +369,16 @@ def cell_colours(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
 def _alignment(group: pd.DataFrame) -> str | None:
     vals = [a for a in group["alignment"].dropna() if a and a != "unmeasured"]
     return vals[0] if vals else None
+
+
+def _token_cost(group: pd.DataFrame) -> float:
+    """Mean `eval/<primary set>/token_cost_multiple` of the group's runs that logged it (power sampling), else NaN."""
+    values = []
+    for _, run in group.iterrows():
+        col = f"metrics.eval/{primary_set(run)}/token_cost_multiple"
+        if col in run.index and pd.notna(run[col]):
+            values.append(float(run[col]))
+    return float(np.mean(values)) if values else NAN
 
 
 def _diagnostics(group: pd.DataFrame) -> dict[str, float]:

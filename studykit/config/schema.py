@@ -98,6 +98,25 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _power_is_evaluation_only(self) -> "RunConfig":
+        """eval.sampler 'power': no training steps (its verdict is power's gain over plain sampling of one base model),
+        the hf backend (power over vllm is not implemented), not an alignment run (the probe samples plainly)."""
+        if self.eval.sampler != "power":
+            return self
+        if self.train.steps != 0:
+            raise CheckError(f"got 'power' with train.steps {self.train.steps}; expected train.steps 0 (power "
+                             "sampling is evaluation-only: step 0 is plain sampling, step 1 power sampling of the "
+                             "same base model)", "eval.sampler")
+        if self.train.sampler != "hf":
+            raise CheckError(f"got 'power' with train.sampler {self.train.sampler!r}; expected train.sampler 'hf' "
+                             "(power sampling over vllm is not implemented: studykit.policy.sampling.power)",
+                             "eval.sampler")
+        if self.rq == "alignment":
+            raise CheckError("got 'power' in an alignment run; expected 'plain' (the alignment probe measures "
+                             "plain sampling)", "eval.sampler")
+        return self
+
+    @model_validator(mode="after")
     def _tis_for_quantised_vllm(self) -> "RunConfig":
         """vLLM + QLoRA samples from another model than the one trained: truncated importance sampling on unless
         `algo.tis_cap` was given (null included). Other pairings keep their hash: the field stays None."""
@@ -126,7 +145,8 @@ class RunConfig(_Section):
         checkpointing, vLLM sleep mode), so a run can resume with them changed; `algo.tis_cap` while it is None;
         `algo.allow_dynamic_sampling_with_reinforce` (a permission: `algo.dynamic_sampling` carries the effect);
         `model.label`; the reward fields `false_negative`, `false_positive` and `votes` while None;
-        `eval.contamination` outside alignment runs (only they run the probe); empty plug-in options.
+        `eval.contamination` outside alignment runs (only they run the probe); empty plug-in options;
+        `eval.sampler` and `eval.power` while the sampler is `plain`.
         A config with a plug-in adds its identity (`plugins()`), so editing the plug-in's file changes the hash."""
         payload = self.model_dump(mode="json", exclude={
             "tracking": True, "train": {"checkpoint_every", "micro_batch_size", "logprob_chunk"},
@@ -134,6 +154,8 @@ class RunConfig(_Section):
         payload["train"]["sampler_options"].pop("enable_sleep_mode", None)
         if self.rq != "alignment":  # only alignment runs probe contamination: a training run's result is unchanged
             del payload["eval"]["contamination"]
+        if payload["eval"]["sampler"] == "plain":  # configs without power sampling keep the hashes they had
+            del payload["eval"]["sampler"], payload["eval"]["power"]
         if payload["algo"]["tis_cap"] is None:
             del payload["algo"]["tis_cap"]
         for key in ("false_negative", "false_positive", "votes"):  # newer reward fields: old configs keep their hashes

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from studykit.config import validation as checks
 from studykit.config.paramfile import SAFE_NAME, Bool, CheckError, Int, Num
+from studykit.policy.sampling.power import ALPHA as POWER_ALPHA, BLOCKS as POWER_BLOCKS, MH_STEPS as POWER_MH_STEPS
 
 REWARDS = ("ground_truth", "random", "incorrect", "format", "majority_vote", "self_certainty", "noisy_ground_truth")
 ESTIMATORS = ("grpo", "dr_grpo", "nsr", "psr", "nsr_reinforce", "psr_reinforce", "w_reinforce")
@@ -255,6 +256,17 @@ class ContaminationConfig(_Section):
         return self
 
 
+class PowerConfig(_Section):
+    """Power sampling at evaluation (studykit.policy.sampling.power, Karan & Du 2025, arXiv 2510.14901)."""
+
+    alpha: Num = Field(POWER_ALPHA, ge=1)
+    """Power of the target p^alpha; the proposal is the base model at temperature 1/alpha (the paper: 4)."""
+    blocks: Int = Field(POWER_BLOCKS, ge=1)
+    """Blocks the response is built in (the paper: 16)."""
+    mh_steps: Int = Field(POWER_MH_STEPS, ge=0)
+    """Metropolis-Hastings steps per block (the paper: 10)."""
+
+
 class EvalConfig(_Section):
     sets: list[EvalSet] = Field(default_factory=lambda: [EvalSet()], min_length=1)
     """Evaluation sets (at least one; the first decides the alignment label); labels distinct."""
@@ -276,6 +288,22 @@ class EvalConfig(_Section):
     """Alignment rule: `strong` when pass@alignment_k >= this, else `weak` (the paper's strong pairs have pass@k near 1)."""
     contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
     """The contamination probe (alignment runs only): clean or contaminated, the label's second half."""
+    sampler: Literal["plain", "power"] = "plain"
+    """`plain`: evaluations sample from the policy with the train.sampler backend. `power`: an evaluation-only run
+    (train.steps 0, hf backend): step 0 is the plain evaluation of the base model, step 1 the same problems with power
+    sampling (`eval.power`), so the verdict's gain is power's pass@1 over plain's (studykit.engine.trainer). In the
+    config hash only when `power`."""
+    power: PowerConfig = Field(default_factory=PowerConfig)
+    """Power sampling's options (only with sampler `power`)."""
+
+    @model_validator(mode="after")
+    def _power_options_used(self) -> "EvalConfig":
+        """`eval.power` set with the plain sampler would be ignored: refused."""
+        if self.sampler == "plain" and self.power != PowerConfig():  # the defaults written out (a dump) pass
+            changed = sorted(k for k, v in self.power if v != PowerConfig.model_fields[k].default)
+            raise CheckError(f"got {changed} with eval.sampler 'plain'; expected eval.sampler 'power' (the options "
+                             "are power sampling's)", "power")
+        return self
 
     @model_validator(mode="after")
     def _ks_fit(self) -> "EvalConfig":

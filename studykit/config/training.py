@@ -153,6 +153,16 @@ class TrainConfig(_Section):
     threads: Int = Field(1, ge=1)
     """torch threads in this process (one per worker: cores are shared)."""
 
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def _not_power(cls, value: Any) -> Any:
+        """Power samples have no per-token sampling law to train on (studykit.policy.sampling.power): refused here."""
+        if value == "power":
+            raise CheckError("got 'power'; expected 'hf' or 'vllm' (power sampling is evaluation-only: its samples "
+                             "come from an MH chain with no per-token log-probs to train on; set eval.sampler: power "
+                             "with train.steps: 0)")
+        return value
+
     @field_validator("sampler_options")
     @classmethod
     def _sampler_accepts(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:

@@ -43,6 +43,10 @@ class EvalResult:
     correct_counts: np.ndarray
     metrics: dict[str, float] = field(default_factory=dict)
     problem_ids: list[str] = field(default_factory=list)
+    tokens_generated: int = 0
+    """Tokens the sampler generated for this evaluation: the completions' tokens, or a power sampler's count of
+    every proposal (its `last_stats`), so their ratio is power sampling's token-cost multiple."""
+    answers: int = 0
 
     def counts_record(self, step: int) -> dict[str, Any]:
         """The JSON record logged as `counts_artifact(label, step)`."""
@@ -64,6 +68,8 @@ def evaluate_set(sampler, problems: list[Problem], label: str, *, task, template
     vote = rewards.get("majority_vote", format_gate=False, verify=task.verify)
     prompts = [render(p, template, tokenizer) for p in problems]
     groups = sampler.generate(prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    stats = getattr(sampler, "last_stats", None) or {}  # a power sampler's counts of this call
+    generated = int(stats.get("tokens_generated", sum(len(t) for g in groups for t in g.token_ids)))
     counts, fmt, majority, texts = [], [], [], []
     for problem, group in zip(problems, groups):
         scored = vote(group.texts, problem)  # hostile completions score 0 there, never crash a run
@@ -78,7 +84,13 @@ def evaluate_set(sampler, problems: list[Problem], label: str, *, task, template
     out[metric_key(label, "maj", n)] = float(np.mean(majority))
     out[metric_key(label, "format_rate")] = float(np.mean(fmt))
     out.update(share_diagnostics(task, texts, f"eval/{label}/"))
-    return EvalResult(label, n, counts_arr, out, [p.id for p in problems])
+    return EvalResult(label, n, counts_arr, out, [p.id for p in problems], generated, len(problems) * n)
+
+
+POWER_STEP = 1
+"""The step an evaluation-only power-sampling run (`eval.sampler: power`, train.steps 0) logs its power-sampling
+evaluation at; step 0 holds the plain evaluation of the same base model, so a verdict's first-to-last gain is power's
+gain over plain sampling (studykit.engine.trainer)."""
 
 
 def label_for(cfg, curve: dict[int, float]) -> str:

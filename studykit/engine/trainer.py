@@ -5,6 +5,11 @@ surrogate with clip-higher, token-mean loss, no KL, dynamic sampling. Departures
 length) are settings in the params files, not code paths. Every run logs to MLflow (see README's metric table),
 checkpoints every `train.checkpoint_every` steps, and resumes its own MLflow run when restarted.
 
+Evaluation-only power sampling (`eval.sampler: power`, train.steps 0): after the plain step-0 evaluation of the base
+model, the same eval sets are sampled again with `studykit.policy.sampling.power` and logged at step POWER_STEP (1),
+with `eval/<set>/tokens_per_answer` at both steps, `token_cost_multiple` and `power_accept_rate` at step 1. Such a run
+has no checkpoint: killed during the power evaluation, it is rerun from the start.
+
 Metric history on resume (each step once): metrics are buffered in memory (`studykit.engine.metric_buffer`) and written
 right after each checkpoint is saved and at the end; the checkpoint keeps the unwritten ones, so a kill between the
 save and the write loses nothing. A run killed at step 13 after its checkpoint at 10 has steps 1-10 in MLflow;
@@ -44,7 +49,7 @@ from studykit.tracking import experiment as tracking
 from studykit.engine.evaluation import label_for
 from studykit.engine.metric_buffer import MetricBuffer, replay
 from studykit.config.schema import RunConfig
-from studykit.engine.evaluation import counts_artifact, evaluate_set, metric_key
+from studykit.engine.evaluation import POWER_STEP, counts_artifact, evaluate_set, metric_key
 from studykit.policy.models import from_config
 from studykit.engine.rollout import collect
 from studykit.policy.sampling import make_sampler
@@ -111,6 +116,8 @@ def train(cfg: RunConfig, progress: bool = True) -> TrainResult:
             _restore(run, state)
         try:
             _loop(run, ckpt, progress)
+            if cfg.eval.sampler == "power":
+                _power_evaluate(run)
             _check_reward_variance(run)
             _log_artifacts(run)
         except KeyboardInterrupt:
@@ -280,15 +287,46 @@ def _update(run: _Run, rolls) -> dict[str, float]:
     return update.update(run.policy, run.optimizer, rolls, run.cfg, run.step, run.reference)
 
 
-def _evaluate(run: _Run, step: int) -> None:
+def _power_evaluate(run: _Run) -> None:
+    """`eval.sampler: power` (train.steps 0): the base model's evaluation again with power sampling, logged at
+    POWER_STEP beside step 0's plain one, with its token cost over plain sampling's; written at once (no checkpoint)."""
+    p = run.cfg.eval.power
+    sampler = make_sampler("power", run.policy, alpha=p.alpha, blocks=p.blocks, mh_steps=p.mh_steps,
+                           **run.cfg.train.sampler_options)
+    try:
+        _evaluate(run, POWER_STEP, sampler)
+    finally:
+        sampler.close()
+    run.metrics.flush(run.run_id)
+
+
+def _token_metrics(run: _Run, res, step: int, sampler) -> dict[str, float]:
+    """Power-sampling runs only: tokens generated per answer, and at POWER_STEP their multiple of step 0's and the
+    MH acceptance rate."""
+    if run.cfg.eval.sampler != "power":
+        return {}
+    per_answer = res.tokens_generated / res.answers
+    out = {metric_key(res.label, "tokens_per_answer"): per_answer}
+    plain = run.last.get(metric_key(res.label, "tokens_per_answer"))
+    if step == POWER_STEP and plain:
+        out[metric_key(res.label, "token_cost_multiple")] = per_answer / plain
+    stats = getattr(sampler, "last_stats", None) or {}
+    if stats.get("proposals"):
+        out[metric_key(res.label, "power_accept_rate")] = stats["accepted"] / stats["proposals"]
+    return out
+
+
+def _evaluate(run: _Run, step: int, sampler=None) -> None:
     cfg, t0 = run.cfg, time.perf_counter()
     out: dict[str, float] = {}
+    sampler = sampler or run.sampler
     for es, task, problems in run.eval_sets:
         template = cfg.data.template if es.task == cfg.data.task and cfg.data.template else task.template
-        res = evaluate_set(run.sampler, problems, es.label, task=task, template=template, tokenizer=run.policy.tokenizer,
+        res = evaluate_set(sampler, problems, es.label, task=task, template=template, tokenizer=run.policy.tokenizer,
                            n=cfg.eval.n_samples, ks=cfg.eval.ks, temperature=cfg.eval.temperature,
                            max_new_tokens=cfg.eval.max_new_tokens or cfg.train.max_new_tokens, seed=10_007 + step)
         out.update(res.metrics)
+        out.update(_token_metrics(run, res, step, sampler))
         mlflow.log_dict(res.counts_record(step), counts_artifact(es.label, step))  # per-problem counts (analysis)
     out["time/eval_s"] = time.perf_counter() - t0
     run.metrics.add(out, step)

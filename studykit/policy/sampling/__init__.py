@@ -1,11 +1,14 @@
 """Samplers: draw n completions per prompt from the current policy, with the log-prob of every sampled token.
 
-Two backends share one protocol (`Sampler`) and one result type (`Group`):
+Two backends share one protocol (`Sampler`) and one result type (`Group`), and a third kind wraps one of them:
 
 * `"hf"`  (`HFSampler`, studykit/policy/sampling/hf.py): batched `model.generate` on the training model itself, so
   it needs no weight sync. Runs everywhere (the CPU toy world, CI).
 * `"vllm"` (`VLLMSampler`, studykit/policy/sampling/vllm_backend.py): a vLLM engine over the frozen base weights with
   the policy's LoRA adapter saved and swapped in after every optimiser step under a fresh adapter id.
+* `"power"` (`PowerSampler`, studykit/policy/sampling/power.py): the base model's power distribution p^alpha by
+  Metropolis-Hastings over the hf backend (Karan & Du 2025). Evaluation-only: its `Group.logprobs` are the base
+  model's per-token log-probs of the returned response, not of a distribution it sampled from (see its docstring).
 
 Log-prob convention (both backends, identical to vLLM's `logprobs_mode="processed_logprobs"`):
 `log_softmax(logits / T)` after top-p masking, i.e. the distribution that was actually sampled from
@@ -26,11 +29,11 @@ if TYPE_CHECKING:  # models.py is optional at import time: samplers only duck-ty
 
 __all__ = ["Group", "Sampler", "make_sampler", "check_generate_args", "prompt_token_ids", "SAMPLER_KINDS"]
 
-SAMPLER_KINDS = ("hf", "vllm")
+SAMPLER_KINDS = ("hf", "vllm", "power")
 
 
 def make_sampler(kind: str, policy: "Policy", **options: Any) -> Sampler:
-    """A sampler of the given kind ("hf" | "vllm") over `policy`; options go to the backend's constructor."""
+    """A sampler of the given kind ("hf" | "vllm" | "power") over `policy`; options go to the backend's constructor."""
     if kind == "hf":
         from studykit.policy.sampling.hf import HFSampler
 
@@ -39,4 +42,8 @@ def make_sampler(kind: str, policy: "Policy", **options: Any) -> Sampler:
         from studykit.policy.sampling.vllm_backend import VLLMSampler
 
         return VLLMSampler(policy, **options)
+    if kind == "power":
+        from studykit.policy.sampling.power import PowerSampler
+
+        return PowerSampler(policy, **options)
     raise ValueError(f"sampler kind: expected one of {list(SAMPLER_KINDS)}, got {kind!r}")

@@ -174,6 +174,32 @@ class HFSampler:
         new = out.sequences[:, input_ids.shape[1]:]
         return new.tolist(), recorder.finish(new).tolist()
 
+    def continue_ids(self, rows: list[list[int]], caps: list[int], temperature: float,
+                     seed: int | None = None) -> list[list[int]]:
+        """Sampled continuations of token rows (a prompt's ids plus a response so far) at `temperature`, top-p 1:
+        at most `caps[i]` new ids for row i, ending after the first eos. Token level, so a response prefix is never
+        re-tokenised (power sampling, studykit.policy.sampling.power, scores the ids itself)."""
+        if len(rows) != len(caps) or any(not r for r in rows) or any(c < 1 for c in caps):
+            raise ValueError("continue_ids: expected one non-empty row and one cap >= 1 per row")
+        device = next(self.model.parameters()).device
+        out: list[list[int]] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self._seeded(seed, device), torch.inference_mode(), self._autocast():
+                for start in range(0, len(rows), self.max_batch):
+                    chunk, chunk_caps = rows[start:start + self.max_batch], caps[start:start + self.max_batch]
+                    ids, _ = self._generate_chunk(chunk, temperature, 1.0, max(chunk_caps), device)
+                    out += [row[:self._cut(row[:cap])] for row, cap in zip(ids, chunk_caps)]
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def _cut(self, ids: list[int]) -> int:
+        """Length of `ids` up to and including the first eos (all of it when there is none)."""
+        eos_at = next((i for i, t in enumerate(ids) if t in self.eos), None)
+        return len(ids) if eos_at is None else eos_at + 1
+
     def _append(self, group: Group, ids: list[int], lps: list[float]) -> None:
         eos_at = next((i for i, t in enumerate(ids) if t in self.eos), None)
         cut = len(ids) if eos_at is None else eos_at + 1
