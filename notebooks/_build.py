@@ -158,8 +158,10 @@ print(f"MLflow: the study's parent run {report.run_id} holds this report; `study
 YOUR_CLAIM_PARAMS = """# Parameters
 size = "full"  # "full": toy:strong, toy:weak-method, toy:weak-skill x {ground truth, the claim} x 3 seeds, 50 steps;
                # "tiny": the CI check (one small toy:custom model, 1 seed, 2 steps: its numbers mean nothing)
-max_chars = 56  # the claim's knob: a right answer longer than this is paid nothing (56: about the length of a
-                # reasoned toy answer, so roughly the shorter right ones are paid; the demo cell below shows three)
+max_chars = 53  # the claim's knob: a right answer longer than this is paid nothing. A reasoned toy answer runs 51-56
+                # characters (`<think> sum 7 14 23 29 33 </think> <answer> 33 </answer>` is 56, measured on
+                # toy:strong samples), so 53 pays the right answers whose running sums stay short and not the others
+                # (at 56 every right answer is paid and the claim is ground truth itself)
 predicts = "holds-everywhere"  # the card's prediction: holds-when-strong, holds-everywhere, fails-everywhere, ...
 workers = 2  # cells at once (each uses one core)
 uri = None  # MLflow tracking URI; None = $MLFLOW_TRACKING_URI, else ./mlruns
