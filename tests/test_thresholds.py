@@ -99,9 +99,9 @@ def test_the_alignment_curve_study_names_each_level_by_its_grid_key():
     cells = expand(Path(__file__).resolve().parents[1] / "params" / "studies" / "alignment_curve.yaml")
     aligned = [c.config for c in cells if c.config.rq == "alignment"]
     labels = sorted(c.model.label for c in aligned)
-    assert len(labels) == 11 and labels[0] == "method-05" and labels[-1] == "skill-80"
+    assert len(labels) == 10 and labels[0] == "method-05" and labels[-1] == "skill-80"
     assert {c.model.name for c in aligned} == {"toy:custom"}
-    assert len({c.config_hash() for c in aligned}) == 11  # different knobs, different runs
-    cfg = next(c.config for c in cells if c.name == "random-skill-45-toy-s1")
-    assert run_tags(cfg)["model"] == "skill-45" and group_name(cfg) == "rq1 random | skill-45 | toy"
-    assert cfg.model.toy["slip_rate"] == 0.45
+    assert len({c.config_hash() for c in aligned}) == 10  # different knobs, different runs
+    cfg = next(c.config for c in cells if c.name == "random-skill-60-toy-s1")
+    assert run_tags(cfg)["model"] == "skill-60" and group_name(cfg) == "rq1 random | skill-60 | toy"
+    assert cfg.model.toy["slip_rate"] == 0.6 and cfg.train.steps == 60 and cfg.eval.every == 30
