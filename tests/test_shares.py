@@ -10,7 +10,7 @@ from studykit.analysis import shares
 
 
 def _run(rq, claim, seed, sum_, count, model="m1"):
-    return {"rq": rq, "claim": claim, "model": model, "task": "toy", "seed": str(seed), "params.eval.sets": None,
+    return {"rq": rq, "claim": claim.partition("@")[0], "condition": claim, "model": model, "task": "toy", "seed": str(seed), "params.eval.sets": None,
             "metrics.eval/toy/pass_at_1": 0.5, "metrics.eval/toy/method_share/sum": sum_,
             "metrics.eval/toy/method_share/count": count, "metrics.eval/other/method_share/sum": 0.99}
 
@@ -18,9 +18,9 @@ def _run(rq, claim, seed, sum_, count, model="m1"):
 def test_final_shares_counts_each_seeds_winner_and_skips_other_sets():
     runs = pd.DataFrame([_run("ablation", "random@mb4x4", 0, 0.9, 0.1), _run("ablation", "random@mb4x4", 1, 0.2, 0.8),
                          _run("ablation", "random@mb4x4", 2, 0.1, 0.9), _run("alignment", "alignment", 0, 0.5, 0.5),
-                         _run("report", "x", 0, 1.0, 0.0)])
+                         _run("report", "x", 0, 1.0, 0.0), _run("rq1", "random", 0, 0.3, 0.7)])
     records = {r["claim"]: r for r in shares.final_shares(runs)}
-    assert set(records) == {"random@mb4x4", shares.BASE}  # the report run is not a claim run
+    assert set(records) == {"random@mb4x4", "random", shares.BASE}  # an ablation keeps its own row; no report run
     rec = records["random@mb4x4"]
     assert rec["n_seeds"] == 3 and rec["dominant"] == {"count": 2, "sum": 1}
     assert abs(rec["mean"]["sum"] - 0.4) < 1e-9 and rec["max_share_per_seed"] == [0.8, 0.9, 0.9]

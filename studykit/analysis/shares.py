@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from studykit.analysis.runs import primary_set
-from studykit.analysis.verdicts import CLAIM_RQS
+from studykit.analysis.verdicts import CLAIM_RQS, label
 
 _SHARE = re.compile(r"^metrics\.eval/(?P<set>[^/]+)/(?P<stat>[^/]+)/(?P<cat>[^/]+)$")
 BASE = "base (alignment run)"
@@ -42,7 +42,7 @@ def final_shares(runs: pd.DataFrame) -> list[dict[str, Any]]:
     wanted = runs[runs["rq"].isin((*CLAIM_RQS, "alignment"))]
     groups: dict[tuple, list[tuple[str, dict[str, float]]]] = {}
     for _, run in wanted.iterrows():
-        claim = BASE if run["rq"] == "alignment" else str(run["claim"])
+        claim = BASE if run["rq"] == "alignment" else label(run)  # ablation runs: `<condition>@<ablation>`
         for stat, cats in _shares_of(run).items():
             groups.setdefault((claim, str(run["model"]), str(run["task"]), stat), []).append((str(run["seed"]), cats))
     records = []
