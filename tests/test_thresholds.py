@@ -46,8 +46,42 @@ def test_the_interval_holds_a_known_crossing():
     ci = crossing_interval(levels, 0.7, n_boot=300)
     assert ci.crossing.side == CROSSES
     assert abs(ci.crossing.value - 0.58) < 0.04
-    assert ci.lo <= 0.58 <= ci.hi and ci.hi - ci.lo < 0.15
-    assert ci.share_below == 0 and ci.share_above == 0
+    assert ci.lo <= 0.58 <= ci.hi and ci.hi - ci.lo <= 0.2 + 1e-9  # the brackets: levels 0.5-0.6, at most 0.7
+    assert {round(ci.lo, 6), round(ci.hi, 6)} <= {0.4, 0.5, 0.6, 0.7}  # an interval's ends are swept levels
+    assert ci.interp_lo <= 0.58 <= ci.interp_hi and ci.share_below == 0 and ci.share_above == 0
+
+
+def _study_design(true_ratio, xs, rng, seeds=3, problems=128, gt_gain=0.4, sd=0.35, seed_sd=0.03):
+    """Levels as the alignment_curve study makes them: 3 paired seeds x 128 problems, per-problem pass@1 deltas with
+    a problem spread and a per-seed shift (sizes read off the study's runs: deltas of about +/-0.35 per problem)."""
+    out = []
+    for i, x in enumerate(xs):
+        gt = gt_gain + rng.normal(0, seed_sd, (seeds, 1)) + rng.normal(0, sd, (seeds, problems))
+        claim = true_ratio(x) * gt_gain + rng.normal(0, seed_sd, (seeds, 1)) + rng.normal(0, sd, (seeds, problems))
+        out.append(Level(f"L{i}", x, claim, gt))
+    return out
+
+
+@pytest.mark.parametrize("shape", ["step", "ramp"])
+@pytest.mark.parametrize("threshold", [0.3, 0.7])
+def test_the_crossing_interval_covers_the_true_crossing_on_the_studys_design(shape, threshold):
+    """Coverage simulation: six levels at the method axis's pass@1 values, a true ratio curve with a known crossing,
+    200 simulated studies. The bracketed interval must cover the truth at least 95% of the time; the interval of the
+    interpolated crossings alone must not, for a curve that is steep between two levels (so the test can fail)."""
+    xs = [0.03, 0.08, 0.13, 0.22, 0.34, 0.48]
+    curves = {"step": (lambda x: -0.5 if x < 0.36 else 1.0, {0.3: 0.36, 0.7: 0.36}),  # jumps between 0.34 and 0.48
+              "ramp": (lambda x: float(np.clip((x - 0.05) / 0.4, 0, 1)), {0.3: 0.17, 0.7: 0.33})}
+    true_ratio, truth = curves[shape]
+    rng = np.random.default_rng(7)
+    covered = interp_covered = 0
+    n = 200
+    for _ in range(n):
+        ci = crossing_interval(_study_design(true_ratio, xs, rng), threshold, n_boot=200, seed=int(rng.integers(1e6)))
+        covered += ci.lo <= truth[threshold] <= ci.hi
+        interp_covered += ci.interp_lo <= truth[threshold] <= ci.interp_hi
+    assert covered / n >= 0.95
+    if shape == "step":
+        assert interp_covered / n < 0.5
 
 
 def test_a_claim_that_never_turns_on_gives_an_interval_open_above():

@@ -184,8 +184,10 @@ def _fmt_interval(row: CurveRow) -> str:
 def markdown(rows: list[CurveRow], agreements: list[Agreement]) -> str:
     lines = ["# Where each claim turns on", "",
              "The alignment at which the isotonic (non-decreasing) fit of the claim's ratio to ground truth reaches "
-             "the `holds` and `partial` thresholds, with a 95% bootstrap interval over seeds and problems within each "
-             "level (open-ended when replicates turn on outside the swept range; `studykit.analysis.thresholds`).",
+             "the `holds` and `partial` thresholds (linearly interpolated between the two levels around it), with a "
+             "95% bootstrap interval over seeds and problems within each level whose ends are swept levels: the data "
+             "place a crossing between two levels, not at a point (open-ended when replicates turn on outside the "
+             "swept range; `studykit.analysis.thresholds`).",
              "", "| claim | task | axis | measure | turns `partial` at | turns `holds` at | levels (x: ratio) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     by_key: dict[tuple, dict[str, CurveRow]] = {}

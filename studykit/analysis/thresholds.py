@@ -17,10 +17,14 @@ interval. Pure: numpy and scipy, no MLflow.
   answers, not errors.
 - `crossing_interval`: replicates of each level's claim and ground-truth means (`metrics.seed_problem_bootstrap`:
   a problem bootstrap plus a Student-t seed layer, so every level needs at least two seeds; drawn independently per
-  level, the levels being separate models), each level's ratio recomputed, refitted and crossed. Replicates that
-  turn on below the range count as -inf and those that never turn on as +inf, so an interval can be open on either
-  side; the share of each is reported. Its coverage is not simulated here (the verdict interval's is,
-  tests/test_interval_coverage.py); read it as the spread that the levels' own uncertainty allows.
+  level, the levels being separate models), each level's ratio recomputed, refitted and crossed. The interval is
+  made of each replicate's *bracket*, the two swept levels the fit crosses between (`bracket`): its lower end is a
+  low quantile of the brackets' left ends, its upper end a high quantile of their right ends. The levels are all a
+  study observes, so where between two levels the claim turns on is not identified by the data: an interval
+  from the interpolated crossings alone was as narrow as [0.398, 0.400] on a real study whose crossing lay
+  somewhere between levels at 0.34 and 0.48. Replicates that turn on below the range count as -inf and those that
+  never turn on as +inf, so an interval can be open on either side; the share of each is reported. Its coverage
+  is simulated on the study's design, true curves steep and gradual (tests/test_thresholds.py).
 - `predictiveness`: how well an alignment measure (pass@1, pass@k, the area under the pass@k curve) orders the
   levels' ratios: Spearman's rank correlation with a bootstrap interval over levels.
 
@@ -79,6 +83,8 @@ class CrossingInterval:
     share_below: float  # share of replicates that turn on below the range
     share_above: float  # share that never turn on within it
     n_boot: int
+    interp_lo: float = math.nan  # percentile interval of the interpolated crossings alone: narrower, and it misses a
+    interp_hi: float = math.nan  # curve that is steep between two levels (kept to show why the bracket is used)
 
 
 def monotone_fit(x: Sequence[float], ratio: Sequence[float], weight: Sequence[float] | None = None) -> np.ndarray:
@@ -105,6 +111,17 @@ def crossing(x: Sequence[float], fit: Sequence[float], threshold: float) -> Cros
     x0, x1, f0, f1 = xs[i - 1], xs[i], fs[i - 1], fs[i]
     value = x1 if f1 == f0 else x0 + (threshold - f0) * (x1 - x0) / (f1 - f0)
     return Crossing(threshold, float(value), CROSSES)
+
+
+def bracket(x: Sequence[float], fit: Sequence[float], threshold: float) -> tuple[float, float]:
+    """The two sorted levels the non-decreasing `fit` crosses `threshold` between: (last level below it, first level
+    at or above it); (-inf, first level) when it is reached everywhere, (last level, +inf) when nowhere."""
+    xs, fs = np.sort(np.asarray(x, dtype=float)), np.asarray(fit, dtype=float)
+    reached = np.flatnonzero(fs >= threshold)
+    if reached.size == 0:
+        return float(xs[-1]), math.inf
+    i = int(reached[0])
+    return (-math.inf if i == 0 else float(xs[i - 1])), float(xs[i])
 
 
 def _as_number(c: Crossing) -> float:
@@ -134,20 +151,25 @@ def crossing_interval(levels: Sequence[Level], threshold: float, n_boot: int = 1
     point = crossing(np.sort(xs), monotone_fit(xs, [lv.ratio for lv in levels], [lv.weight for lv in levels]),
                      threshold)
     reps = [_level_replicates(lv, n_boot, seed + 7919 * i) for i, lv in enumerate(levels)]
-    values = np.empty(n_boot)
+    values, lefts, rights = np.full(n_boot, math.nan), np.full(n_boot, math.nan), np.full(n_boot, math.nan)
     for b in range(n_boot):
         gt = np.array([g[b] for _, g in reps])
         keep = gt > 0
         ratios = np.array([c[b] for c, _ in reps])[keep] / gt[keep]
         if keep.sum() < 2:
-            values[b] = math.nan
             continue
         fit = monotone_fit(xs[keep], ratios, [lv.weight for lv, k in zip(levels, keep) if k])
         values[b] = _as_number(crossing(np.sort(xs[keep]), fit, threshold))
-    values = values[~np.isnan(values)]
-    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2], method="inverted_cdf") if values.size else (math.nan,) * 2
+        lefts[b], rights[b] = bracket(xs[keep], fit, threshold)
+    ok = ~np.isnan(values)
+    values, lefts, rights = values[ok], lefts[ok], rights[ok]
+    if not values.size:
+        return CrossingInterval(point, math.nan, math.nan, math.nan, math.nan, 0)
+    lo = np.quantile(lefts, alpha / 2, method="inverted_cdf")
+    hi = np.quantile(rights, 1 - alpha / 2, method="inverted_cdf")
+    interp = np.quantile(values, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
     return CrossingInterval(point, float(lo), float(hi), float(np.mean(values == -math.inf)),
-                            float(np.mean(values == math.inf)), int(values.size))
+                            float(np.mean(values == math.inf)), int(values.size), float(interp[0]), float(interp[1]))
 
 
 def pass_at_k_area(curve: dict[int, float]) -> float:
