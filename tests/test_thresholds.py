@@ -139,3 +139,27 @@ def test_the_alignment_curve_study_names_each_level_by_its_grid_key():
     cfg = next(c.config for c in cells if c.name == "random-skill-60-toy-s1")
     assert run_tags(cfg)["model"] == "skill-60" and group_name(cfg) == "rq1 random | skill-60 | toy"
     assert cfg.model.toy["slip_rate"] == 0.6 and cfg.train.steps == 60 and cfg.eval.every == 30
+
+
+@pytest.mark.parametrize("n_levels, spread, at_least, below", [(10, 0.05, 0.88, None), (10, 0.3, 0.9, None),
+                                                                (10, 1.0, 0.9, None), (6, 0.05, None, 0.9)])
+def test_the_rank_agreement_interval_covers_at_ten_levels_and_not_at_six(n_levels, spread, at_least, below):
+    """Coverage simulation of `predictiveness`: levels drawn from a population of models (x uniform, ratio = x plus
+    noise of sd `spread`), the population's Spearman rho as the truth (computed on 200k draws). The report gives the
+    interval from MIN_RANK_LEVELS = 10 levels on because at 6 a near-perfect agreement is undercovered."""
+    from studykit.analysis.curve import MIN_RANK_LEVELS
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, 200_000)
+    truth = spearmanr(x, x + rng.normal(0, spread, x.size)).statistic
+    n, covered = 100, 0
+    for _ in range(n):
+        xs = rng.uniform(0, 1, n_levels)
+        a = predictiveness("m", xs, xs + rng.normal(0, spread, n_levels), n_boot=200, seed=int(rng.integers(1e6)))
+        covered += a.lo <= truth <= a.hi
+    assert MIN_RANK_LEVELS == 10
+    if at_least is not None:
+        assert covered / n >= at_least
+    if below is not None:
+        assert covered / n < below
