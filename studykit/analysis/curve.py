@@ -9,7 +9,8 @@ paired seed by seed with ground truth, as the verdict table (`studykit.analysis.
 study's `holds` and `partial` thresholds is estimated there. A level enters a crossing when ground truth gained on
 it (a ratio exists) and it has two or more paired seeds. Measures, from each model's alignment run:
 `pass@1`, `pass@k` (k of its alignment label, else the largest logged), `pass@k area` (the curve's normalised area
-against log2 k). The rank agreement of a measure with the ratios is given from ten levels on (with fewer, resampling
+against log2 k), and `maj@n` (the share of problems whose most frequent answer among n samples is right: the
+quantity a self-reward's label depends on) where the alignment run logged it. The rank agreement of a measure with the ratios is given from ten levels on (with fewer, resampling
 levels gives an interval that undercovers a near-perfect agreement: see MIN_RANK_LEVELS). Reads nothing itself: `studykit.analysis.report` passes the runs and counts.
 """
 
@@ -30,11 +31,12 @@ from studykit.analysis.runs import Counts, pass_columns, primary_set
 from studykit.analysis.verdicts import CLAIM_RQS, _common_ids, _evidence, _seeds, label
 from studykit.scoring import metrics
 
-MEASURES = ("pass@1", "pass@k", "pass@k area")
+MEASURES = ("pass@1", "pass@k", "pass@k area", "maj@n")  # maj@n: only where the alignment run logged it
 MIN_LEVELS = 3
 MIN_RANK_LEVELS = 10  # the level bootstrap's 95% interval covered 0.92-0.98 at 10 levels but 0.68-0.79 at 6-8 when the
 # true agreement is near-perfect (coverage simulation in tests/test_thresholds.py and the note of issue 23)
 _ALIGN_K = re.compile(r"pass@(\d+)=")
+_MAJ = re.compile(r"^metrics\.eval/(?P<set>.+)/maj(?:_at)?_(?P<n>\d+)$")  # evaluation.metric_key
 
 
 def alignment_measures(runs: pd.DataFrame) -> dict[tuple[str, str], dict[str, float]]:
@@ -50,8 +52,11 @@ def alignment_measures(runs: pd.DataFrame) -> dict[tuple[str, str], dict[str, fl
             continue
         m = _ALIGN_K.search(str(run.get("alignment") or ""))
         k = int(m[1]) if m and int(m[1]) in curve else max(curve)
-        out[(run["model"], run["task"])] = {"pass@1": curve[1], "pass@k": curve[k], "k": float(k),
-                                            "pass@k area": th_mod.pass_at_k_area(curve)}
+        found = {"pass@1": curve[1], "pass@k": curve[k], "k": float(k), "pass@k area": th_mod.pass_at_k_area(curve)}
+        maj = [c for c in run.index if _MAJ.match(c) and _MAJ.match(c)["set"] == eval_set and pd.notna(run[c])]
+        if maj:  # the largest n logged: is the base model's most frequent answer right?
+            found["maj@n"] = float(run[max(maj, key=lambda c: int(_MAJ.match(c)["n"]))])
+        out[(run["model"], run["task"])] = found
     return out
 
 
@@ -130,7 +135,8 @@ def alignment_curve(runs: pd.DataFrame, hist: pd.DataFrame, counts: dict[str, di
                 on_axis = [lv for lv in levels if lv[0] in members]
                 rows += _crossings(claim, task, axis, on_axis, th, n_boot, seed)
             for measure in MEASURES:
-                pts = [(lv[1][measure], lv[2].ratio) for lv in levels if math.isfinite(lv[2].ratio)]
+                pts = [(lv[1][measure], lv[2].ratio) for lv in levels
+                       if math.isfinite(lv[2].ratio) and measure in lv[1]]
                 if len(pts) >= MIN_RANK_LEVELS:
                     a = th_mod.predictiveness(measure, *zip(*pts), seed=seed)
                     agreements.append(Agreement(claim, task, measure, a.rho, a.lo, a.hi, a.n_levels))
@@ -154,7 +160,7 @@ def _crossings(claim, task, axis, levels, th, n_boot, seed) -> list[CurveRow]:
     gained = [lv for lv in levels if math.isfinite(lv[2].ratio) and lv[2].claim.shape[0] >= 2]
     if len(gained) < MIN_LEVELS:
         return out
-    for measure in MEASURES:
+    for measure in [m for m in MEASURES if all(m in lv[1] for lv in gained)]:
         placed = [th_mod.Level(lv[2].name, lv[1][measure], lv[2].claim, lv[2].gt) for lv in gained]
         facts = [_facts(lv, n_boot, seed) for lv in placed]
         for name in ("holds", "partial"):
