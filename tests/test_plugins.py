@@ -22,8 +22,8 @@ from studykit.engine import grpo, trainer
 from studykit.infra.plugins import PluginError
 from studykit.scoring import plugins
 from studykit.tasks import Problem
+from plugin_helpers import EXAMPLE, loose_module
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "my_claim"
 REWARD = "my_claim.rewards:short_answer"
 ESTIMATOR = "my_claim.estimators:centred_sign"
 PROBLEM = Problem("p0", "1+1", "2", {"task": "toy"})
@@ -38,13 +38,6 @@ def example(monkeypatch):
     """examples/my_claim importable as a loose package (on sys.path, not installed)."""
     monkeypatch.syspath_prepend(str(EXAMPLE))
 
-
-def _module(tmp_path, monkeypatch, name: str, source: str) -> str:
-    """A loose module `name` in tmp_path, importable (tmp_path on sys.path)."""
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)  # another test's module of the same name
-    return name
 
 
 def _dist(root: Path, monkeypatch, entry_points: str, name: str = "my-claim-fake", version: str = "0.3.0") -> None:
@@ -91,7 +84,7 @@ def test_plugin_estimator_runs_per_group(example):
 
 
 def test_hanging_reward_is_cut_at_its_deadline(tmp_path, monkeypatch):
-    mod = _module(tmp_path, monkeypatch, "hangs", """
+    mod = loose_module(tmp_path, monkeypatch, "hangs", """
         def reward(completions, problem, verify, rng):
             while True:
                 pass
@@ -117,7 +110,7 @@ def test_hostile_completions_reach_the_plugin_bounded(example):
     ("raise RuntimeError('boom')", r"reward plug-in 'badret:reward' \[badret:reward#\w+\] raised RuntimeError: boom"),
 ])
 def test_bad_reward_results_name_the_plugin(tmp_path, monkeypatch, body, match):
-    mod = _module(tmp_path, monkeypatch, "badret", f"def reward(completions, problem, verify, rng):\n    {body}\n")
+    mod = loose_module(tmp_path, monkeypatch, "badret", f"def reward(completions, problem, verify, rng):\n    {body}\n")
     with pytest.raises(PluginError, match=match):
         plugins.reward(f"{mod}:reward", verify=_exact)(["a", "b"], PROBLEM, rng=np.random.default_rng(0))
 
@@ -180,7 +173,7 @@ GOOD_TASK = """
 
 
 def test_a_task_plugin_is_a_task(tmp_path, monkeypatch):
-    mod = _module(tmp_path, monkeypatch, "my_tasks", GOOD_TASK)
+    mod = loose_module(tmp_path, monkeypatch, "my_tasks", GOOD_TASK)
     name = f"{mod}:Parity"
     cfg = validate({"data": {"task": name, "task_options": {"width": 4}, "train_split": "train"},
                     "eval": {"sets": [{"task": name, "split": "test"}]}})
@@ -254,8 +247,8 @@ PLUG = """
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_params_check_refuses_bad_plugins_before_anything_runs(tmp_path, monkeypatch, capsys, case):
-    _module(tmp_path, monkeypatch, "plug", PLUG)
-    _module(tmp_path, monkeypatch, "broken", "x = 1 / 0\n")
+    loose_module(tmp_path, monkeypatch, "plug", PLUG)
+    loose_module(tmp_path, monkeypatch, "broken", "x = 1 / 0\n")
     monkeypatch.chdir(tmp_path)  # the default store would be ./mlruns
     config, field, expected = BAD[case]
     db = tmp_path / "store" / "mlflow.db"
@@ -273,7 +266,7 @@ def test_params_check_refuses_bad_plugins_before_anything_runs(tmp_path, monkeyp
 
 
 def test_editing_a_plugin_changes_the_config_hash_and_the_code_run(tmp_path, monkeypatch):
-    mod = _module(tmp_path, monkeypatch, "editable", """
+    mod = loose_module(tmp_path, monkeypatch, "editable", """
         def reward(completions, problem, verify, rng):
             return [1.0] * len(completions)
     """)
@@ -314,7 +307,7 @@ def test_loose_plugins_train_end_to_end(tmp_path, toy_learner, example):
 
 
 def test_a_raising_plugin_fails_its_run_named(tmp_path, toy_learner, monkeypatch):
-    mod = _module(tmp_path, monkeypatch, "raises", """
+    mod = loose_module(tmp_path, monkeypatch, "raises", """
         def reward(completions, problem, verify, rng):
             raise KeyError("no such thing")
     """)

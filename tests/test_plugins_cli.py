@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +14,8 @@ from studykit.cli import commands as cli
 from studykit.cli.score import EXAMPLES, EXAMPLES_DIR, read_completions
 from studykit.scoring import plugins, rewards
 from studykit.tasks import get as get_task
+from plugin_helpers import EXAMPLE, loose_module
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "my_claim"
 REWARD = "my_claim.rewards:short_answer"
 TOY_FILE = EXAMPLES_DIR / EXAMPLES["toy"][0]
 
@@ -26,12 +24,6 @@ TOY_FILE = EXAMPLES_DIR / EXAMPLES["toy"][0]
 def example(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
 
-
-def _module(tmp_path, monkeypatch, name: str, source: str) -> str:
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)
-    return name
 
 
 def _score(capsys, *args) -> tuple[int, str, str]:
@@ -109,7 +101,7 @@ def test_a_bad_reward_is_refused_by_name_with_no_report(capsys, example, case):
 
 
 def test_a_raising_plugin_stops_score_named(tmp_path, monkeypatch, capsys):
-    mod = _module(tmp_path, monkeypatch, "score_raises", """
+    mod = loose_module(tmp_path, monkeypatch, "score_raises", """
         def reward(completions, problem, verify, rng):
             raise KeyError("nope")
     """)
@@ -119,7 +111,7 @@ def test_a_raising_plugin_stops_score_named(tmp_path, monkeypatch, capsys):
 
 
 def test_a_hanging_plugin_is_cut_and_reported(tmp_path, monkeypatch, capsys):
-    mod = _module(tmp_path, monkeypatch, "score_hangs", """
+    mod = loose_module(tmp_path, monkeypatch, "score_hangs", """
         def reward(completions, problem, verify, rng):
             while True:
                 pass

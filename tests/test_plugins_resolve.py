@@ -3,8 +3,6 @@ the config hash reads cached identities; an edited plug-in file (mtime/size) is 
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +12,8 @@ from studykit.config.schema import validate
 from studykit.engine import grpo, trainer
 from studykit.infra import plugins as infra
 from studykit.scoring.plugins import PluginEstimator
+from plugin_helpers import EXAMPLE, loose_module
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "my_claim"
 ESTIMATOR = "my_claim.estimators:centred_sign"
 
 
@@ -34,13 +32,6 @@ def counted(monkeypatch):
     yield calls
     infra.clear_cache()
 
-
-def _module(tmp_path, monkeypatch, name: str, source: str) -> Path:
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(source))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)
-    return path
 
 
 def test_a_run_of_n_steps_resolves_its_estimator_once(tmp_path, toy_learner, monkeypatch, counted):
@@ -74,7 +65,8 @@ def test_a_run_of_n_steps_resolves_its_estimator_once(tmp_path, toy_learner, mon
 
 
 def test_the_config_hash_reads_cached_identities_until_the_file_changes(tmp_path, monkeypatch, counted):
-    path = _module(tmp_path, monkeypatch, "cached_est", """
+    path = tmp_path / "cached_est.py"
+    loose_module(tmp_path, monkeypatch, "cached_est", """
         def est(rewards):
             return rewards - rewards.mean()
     """)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,8 @@ from studykit.integrations.verl import compute_score, decode_options, encode_opt
 from studykit.integrations.verl_export import export
 from studykit.scoring import plugins, rewards
 from studykit.tasks import get as get_task
+from plugin_helpers import EXAMPLE, loose_module
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "my_claim"
 REWARD = "my_claim.rewards:short_answer"
 ESTIMATOR = "my_claim.estimators:centred_sign"
 BASE = {
@@ -48,12 +47,6 @@ def cfg_of(tmp_path, **sections):
     data["tracking"] = {"uri": f"sqlite:///{tmp_path}/mlflow.db", "checkpoint_dir": str(tmp_path / "ckpt")}
     return validate(data)
 
-
-def _module(tmp_path, monkeypatch, name: str, source: str) -> str:
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)
-    return name
 
 
 @pytest.fixture
@@ -144,7 +137,7 @@ def test_the_estimator_plugin_is_registered_from_the_environment(exported, monke
 
 
 def test_a_group_level_reward_and_task_plugins_are_refused_by_name(tmp_path, monkeypatch):
-    mod = _module(tmp_path, monkeypatch, "groupwise", """
+    mod = loose_module(tmp_path, monkeypatch, "groupwise", """
         def reward(completions, problem, verify, rng):
             return [float(len(c) == min(map(len, completions))) for c in completions]
     """)
@@ -155,7 +148,7 @@ def test_a_group_level_reward_and_task_plugins_are_refused_by_name(tmp_path, mon
     with pytest.raises(ValueError, match="per_completion"):
         export(cfg, tmp_path / "nothing", create_run=False)
     assert not (tmp_path / "nothing").exists()  # refused before anything is written
-    _module(tmp_path, monkeypatch, "my_tasks", """
+    loose_module(tmp_path, monkeypatch, "my_tasks", """
         from studykit.tasks import Problem
 
         class Parity:

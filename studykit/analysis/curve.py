@@ -53,9 +53,10 @@ def alignment_measures(runs: pd.DataFrame) -> dict[tuple[str, str], dict[str, fl
         m = _ALIGN_K.search(str(run.get("alignment") or ""))
         k = int(m[1]) if m and int(m[1]) in curve else max(curve)
         found = {"pass@1": curve[1], "pass@k": curve[k], "k": float(k), "pass@k area": th_mod.pass_at_k_area(curve)}
-        maj = [c for c in run.index if _MAJ.match(c) and _MAJ.match(c)["set"] == eval_set and pd.notna(run[c])]
+        maj = {int(m["n"]): c for c in run.index
+               if (m := _MAJ.match(c)) and m["set"] == eval_set and pd.notna(run[c])}
         if maj:  # the largest n logged: is the base model's most frequent answer right?
-            found["maj@n"] = float(run[max(maj, key=lambda c: int(_MAJ.match(c)["n"]))])
+            found["maj@n"] = float(run[maj[max(maj)]])
         out[(run["model"], run["task"])] = found
     return out
 
