@@ -143,6 +143,19 @@ def test_vllm_sleep_frees_its_share_during_the_update(qwen):
     assert _part(asleep, "vLLM asleep") == plan.VLLM_ASLEEP
 
 
+def test_power_sampling_adds_its_scoring_pass_to_the_sampling_phase(qwen):
+    """An evaluation-only power run holds one scoring pass of at least LOGIT_ELEMENTS logits (one 3072-token row of
+    Qwen's vocabulary is more) at 14 bytes each, beside the engine; nothing in an update phase."""
+    from studykit.policy.sampling.power_hf import LOGIT_ELEMENTS
+
+    plain = _shape(finetune="lora", trains=False, response=3072, rollout_rows=128)
+    sample, update, _ = plan.parts_of(qwen, replace(plain, power=True), 80 * GiB)
+    assert update == [] and _part(sample, "power scoring pass") == 14 * 3073 * qwen.vocab > 14 * LOGIT_ELEMENTS
+    short = plan.parts_of(qwen, replace(plain, power=True, response=64), 80 * GiB)[0]
+    assert _part(short, "power scoring pass") == 14 * LOGIT_ELEMENTS
+    assert "power scoring pass" not in {p.name for p in plan.parts_of(qwen, plain, 80 * GiB)[0]}
+
+
 # ---- refusals name the setting to change
 
 

@@ -55,9 +55,12 @@ def test_power_config_rules(tmp_path):
     other = validate(_raw(tmp_path, knobs, sampler="power", power={"mh_steps": 3}))
     assert len({plain.config_hash(), power.config_hash(), other.config_hash()}) == 3
     assert power.eval.power.alpha == 4 and power.eval.power.blocks == 16 and power.eval.power.mh_steps == 10
+    over_vllm = _raw(tmp_path, knobs, sampler="power")
+    over_vllm["train"] = {**over_vllm["train"], "sampler": "vllm"}
+    over_vllm["model"] = {**over_vllm["model"], "finetune": "lora"}
+    assert validate(over_vllm).train.sampler == "vllm"  # power sampling over the vllm backend
     bad = [
         ({"train": {"steps": 3}}, {"sampler": "power"}, "eval.sampler: got 'power' with train.steps 3"),
-        ({"train": {"steps": 0, "sampler": "vllm"}}, {"sampler": "power"}, "power sampling over vllm is not implemented"),
         ({"train": {"steps": 0, "sampler": "power"}}, {}, "train.sampler: got 'power'"),
         ({}, {"power": {"alpha": 2}}, "eval.power: got ['alpha'] with eval.sampler 'plain'"),
         ({}, {"sampler": "power", "power": {"blocks": 0}}, "eval.power.blocks"),

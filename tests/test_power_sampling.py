@@ -44,6 +44,17 @@ class TableModel:
     def __init__(self) -> None:
         self.generated = 0
 
+    def sync(self, policy):
+        pass
+
+    def budget(self, prompt_ids, max_new_tokens):
+        return max_new_tokens
+
+    def propose(self, rows, caps, temperature, alpha, seed):
+        new = self.extend(rows, caps, temperature / alpha, seed)
+        return [(s, lp, lq) for s, (lp, lq) in zip(new, self.score([r + s for r, s in zip(rows, new)],
+                                                                 [len(s) for s in new], temperature, alpha))]
+
     def extend(self, rows, caps, temperature, seed):
         rng = np.random.default_rng(seed)
         out = []
@@ -259,10 +270,14 @@ def test_hf_score_matches_teacher_forcing(policy):
 
 
 def test_power_sampler_refuses_what_it_cannot_do(policy):
-    with pytest.raises(ValueError, match="base: power sampling over vllm is not implemented"):
-        make_sampler("power", policy, base="vllm")
-    with pytest.raises(ValueError, match="base: expected 'hf'"):
+    with pytest.raises(ValueError, match="base: expected 'hf', 'vllm' or a sampler object"):
         make_sampler("power", policy, base="sglang")
+    with pytest.raises(ValueError, match="base: expected an HFSampler or a VLLMSampler, got object"):
+        make_sampler("power", policy, base=object())
+    from studykit.policy.sampling.hf import HFSampler
+
+    with pytest.raises(ValueError, match=r"base: options \['max_batch'\] given with a base sampler object"):
+        make_sampler("power", policy, base=HFSampler(policy), max_batch=2)
     sampler = make_sampler("power", policy, blocks=2, mh_steps=1)
     with pytest.raises(ValueError, match="top_p"):
         sampler.generate(["Q 1 ="], n=1, top_p=0.9, max_new_tokens=4)

@@ -1,7 +1,7 @@
 """vLLM sampler against the HF sampler on a tiny fp32 Llama: greedy tokens equal without an adapter and with a
 perturbed LoRA adapter (which must change the output), a second sync is served under a fresh LoRA id, sampled
 log-probs match a teacher-forced HF recomputation, seeds reproduce, and unsupported setups (sleep mode on CPU
-included) fail clearly.
+included) fail clearly, and power sampling runs over the engine (prefix-cache hits, exact proposal log-probs).
 
 vLLM runs once, in a subprocess (tests/vllm_check.py), so it neither spawns from nor binds threads in pytest's
 process. Skipped only when `import vllm` fails there.
@@ -74,3 +74,19 @@ def test_unsupported_setups_fail_clearly(result):
     assert "full fine-tuning" in result["full_sync_error"]
     assert "head_dim=16" in result["head_dim_error"]
     assert "enable_sleep_mode" in result["sleep_error"] and "no sleep mode" in result["sleep_error"]
+
+
+def test_power_sampling_over_vllm(result):
+    """Each proposal is a vLLM request on prompt + kept prefix: its log q is vLLM's sampled-token log-prob, which
+    must equal the policy's teacher-forced log-prob at T/alpha (the proposal density the MH ratio needs); the chain
+    returns the policy's log p at T; the prefix cache serves part of the prompts; seeds reproduce; the engine, passed
+    in, stays open."""
+    p = result["power"]
+    assert p["gap_q"] < 1e-3 and p["gap_chain"] < 1e-4
+    stats = p["stats"]
+    assert stats["answers"] == 6 and 0 < stats["accepted"] <= stats["proposals"]
+    assert stats["tokens_generated"] == p["proposal_tokens"] and p["requests"] == p["proposals_seen"]
+    assert 6 * 4 <= stats["proposals"] <= 6 * 3 * 4  # 4 MH steps per chain per block it is live in (1 to 3)
+    assert p["same_seed_equal"] and p["engine_open"]
+    assert max(p["lengths"]) <= 24 and p["truncated"] == [not e for e in p["ended"]]
+    assert p["cache_hits"] > 0.3 * p["cache_queries"] > 0  # the 72-token prompt's blocks are reused

@@ -41,7 +41,8 @@ def _configs(path: str) -> list[tuple[str, object]]:
 
     data = load_yaml(path)
     if is_study(data):
-        return [(c.name, c.config) for c in expand(path) if c.config.train.steps > 0 or c.config.rq == "alignment"]
+        return [(c.name, c.config) for c in expand(path)
+                if c.config.train.steps > 0 or c.config.rq == "alignment" or c.config.eval.sampler == "power"]
     cfg = validate(data, path)
     return [(cfg.run_name(), cfg)]
 

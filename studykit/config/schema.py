@@ -100,17 +100,13 @@ class RunConfig(_Section):
     @model_validator(mode="after")
     def _power_is_evaluation_only(self) -> "RunConfig":
         """eval.sampler 'power': no training steps (its verdict is power's gain over plain sampling of one base model),
-        the hf backend (power over vllm is not implemented), not an alignment run (the probe samples plainly)."""
+        not an alignment run (the probe samples plainly); over the train.sampler backend, hf or vllm."""
         if self.eval.sampler != "power":
             return self
         if self.train.steps != 0:
             raise CheckError(f"got 'power' with train.steps {self.train.steps}; expected train.steps 0 (power "
                              "sampling is evaluation-only: step 0 is plain sampling, step 1 power sampling of the "
                              "same base model)", "eval.sampler")
-        if self.train.sampler != "hf":
-            raise CheckError(f"got 'power' with train.sampler {self.train.sampler!r}; expected train.sampler 'hf' "
-                             "(power sampling over vllm is not implemented: studykit.policy.sampling.power)",
-                             "eval.sampler")
         if self.rq == "alignment":
             raise CheckError("got 'power' in an alignment run; expected 'plain' (the alignment probe measures "
                              "plain sampling)", "eval.sampler")

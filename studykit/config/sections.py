@@ -290,9 +290,9 @@ class EvalConfig(_Section):
     """The contamination probe (alignment runs only): clean or contaminated, the label's second half."""
     sampler: Literal["plain", "power"] = "plain"
     """`plain`: evaluations sample from the policy with the train.sampler backend. `power`: an evaluation-only run
-    (train.steps 0, hf backend): step 0 is the plain evaluation of the base model, step 1 the same problems with power
-    sampling (`eval.power`), so the verdict's gain is power's pass@1 over plain's (studykit.engine.trainer). In the
-    config hash only when `power`."""
+    (train.steps 0, over the train.sampler backend, hf or vllm): step 0 is the plain evaluation of the base model,
+    step 1 the same problems with power sampling (`eval.power`), so the verdict's gain is power's pass@1 over plain's
+    (studykit.engine.trainer). In the config hash only when `power`."""
     power: PowerConfig = Field(default_factory=PowerConfig)
     """Power sampling's options (only with sampler `power`)."""
 

@@ -292,7 +292,7 @@ def _power_evaluate(run: _Run) -> None:
     POWER_STEP beside step 0's plain one, with its token cost over plain sampling's; written at once (no checkpoint)."""
     p = run.cfg.eval.power
     sampler = make_sampler("power", run.policy, alpha=p.alpha, blocks=p.blocks, mh_steps=p.mh_steps,
-                           **run.cfg.train.sampler_options)
+                           base=run.sampler)  # the run's own backend (hf or vllm): one engine for both evaluations
     try:
         _evaluate(run, POWER_STEP, sampler)
     finally:

@@ -158,6 +158,8 @@ class Shape:
     """False for train.steps 0 (alignment cells): only the sampling phase happens."""
     sample_response: int = 0
     """Longest response sampled (training or evaluation); 0 = `response`."""
+    power: bool = False
+    """An evaluation-only power-sampling run (`eval.sampler: power`): the sampling phase adds its scoring pass."""
 
 
 def shape_of(cfg, arch: Arch, prompt_tokens: int = PROMPT_TOKENS) -> Shape:
@@ -179,7 +181,7 @@ def shape_of(cfg, arch: Arch, prompt_tokens: int = PROMPT_TOKENS) -> Shape:
                  vllm_quantized=so.get("quantization") == "bitsandbytes", hf_max_batch=int(so.get("max_batch", 128)),
                  rollout_rows=t.prompts_per_step * (cfg.reward.votes or t.group_size) if t.steps  # TTRL's extra votes
                  else int(so.get("max_batch", 128)), trains=t.steps > 0,
-                 sample_response=max(t.max_new_tokens, cfg.eval.max_new_tokens or 0))
+                 sample_response=max(t.max_new_tokens, cfg.eval.max_new_tokens or 0), power=cfg.eval.sampler == "power")
 
 
 def parts_of(arch: Arch, s: Shape, total: float | None) -> tuple[list[Part], list[Part], list[str]]:
@@ -242,7 +244,19 @@ def parts_of(arch: Arch, s: Shape, total: float | None) -> tuple[list[Part], lis
         sample = [*static, Part("HF sampler KV cache", rows * seq_len * kv_bytes_per_token(arch, s.b),
                                 f"{rows} rows x {seq_len} tokens"),
                   Part("HF sampler logits", 2 * rows * arch.vocab * 4, f"{rows} rows x vocab, fp32")]
+    if s.power:
+        sample.append(power_scoring_part(arch, max(s.response, s.sample_response)))
     return sample, update, problems
+
+
+def power_scoring_part(arch: Arch, response: int) -> Part:
+    """Power sampling's teacher-forced scoring pass (studykit.policy.sampling.power_hf): a pass keeps at most
+    LOGIT_ELEMENTS logits (at least one row's), held at once as the model's bf16 output, its fp32 copy and two
+    fp32 temporaries of the log-softmax: 14 bytes per element."""
+    from studykit.policy.sampling.power_hf import LOGIT_ELEMENTS
+
+    elements = max(LOGIT_ELEMENTS, (response + 1) * arch.vocab)
+    return Part("power scoring pass", 14 * elements, f"{elements / 2**20:,.0f}M logits x 14 bytes (bf16 + 3 fp32)")
 
 
 def activation_dtype_bytes(s: Shape) -> int:

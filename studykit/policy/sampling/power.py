@@ -33,7 +33,11 @@ block extensions), the answers returned, the proposals made and accepted; the te
 counted as generated tokens. Seeded: the MH choices come from numpy's generator on `seed`, and each generate call
 of the base sampler gets a seed derived from it, so the same seed gives the same samples.
 
-vLLM: refused by name (`VLLM_REFUSAL`); see it for why.
+Backends: `HFPowerModel` (studykit.policy.sampling.power_hf) samples with `model.generate` and scores each proposal
+with one teacher-forced pass at T and T/alpha; `VLLMPowerModel` (studykit.policy.sampling.power_vllm) sends each
+proposal as a vLLM request on the prompt+prefix ids, so vLLM's prefix caching reuses the prefix's KV blocks, takes
+log q from the sampled tokens' log-probs (the exact proposal density) and log p from a teacher-forced pass of the
+policy's own model (see that module for why not vLLM's prompt log-probs).
 """
 
 from __future__ import annotations
@@ -53,11 +57,6 @@ BLOCKS = 16
 """Blocks the response is built in (Karan & Du 2025; their code's `block_num=16`)."""
 MH_STEPS = 10
 """Metropolis-Hastings steps per block (Karan & Du 2025's main results, as issue 24 reads them)."""
-VLLM_REFUSAL = (
-    "power sampling over vllm is not implemented: each MH step needs the base model's teacher-forced log-probs "
-    "at temperature T and T/alpha of a whole proposed suffix, which studykit's vllm backend does not return (its "
-    "log-probs are the sampled tokens' at one temperature), and a resampled suffix would have to be sent as a new "
-    "request on prompt+prefix ids for vLLM's prefix caching to reuse the prefix; use base 'hf'")
 
 
 def log_acceptance(alpha: float, logp_new: Any, logq_new: Any, logp_old: Any, logq_old: Any,
@@ -86,15 +85,24 @@ def block_ends(max_new_tokens: int, blocks: int) -> list[int]:
 
 
 class PowerModel(Protocol):
-    """What the chains need of a model: sample continuations and score suffixes (hf: `HFPowerModel`)."""
+    """What the chains need of a model (hf: `HFPowerModel`, vllm: `VLLMPowerModel`)."""
 
     eos: Any  # a container of eos ids
 
-    def extend(self, rows: list[list[int]], caps: list[int], temperature: float, seed: int | None
-               ) -> list[list[int]]: ...
+    def sync(self, policy: Any) -> None:
+        """Follow the policy's current weights (beyond the base sampler, which the power sampler syncs)."""
+        ...
 
-    def score(self, rows: list[list[int]], lengths: list[int], temperature: float, alpha: float
-              ) -> list[tuple[np.ndarray, np.ndarray]]: ...
+    def budget(self, prompt_ids: list[int], max_new_tokens: int) -> int:
+        """New tokens a response to this prompt may have (the context length caps `max_new_tokens`)."""
+        ...
+
+    def propose(self, rows: list[list[int]], caps: list[int], temperature: float, alpha: float, seed: int | None
+                ) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
+        """Each row continued by the proposal (temperature `temperature / alpha`, top-p 1) by at most `caps[i]`
+        ids, ending after the first eos: (suffix ids, per-token log p at `temperature`, per-token log q under
+        the proposal the suffix was drawn from)."""
+        ...
 
 
 @dataclass
@@ -122,10 +130,9 @@ def _extend(model: PowerModel, chains: list[Chain], cuts: list[int], ends: list[
             alpha: float, seed: int | None, stats: ChainStats) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
     """Each chain's prefix `ids[:cut]` continued by the proposal up to length `end`, scored: (suffix, logp, logq)."""
     rows = [c.prompt + c.ids[:cut] for c, cut in zip(chains, cuts)]
-    new = model.extend(rows, [e - cut for cut, e in zip(cuts, ends)], temperature / alpha, seed)
-    stats.tokens_generated += sum(len(s) for s in new)
-    scored = model.score([r + s for r, s in zip(rows, new)], [len(s) for s in new], temperature, alpha)
-    return [(s, lp, lq) for s, (lp, lq) in zip(new, scored)]
+    out = model.propose(rows, [e - cut for cut, e in zip(cuts, ends)], temperature, alpha, seed)
+    stats.tokens_generated += sum(len(s) for s, _, _ in out)
+    return out
 
 
 def run_chains(model: PowerModel, chains: list[Chain], *, alpha: float, blocks: int, mh_steps: int,
@@ -171,26 +178,22 @@ def check_power_options(alpha: Any, blocks: Any, mh_steps: Any) -> None:
 
 
 class PowerSampler:
-    """`Sampler` drawing from p^alpha over a base backend (`base`: "hf"; "vllm" is refused, see `VLLM_REFUSAL`).
-    Other keyword options go to the base sampler's constructor (hf: `max_batch`)."""
+    """`Sampler` drawing from p^alpha over a base backend: `base` "hf" or "vllm" (a new base sampler over `policy`,
+    with the other keyword options as its constructor's: hf `max_batch`, vllm `VLLMSampler`'s), or a base sampler
+    object already built (an `HFSampler` or `VLLMSampler`; the trainer passes its own, so one vLLM engine serves
+    both the plain and the power evaluation), which `close` then leaves open."""
 
     def __init__(self, policy: Any, alpha: float = ALPHA, blocks: int = BLOCKS, mh_steps: int = MH_STEPS,
-                 base: str = "hf", **base_options: Any) -> None:
+                 base: Any = "hf", **base_options: Any) -> None:
         check_power_options(alpha, blocks, mh_steps)
-        if base == "vllm":
-            raise ValueError(f"base: {VLLM_REFUSAL}")
-        if base != "hf":
-            raise ValueError(f"base: expected 'hf', got {base!r}")
-        from studykit.policy.sampling.hf import HFSampler
-        from studykit.policy.sampling.power_hf import HFPowerModel
-
         self.alpha, self.blocks, self.mh_steps = float(alpha), blocks, mh_steps
-        self.base = HFSampler(policy, **base_options)
-        self.model = HFPowerModel(self.base)
+        self.base, self.owns_base = _base_sampler(policy, base, base_options), isinstance(base, str)
+        self.model = _power_model(self.base, policy)
         self.last_stats: dict[str, int] = {}
 
     def sync(self, policy: Any) -> None:
         self.base.sync(policy)
+        self.model.sync(policy)
 
     def sleep(self) -> None:
         self.base.sleep()
@@ -199,7 +202,8 @@ class PowerSampler:
         self.base.wake_up()
 
     def close(self) -> None:
-        self.base.close()
+        if self.owns_base:
+            self.base.close()
 
     def generate(self, prompts: list[str], n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 256, seed: int | None = None) -> list[Group]:
@@ -208,7 +212,7 @@ class PowerSampler:
             raise ValueError(f"temperature, top_p: power sampling needs temperature > 0 and top_p 1 (the proposal "
                              f"is the whole tempered model), got {temperature!r}, {top_p!r}")
         groups = [Group(prompt=p, prompt_ids=prompt_token_ids(self.base.tokenizer, p)) for p in prompts]
-        chains = [Chain(g.prompt_ids, self.base._budget(g.prompt_ids, max_new_tokens)) for g in groups
+        chains = [Chain(g.prompt_ids, self.model.budget(g.prompt_ids, max_new_tokens)) for g in groups
                   for _ in range(n)]
         stats = run_chains(self.model, chains, alpha=self.alpha, blocks=self.blocks, mh_steps=self.mh_steps,
                            temperature=float(temperature), seed=seed)
@@ -221,3 +225,36 @@ class PowerSampler:
         self.last_stats = {"tokens_generated": stats.tokens_generated, "answers": len(chains),
                            "proposals": stats.proposals, "accepted": stats.accepted}
         return groups
+
+
+def _base_sampler(policy: Any, base: Any, options: dict[str, Any]) -> Any:
+    """The base sampler: built from its kind's name over `policy`, or the given sampler object."""
+    if not isinstance(base, str):
+        if options:
+            raise ValueError(f"base: options {sorted(options)} given with a base sampler object; they are its "
+                             "constructor's (build it with them, or pass base='hf'/'vllm')")
+        return base
+    if base == "hf":
+        from studykit.policy.sampling.hf import HFSampler
+
+        return HFSampler(policy, **options)
+    if base == "vllm":
+        from studykit.policy.sampling.vllm_backend import VLLMSampler
+
+        return VLLMSampler(policy, **options)
+    raise ValueError(f"base: expected 'hf', 'vllm' or a sampler object, got {base!r}")
+
+
+def _power_model(sampler: Any, policy: Any) -> PowerModel:
+    """The `PowerModel` over a base sampler, chosen by its class (vllm scores with the policy's own model)."""
+    from studykit.policy.sampling.hf import HFSampler
+
+    if isinstance(sampler, HFSampler):
+        from studykit.policy.sampling.power_hf import HFPowerModel
+
+        return HFPowerModel(sampler)
+    if type(sampler).__name__ == "VLLMSampler":  # no import of vllm_backend unless it is in use
+        from studykit.policy.sampling.power_vllm import VLLMPowerModel
+
+        return VLLMPowerModel(sampler, policy)
+    raise ValueError(f"base: expected an HFSampler or a VLLMSampler, got {type(sampler).__name__}")

@@ -1,5 +1,6 @@
-"""The hf model behind power sampling (studykit.policy.sampling.power): continuations through `HFSampler.continue_ids`
-and teacher-forced scores of the last tokens of each row from one forward pass of the policy model.
+"""The hf model behind power sampling (studykit.policy.sampling.power): proposals through `HFSampler.continue_ids`
+at T/alpha, each then scored by one teacher-forced forward pass of the policy model (the sampler's own log-probs are
+at one temperature, and the MH ratio needs both).
 
 Scoring: rows are left-padded with explicit position ids (so a row's positions do not depend on its padding), and
 only the logits of the scored positions are kept (`logits_to_keep`); a pass holds at most `LOGIT_ELEMENTS` of them
@@ -32,9 +33,18 @@ class HFPowerModel:
     def eos(self) -> list[int]:
         return self.sampler.eos
 
-    def extend(self, rows: list[list[int]], caps: list[int], temperature: float, seed: int | None
-               ) -> list[list[int]]:
-        return self.sampler.continue_ids(rows, caps, temperature, seed)
+    def sync(self, policy: Any) -> None:
+        """Nothing: its sampler is the power sampler's base, which the power sampler syncs."""
+
+    def budget(self, prompt_ids: list[int], max_new_tokens: int) -> int:
+        return self.sampler._budget(prompt_ids, max_new_tokens)
+
+    def propose(self, rows: list[list[int]], caps: list[int], temperature: float, alpha: float, seed: int | None
+                ) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
+        """Continuations at temperature / alpha (`HFSampler.continue_ids`), then one scoring pass of them."""
+        new = self.sampler.continue_ids(rows, caps, temperature / alpha, seed)
+        scored = self.score([r + s for r, s in zip(rows, new)], [len(s) for s in new], temperature, alpha)
+        return [(s, lp, lq) for s, (lp, lq) in zip(new, scored)]
 
     def score(self, rows: list[list[int]], lengths: list[int], temperature: float, alpha: float
               ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -68,7 +78,7 @@ class HFPowerModel:
             return [(np.zeros(0), np.zeros(0)) for _ in rows]
         ids, mask = _left_pad(rows, self.sampler.pad, device)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        logits = self.sampler.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+        logits = self.sampler.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
                                     logits_to_keep=keep + 1).logits[:, :-1].float()  # predicts the last `keep` ids
         targets = ids[:, -keep:].unsqueeze(-1)
         logp = torch.log_softmax(logits / temperature, -1).gather(-1, targets).squeeze(-1).cpu().numpy()
