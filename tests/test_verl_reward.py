@@ -85,6 +85,31 @@ def test_random_is_reproducible_per_completion_and_bernoulli_p():
     assert _score(gated, "no tags")["score"] == 0.0 and _score(gated, texts[0])["score"] == 1.0
 
 
+def test_noisy_ground_truth_flips_at_its_rates_reproducibly_per_completion():
+    """The exported rates reach compute_score: over 2,000 distinct right and 2,000 wrong completions the flip rates
+    fall within 4.5 binomial standard errors of false_negative 0.3 and false_positive 0.1; the same completion gets
+    the same flip; rates of 0 give ground truth itself."""
+    cfg = _cfg(reward={"name": "noisy_ground_truth", "false_negative": 0.3, "false_positive": 0.1})
+    info = tr.reward_info(cfg, evaluation=False)
+    assert (info["false_negative"], info["false_positive"]) == (0.3, 0.1)
+    problem = get_task("toy").load("test")[0]
+    row = _row(problem, info)
+    right = [f"<think>{i}</think> <answer>{problem.answer}</answer>" for i in range(2000)]
+    wrong = [f"<think>{i}</think> <answer>{problem.answer}9</answer>" for i in range(2000)]
+    paid_right = np.array([_score(row, t)["score"] for t in right])
+    paid_wrong = np.array([_score(row, t)["score"] for t in wrong])
+    assert all(_score(row, t)["acc"] == 1.0 for t in right[:50]) and all(_score(row, t)["acc"] == 0.0 for t in wrong[:50])
+    for observed, rate in ((1 - paid_right.mean(), 0.3), (paid_wrong.mean(), 0.1)):
+        assert abs(observed - rate) < 4.5 * np.sqrt(rate * (1 - rate) / 2000), (observed, rate)
+    assert [_score(row, t)["score"] for t in right[:200]] == paid_right[:200].tolist()
+    clean = _row(problem, {**info, "false_negative": 0.0, "false_positive": 0.0})
+    assert [_score(clean, t)["score"] for t in right[:100] + wrong[:100]] == [1.0] * 100 + [0.0] * 100
+    assert any("identical completions of one problem share a draw" in d for d in tr.departures(cfg))
+    assert tr.refusals(cfg) == []
+    power = _cfg(train={"steps": 0}, eval={"sampler": "power"})
+    assert [r for r in tr.refusals(power) if r.startswith("eval.sampler 'power': power sampling is evaluation-only")]
+
+
 @pytest.mark.parametrize("name", ["majority_vote", "self_certainty"])
 def test_group_and_logprob_rewards_are_refused(name):
     problem = get_task("toy").load("test")[0]
@@ -113,8 +138,8 @@ def test_estimators_for_verl_are_studykits_per_group(estimator):
         group_advantages(scores, None, estimator)
 
 
-def _cfg():
+def _cfg(**sections):
     from studykit.config.schema import validate
 
     return validate({"model": {"name": "Qwen/Qwen2.5-7B", "finetune": "lora", "dtype": "bfloat16"},
-                     "data": {"task": "math500", "train_split": "test"}})
+                     "data": {"task": "math500", "train_split": "test"}, **sections})

@@ -13,13 +13,15 @@ What the export writes and this function reads (studykit.integrations.verl_expor
 - the returned dict also names the eval set and problem (`studykit_set`, `studykit_problem_id`; strings, which
   verl's validation metrics skip) so its validation dumps can be rescored (studykit.integrations.verl_import).
 - `extra_info`: `problem_id`, `meta` (the problem's meta as JSON text), `reward` (`name`, `p`, `format_gate`,
-  `seed`: the run's reward condition; evaluation rows carry ground truth without gate) and, for math tasks,
-  `verify_timeout_s`. Without `reward` the condition is ground truth with the format gate (the paper's reward).
+  `seed`, and for `noisy_ground_truth` `false_negative`/`false_positive`: the run's reward condition; evaluation
+  rows carry ground truth without gate) and, for math tasks, `verify_timeout_s`. Without `reward` the condition is ground truth with the format gate (the paper's reward).
 
-Conditions: `ground_truth`, `random`, `incorrect` and `format` are scored per completion by studykit's own
-reward classes (studykit.scoring.rewards), so the values are the ones studykit's loop would give. `random` draws from a
-generator seeded by the run seed, the problem id and a hash of the completion: the same completion of the same
-problem always gets the same reward (the loop's stream instead depends on call order). `majority_vote` needs the
+Conditions: `ground_truth`, `random`, `incorrect`, `format` and `noisy_ground_truth` (its rates in
+`extra_info.reward`: `false_negative`, `false_positive`) are scored per completion by studykit's own reward classes
+(studykit.scoring.rewards), so the values are the ones studykit's loop would give. `random` and `noisy_ground_truth`
+draw from a generator seeded by the run seed, the problem id and a hash of the completion: the same completion of
+the same problem always gets the same reward or flip (the loop's stream instead depends on call order; identical
+completions in one group therefore share one flip here, independent ones in the loop). `majority_vote` needs the
 whole group and `self_certainty` the token log-probs; verl hands neither to a per-completion reward, so both are
 refused (the export refuses them first). Hostile completions never raise (studykit.scoring.rewards): a non-string is
 read as "", extraction looks at a bounded tail, and math checks run under the verifier's deadline.
@@ -47,7 +49,8 @@ from studykit.scoring import rewards
 from ..tasks import Problem, verifier
 
 DATA_SOURCE_PREFIX = "studykit/"
-PER_COMPLETION = ("ground_truth", "random", "incorrect", "format")
+PER_COMPLETION = ("ground_truth", "random", "incorrect", "format", "noisy_ground_truth")
+SEEDED = ("random", "noisy_ground_truth")  # one draw per completion from `completion_rng`
 NEEDS_GROUP = {"majority_vote": "the whole group of completions (its pseudo-label is the group's majority answer)",
                "self_certainty": "the completion's token log-probs"}
 DEFAULT_REWARD = {"name": "ground_truth", "format_gate": True, "p": 0.5, "seed": 0}
@@ -111,9 +114,6 @@ def refusal(name: str) -> str | None:
     if name in NEEDS_GROUP:
         return (f"reward {name!r} needs {NEEDS_GROUP[name]}, which verl's per-completion reward function is not "
                 f"given; it runs only in studykit's own loop (conditions verl can run: {', '.join(PER_COMPLETION)})")
-    if name == "noisy_ground_truth":
-        return (f"reward {name!r} is not ported to verl (its flips draw from the loop's generator); it runs only in "
-                f"studykit's own loop (conditions verl can run: {', '.join(PER_COMPLETION)})")
     if name not in PER_COMPLETION:
         return f"unknown reward {name!r}; expected one of {', '.join(PER_COMPLETION)}"
     return None
@@ -130,10 +130,13 @@ def _verify_fn(task: str, timeout_s: float | None):
 
 
 @lru_cache(maxsize=64)
-def _reward_fn(name: str, format_gate: bool, p: float, task: str, timeout_s: float | None):
+def _reward_fn(name: str, format_gate: bool, p: float, task: str, timeout_s: float | None,
+               false_negative: float = 0.0, false_positive: float = 0.0):
     options: dict[str, Any] = {"format_gate": format_gate, "verify": _verify_fn(task, timeout_s)}
     if name == "random":
         options["p"] = p
+    if name == "noisy_ground_truth":
+        options.update(false_negative=false_negative, false_positive=false_positive)
     return rewards.get(name, **options)
 
 
@@ -195,10 +198,11 @@ def compute_score(data_source: str, solution_str: Any, ground_truth: Any, extra_
         why = refusal(settings["name"])
         if why:
             raise ValueError(why)
-        fn = _reward_fn(settings["name"], bool(settings["format_gate"]), float(settings["p"]), task, timeout)
+        fn = _reward_fn(settings["name"], bool(settings["format_gate"]), float(settings["p"]), task, timeout,
+                        float(settings.get("false_negative", 0.0)), float(settings.get("false_positive", 0.0)))
     text = solution_str if isinstance(solution_str, str) else ""
     problem = _problem(task, ground_truth, info)
-    seeded = settings["name"] == "random" or settings.get("plugin")
+    seeded = settings["name"] in SEEDED or settings.get("plugin")
     rng = completion_rng(int(settings["seed"]), problem.id, text) if seeded else None
     result = fn([text], problem, rng=rng)
     # `studykit_set` / `studykit_problem_id` reach verl's validation dumps, which `studykit import verl` rescores

@@ -66,8 +66,10 @@ def user_message(problem: Problem, template: str) -> str:
 def reward_info(cfg: RunConfig, evaluation: bool) -> dict[str, Any]:
     if evaluation:
         return {"name": "ground_truth", "format_gate": False, "p": 0.5, "seed": cfg.train.seed}
+    rates = ({"false_negative": cfg.reward.false_negative, "false_positive": cfg.reward.false_positive}
+             if cfg.reward.name == "noisy_ground_truth" else {})
     return {"name": cfg.reward.name, "format_gate": cfg.reward.format_gate, "p": cfg.reward.p, "seed": cfg.train.seed,
-            **verl_plugins.reward_fields(cfg)}
+            **rates, **verl_plugins.reward_fields(cfg)}
 
 
 def row(problem: Problem, index: int, *, task: str, template: str, source: str, reward: dict[str, Any],
@@ -94,7 +96,10 @@ def refusals(cfg: RunConfig) -> list[str]:
     """Each setting of `cfg` that cannot be translated, with the field name and why."""
     out: list[str] = []
     m, a, t, e = cfg.model, cfg.algo, cfg.train, cfg.eval
-    if cfg.rq == "alignment" or t.steps == 0:
+    if e.sampler == "power":
+        out.append("eval.sampler 'power': power sampling is evaluation-only (no training) and runs in studykit's own "
+                   "loop over its hf or vllm sampler, not in verl")
+    elif cfg.rq == "alignment" or t.steps == 0:
         out.append(f"rq {cfg.rq!r} / train.steps {t.steps}: an alignment measurement (no training) runs in "
                    "studykit's own notebook, not in verl")
     if m.name.startswith(("toy:", "runs:/")):
@@ -141,9 +146,10 @@ def departures(cfg: RunConfig) -> list[str]:
     if cfg.algo.dynamic_sampling:
         out.append(f"algo.max_gen_batches {cfg.algo.max_gen_batches}: verl 0.9.1's replay buffer refills filtered "
                    "groups until the batch is full (it has no cap; max_num_gen_batches is ignored by its V1 trainer)")
-    if cfg.reward.name == "random":
-        out.append("reward 'random': each completion's draw is seeded by the run seed, problem id and completion "
-                   "text (studykit.integrations.verl.completion_rng), not by the order of calls")
+    if cfg.reward.name in ("random", "noisy_ground_truth"):
+        out.append(f"reward {cfg.reward.name!r}: each completion's draw is seeded by the run seed, problem id and "
+                   "completion text (studykit.integrations.verl.completion_rng), not by the order of calls, so "
+                   "identical completions of one problem share a draw")
     out.append(f"actor.clip_ratio_c {NO_DUAL_CLIP:g}: verl's dual-clip bound cannot be switched off (it asserts "
                f"clip_ratio_c > 1); set this high it binds only where a negative-advantage token's ratio exceeds "
                f"{NO_DUAL_CLIP:g}, while studykit's loss has no such bound")
