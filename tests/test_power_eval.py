@@ -23,10 +23,17 @@ def _raw(tmp_path, knobs, **eval_extra):
     }
 
 
-def test_power_eval_run_logs_plain_then_power_with_its_token_cost(tmp_path, toy_learner):
+def test_power_eval_run_logs_plain_then_power_with_its_token_cost(tmp_path, toy_learner, monkeypatch):
+    from studykit.engine.evaluation import eval_seed, power_eval_seed
+
     cfg = validate(_raw(tmp_path, toy_learner, sampler="power", power={"alpha": 4, "blocks": 3, "mh_steps": 2}))
+    seeds, real = [], trainer.evaluate_set
+    monkeypatch.setattr(trainer, "evaluate_set", lambda *a, **kw: seeds.append(kw["seed"]) or real(*a, **kw))
     result = trainer.train(cfg, progress=False)
     assert result.status == "FINISHED"
+    # step 0 shares every seed's plain evaluation; the power evaluation's seed carries train.seed, so a study's
+    # seeds of a power cell are independent chains, not copies of one
+    assert seeds == [eval_seed(0), power_eval_seed(cfg.train.seed)] and power_eval_seed(0) != power_eval_seed(1)
     client = mlflow.MlflowClient()
     files = [f.path for f in client.list_artifacts(result.run_id, "eval_counts/toy")]
     assert files == ["eval_counts/toy/step_00000.json", "eval_counts/toy/step_00001.json"]

@@ -93,6 +93,19 @@ evaluation at; step 0 holds the plain evaluation of the same base model, so a ve
 gain over plain sampling (studykit.engine.trainer)."""
 
 
+def eval_seed(step: int) -> int:
+    """The sampling seed of the evaluation at `step`: the same for every seed of a study, so the step-0 evaluations
+    of one base model agree across conditions and seeds (the paired base of every verdict)."""
+    return 10_007 + step
+
+
+def power_eval_seed(train_seed: int) -> int:
+    """The sampling seed of a power-sampling evaluation (at POWER_STEP): the run's `train.seed` enters it, so a
+    study's seeds of one power cell are independent MH replicates; from the step alone they would repeat one chain
+    (no training: the same base model), and the verdict's seed count would overstate its evidence."""
+    return eval_seed(POWER_STEP) + 1_000_003 * (int(train_seed) + 1)
+
+
 def label_for(cfg, curve: dict[int, float]) -> str:
     """The alignment label of a pass@k curve: `strong` or `weak` by pass@k at the largest logged k <= `eval.alignment_k`
     against `eval.alignment_threshold` (the paper bins strong/weak by pass@k; studykit's probe is `studykit.probes`)."""

@@ -49,7 +49,8 @@ from studykit.tracking import experiment as tracking
 from studykit.engine.evaluation import label_for
 from studykit.engine.metric_buffer import MetricBuffer, replay
 from studykit.config.schema import RunConfig
-from studykit.engine.evaluation import POWER_STEP, counts_artifact, evaluate_set, metric_key
+from studykit.engine.evaluation import (POWER_STEP, counts_artifact, eval_seed, evaluate_set, metric_key,
+                                       power_eval_seed)
 from studykit.policy.models import from_config
 from studykit.engine.rollout import collect
 from studykit.policy.sampling import make_sampler
@@ -294,7 +295,7 @@ def _power_evaluate(run: _Run) -> None:
     sampler = make_sampler("power", run.policy, alpha=p.alpha, blocks=p.blocks, mh_steps=p.mh_steps,
                            base=run.sampler)  # the run's own backend (hf or vllm): one engine for both evaluations
     try:
-        _evaluate(run, POWER_STEP, sampler)
+        _evaluate(run, POWER_STEP, sampler, seed=power_eval_seed(run.cfg.train.seed))
     finally:
         sampler.close()
     run.metrics.flush(run.run_id)
@@ -316,7 +317,7 @@ def _token_metrics(run: _Run, res, step: int, sampler) -> dict[str, float]:
     return out
 
 
-def _evaluate(run: _Run, step: int, sampler=None) -> None:
+def _evaluate(run: _Run, step: int, sampler=None, seed: int | None = None) -> None:
     cfg, t0 = run.cfg, time.perf_counter()
     out: dict[str, float] = {}
     sampler = sampler or run.sampler
@@ -324,7 +325,8 @@ def _evaluate(run: _Run, step: int, sampler=None) -> None:
         template = cfg.data.template if es.task == cfg.data.task and cfg.data.template else task.template
         res = evaluate_set(sampler, problems, es.label, task=task, template=template, tokenizer=run.policy.tokenizer,
                            n=cfg.eval.n_samples, ks=cfg.eval.ks, temperature=cfg.eval.temperature,
-                           max_new_tokens=cfg.eval.max_new_tokens or cfg.train.max_new_tokens, seed=10_007 + step)
+                           max_new_tokens=cfg.eval.max_new_tokens or cfg.train.max_new_tokens,
+                           seed=eval_seed(step) if seed is None else seed)
         out.update(res.metrics)
         out.update(_token_metrics(run, res, step, sampler))
         mlflow.log_dict(res.counts_record(step), counts_artifact(es.label, step))  # per-problem counts (analysis)
