@@ -117,6 +117,14 @@ def test_verdict_row_of_a_power_cell_compares_its_gain_and_shows_its_token_cost(
     assert power["token_cost_multiple"] == pytest.approx(9.5) and np.isnan(gt["token_cost_multiple"])
     assert "9.5x the tokens per answer" in power["note"] and "9.5x" in markdown(table)
     assert [r["token_cost_multiple"] for r in records(table)] == [None, 9.5]
+    assert "IDENTICAL SEEDS" not in power["note"]
+    # seeds that are copies of one run (a power evaluation seeded by the step alone, as before the fix) are named
+    copy = [dict(r) for r in rows]
+    for r in copy:
+        if r["claim"] == "power_sampling" and r["seed"] == "1":
+            counts[r["run_id"]] = counts["power_sampling-0"]
+    again = verdict_table(pd.DataFrame(copy), hist, counts, n_boot=200)
+    assert "IDENTICAL SEEDS: seeds [0, 1] gave the same" in again[again["claim"] == "power_sampling"].iloc[0]["note"]
 
 
 def test_a_dumped_config_validates_again(tmp_path):

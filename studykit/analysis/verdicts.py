@@ -242,6 +242,10 @@ def _compare(row: _Row, gt: _Row | None, th: CompareSpec, boot: dict[str, Any]) 
         if len(ids) < max(len(e.post.problem_ids) for e in evs):
             row.notes.append(f"compared on the {len(ids)} eval problems that all these runs share")
         claim_t = np.stack([row.runs[s].per_problem(ids) for s in paired])
+        if len(paired) > 1 and all(np.array_equal(claim_t[0], t) for t in claim_t[1:]):
+            row.notes.append(f"IDENTICAL SEEDS: seeds {paired} gave the same per-problem results, so they may be one "
+                             "run repeated (a seed the claim's runs ignore); the interval then holds the problems' "
+                             "spread only and the verdict rests on fewer independent seeds than it lists")
         interval = metrics.paired_ratio_interval(claim_t, np.stack([gt.runs[s].per_problem(ids) for s in paired]),
                                                  **boot)
         row.values.update(gt_delta_lo=interval.gt[1], gt_delta_hi=interval.gt[2])
