@@ -125,6 +125,12 @@ def test_verdict_row_of_a_power_cell_compares_its_gain_and_shows_its_token_cost(
             counts[r["run_id"]] = counts["power_sampling-0"]
     again = verdict_table(pd.DataFrame(copy), hist, counts, n_boot=200)
     assert "IDENTICAL SEEDS: seeds [0, 1] gave the same" in again[again["claim"] == "power_sampling"].iloc[0]["note"]
+    # seeds that agree because every problem ends at 0 (or n) of n correct are not flagged: any seeds would agree
+    for r in copy:
+        if r["claim"] == "power_sampling":
+            counts[r["run_id"]] = {0: counts[r["run_id"]][0], 1: Counts(1, 8, ids, np.zeros(40, dtype=int))}
+    floor = verdict_table(pd.DataFrame(copy), hist, counts, n_boot=200)
+    assert "IDENTICAL SEEDS" not in floor[floor["claim"] == "power_sampling"].iloc[0]["note"]
 
 
 def test_a_dumped_config_validates_again(tmp_path):

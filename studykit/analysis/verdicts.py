@@ -242,7 +242,7 @@ def _compare(row: _Row, gt: _Row | None, th: CompareSpec, boot: dict[str, Any]) 
         if len(ids) < max(len(e.post.problem_ids) for e in evs):
             row.notes.append(f"compared on the {len(ids)} eval problems that all these runs share")
         claim_t = np.stack([row.runs[s].per_problem(ids) for s in paired])
-        if len(paired) > 1 and all(np.array_equal(claim_t[0], t) for t in claim_t[1:]):
+        if _copies(claim_t, [row.runs[s] for s in paired]):
             row.notes.append(f"IDENTICAL SEEDS: seeds {paired} gave the same per-problem results, so they may be one "
                              "run repeated (a seed the claim's runs ignore); the interval then holds the problems' "
                              "spread only and the verdict rests on fewer independent seeds than it lists")
@@ -262,6 +262,13 @@ def _compare(row: _Row, gt: _Row | None, th: CompareSpec, boot: dict[str, Any]) 
         return
     row.values.update(ratio=interval.ratio, ratio_lo=interval.lo, ratio_hi=interval.hi,
                       verdict=judge(interval.lo, interval.hi, th))
+
+
+def _copies(per_problem: np.ndarray, evs: list[Evidence]) -> bool:
+    """Whether two or more seeds gave the same per-problem results although some final count is strictly between 0
+    and n (sampled, so independent seeds would almost surely differ); results all at 0 or n agree by saturation."""
+    sampled = any(((e.post.correct > 0) & (e.post.correct < e.post.n)).any() for e in evs)
+    return len(evs) > 1 and sampled and all(np.array_equal(per_problem[0], t) for t in per_problem[1:])
 
 
 def _provenance(row: _Row, gt: _Row | None) -> None:
