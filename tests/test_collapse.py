@@ -36,6 +36,16 @@ def test_rise_then_fall_is_flagged_with_the_right_peak_and_drop():
     assert "COLLAPSED" in collapse.note(c) and "step 120" in collapse.note(c)
 
 
+def test_a_fall_from_the_start_is_not_a_collapse():
+    """The alignment-curve study's ttrl at method-35: pass@1 0.34 -> 0.09 -> 0.006, every seed. The drop after the
+    first later evaluation is real, but nothing rose: it fails on its final value, it did not collapse."""
+    seeds = [[0.339, 0.094 + d, 0.006 + d / 2] for d in (-0.01, 0.0, 0.012)]
+    c = collapse.collapse([pd.Series(s, index=[0, 30, 60]) for s in seeds])
+    assert c.drop_lo > 0 and c.drop_pass1 > collapse.COLLAPSE_DROP and not c.collapsed
+    risen = [[0.339, 0.40 + d, 0.006 + d / 2] for d in (-0.01, 0.0, 0.012)]  # the same fall after a rise: flagged
+    assert collapse.collapse([pd.Series(s, index=[0, 30, 60]) for s in risen]).collapsed
+
+
 def test_the_interval_is_the_t_interval_over_seeds():
     drops = np.array([0.30, 0.10, 0.20])
     seeds = [[0.2, 0.6, 0.6 - d] for d in drops]

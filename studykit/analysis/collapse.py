@@ -13,7 +13,11 @@ the end but hides the fall, and one read off the peak would call a fallen curve 
   interval (`metrics.seed_problem_bootstrap`: a t on S - 1 degrees of freedom) without its problem layer: the eval
   problems are fixed, and the question is whether this training fell on them, not whether it would on other problems.
   One seed: no interval (NaN), never flagged.
-- `collapsed` when the drop's interval excludes 0 (lo > 0) AND the mean drop is at least `threshold`, by default
+- a fall from the start is not a collapse: nothing rose. The peak must stand at least `rise` (COLLAPSE_RISE = 0.02
+  pass@1, the verdict's `min_effect`: the smallest gain counted as a gain) above the first evaluation (the base);
+  a curve that only falls fails on its final value anyway.
+- `collapsed` when the peak rose so, the drop's interval excludes 0 (lo > 0) AND the mean drop is at least
+  `threshold`, by default
   COLLAPSE_DROP = 0.05 pass@1. Choice (studykit's; SRT gives no number: its collapses fall most of the way back):
   2.5 x the verdict's `min_effect` (0.02, the smallest gain counted as a gain), so a fall that would be called a gain
   in the other direction is not enough on its own, and large enough that the peak-picking bias below cannot reach it
@@ -36,6 +40,7 @@ import pandas as pd
 from scipy import stats
 
 COLLAPSE_DROP = 0.05  # least mean pass@1 drop after the peak called a collapse (module docstring)
+COLLAPSE_RISE = 0.02  # least mean pass@1 rise of the peak above the first evaluation: without it nothing collapsed
 FIELDS = ("peak_pass1", "final_pass1", "drop_pass1", "drop_lo", "drop_hi", "collapse")
 
 
@@ -84,7 +89,8 @@ def t_interval(values: Sequence[float], alpha: float = 0.05) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
-def collapse(curves: Sequence[pd.Series], threshold: float = COLLAPSE_DROP, alpha: float = 0.05) -> Collapse:
+def collapse(curves: Sequence[pd.Series], threshold: float = COLLAPSE_DROP, alpha: float = 0.05,
+             rise: float = COLLAPSE_RISE) -> Collapse:
     """The collapse diagnostic of one row's per-seed pass@1 curves (one Series per seed, index = eval step)."""
     if not 0 <= threshold or not 0 < alpha < 1:
         raise ValueError(f"threshold: expected a number >= 0, got {threshold!r}; alpha: expected (0, 1), got {alpha!r}")
@@ -98,7 +104,8 @@ def collapse(curves: Sequence[pd.Series], threshold: float = COLLAPSE_DROP, alph
     peak_step, final_step = int(later.idxmax()), int(table.columns[-1])
     drops = table[peak_step] - table[final_step]
     drop, lo, hi = t_interval(drops.to_numpy(), alpha)
-    flagged = bool(not math.isnan(lo) and lo > 0 and drop >= threshold)
+    rose = mean_curve[peak_step] - mean_curve.iloc[0] >= rise
+    flagged = bool(rose and not math.isnan(lo) and lo > 0 and drop >= threshold)
     return Collapse(peak_step, float(mean_curve[peak_step]), final_step, float(mean_curve[final_step]), drop, lo, hi,
                     len(table), flagged)
 
