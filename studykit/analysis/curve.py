@@ -10,8 +10,10 @@ study's `holds` and `partial` thresholds is estimated there. A level enters a cr
 it (a ratio exists) and it has two or more paired seeds. Measures, from each model's alignment run:
 `pass@1`, `pass@k` (k of its alignment label, else the largest logged), `pass@k area` (the curve's normalised area
 against log2 k), and `maj@n` (the share of problems whose most frequent answer among n samples is right: the
-quantity a self-reward's label depends on) where the alignment run logged it. The rank agreement of a measure with the ratios is given from ten levels on (with fewer, resampling
-levels gives an interval that undercovers a near-perfect agreement: see MIN_RANK_LEVELS). Reads nothing itself: `studykit.analysis.report` passes the runs and counts.
+quantity a self-reward's label depends on) where the alignment run logged it. The rank agreement of a measure with
+the ratios is given from ten levels on (with fewer, resampling levels gives an interval that undercovers a
+near-perfect agreement: see MIN_RANK_LEVELS). Reads nothing itself: `studykit.analysis.report` passes the runs and
+counts.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def rule_text(thresholds: Any = None, n_boot: int = 2000, alpha: float = 0.05) -
             f"did not gain significantly (its delta interval reaches 0, or its mean delta < {th.min_effect}); "
             f"**n/a (mixed provenance)** when the row's runs differ in code version or base weights. "
             f"k_max: the largest logged k; delta_pass_at_kmax is the change of pass@k_max. collapse: pass@1's mean "
-            f"curve peaked after step 0 and fell by at least {collapse.COLLAPSE_DROP} by the final step, with the "
+            f"curve peaked after step 0 at least {collapse.COLLAPSE_RISE} above step 0 and fell by at least "
+            f"{collapse.COLLAPSE_DROP} by the final step, with the "
             f"drop's {pct} t interval over seeds above 0 (SRT, arXiv 2505.21444: self-rewarded RL improves, then "
             f"collapses); the verdict reads the final value, never the peak. Departure: the paper "
             f"judges by eye from one seed's curves; the ratio rule and the intervals are studykit's.")

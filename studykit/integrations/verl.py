@@ -14,7 +14,8 @@ What the export writes and this function reads (studykit.integrations.verl_expor
   verl's validation metrics skip) so its validation dumps can be rescored (studykit.integrations.verl_import).
 - `extra_info`: `problem_id`, `meta` (the problem's meta as JSON text), `reward` (`name`, `p`, `format_gate`,
   `seed`, and for `noisy_ground_truth` `false_negative`/`false_positive`: the run's reward condition; evaluation
-  rows carry ground truth without gate) and, for math tasks, `verify_timeout_s`. Without `reward` the condition is ground truth with the format gate (the paper's reward).
+  rows carry ground truth without gate) and, for math tasks, `verify_timeout_s`. Without `reward` the condition is
+  ground truth with the format gate (the paper's reward).
 
 Conditions: `ground_truth`, `random`, `incorrect`, `format` and `noisy_ground_truth` (its rates in
 `extra_info.reward`: `false_negative`, `false_positive`) are scored per completion by studykit's own reward classes

@@ -7,8 +7,9 @@ Two backends share one protocol (`Sampler`) and one result type (`Group`), and a
 * `"vllm"` (`VLLMSampler`, studykit/policy/sampling/vllm_backend.py): a vLLM engine over the frozen base weights with
   the policy's LoRA adapter saved and swapped in after every optimiser step under a fresh adapter id.
 * `"power"` (`PowerSampler`, studykit/policy/sampling/power.py): the base model's power distribution p^alpha by
-  Metropolis-Hastings over the hf or the vllm backend (Karan & Du 2025; option `base`). Evaluation-only: its `Group.logprobs` are the base
-  model's per-token log-probs of the returned response, not of a distribution it sampled from (see its docstring).
+  Metropolis-Hastings over the hf or the vllm backend (Karan & Du 2025; option `base`). Evaluation-only: its
+  `Group.logprobs` are the base model's per-token log-probs of the returned response, not of a distribution it
+  sampled from (see its docstring).
 
 Log-prob convention (both backends, identical to vLLM's `logprobs_mode="processed_logprobs"`):
 `log_softmax(logits / T)` after top-p masking, i.e. the distribution that was actually sampled from

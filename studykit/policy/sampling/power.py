@@ -253,7 +253,9 @@ def _power_model(sampler: Any, policy: Any) -> PowerModel:
         from studykit.policy.sampling.power_hf import HFPowerModel
 
         return HFPowerModel(sampler)
-    if type(sampler).__name__ == "VLLMSampler":  # no import of vllm_backend unless it is in use
+    from studykit.policy.sampling.vllm_backend import VLLMSampler  # imports vllm only when an engine is built
+
+    if isinstance(sampler, VLLMSampler):
         from studykit.policy.sampling.power_vllm import VLLMPowerModel
 
         return VLLMPowerModel(sampler, policy)

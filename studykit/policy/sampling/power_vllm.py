@@ -25,7 +25,6 @@ import numpy as np
 
 from studykit.policy.sampling.hf import HFSampler
 from studykit.policy.sampling.power_hf import HFPowerModel
-from studykit.policy.sampling.vllm_backend import prompt_seed
 
 
 class VLLMPowerModel:
@@ -35,7 +34,7 @@ class VLLMPowerModel:
         self.sampler = sampler
         self.scorer = HFPowerModel(HFSampler(policy))
         self.requests = 0
-        """vLLM requests sent (one per proposal), for the tests and the benchmark."""
+        """vLLM requests sent (one per proposal), counted for the tests."""
 
     @property
     def eos(self) -> list[int]:
@@ -53,30 +52,8 @@ class VLLMPowerModel:
 
     def propose(self, rows: list[list[int]], caps: list[int], temperature: float, alpha: float, seed: int | None
                 ) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
-        suffixes, logq = self._sample(rows, caps, temperature / alpha, seed)
+        suffixes, logq = self.sampler.continue_ids(rows, caps, temperature / alpha, seed)
+        self.requests += len(rows)
         scored = self.scorer.score([r + s for r, s in zip(rows, suffixes)], [len(s) for s in suffixes],
                                    temperature, alpha)
-        return [(s, lp, lq) for s, (lp, _), lq in zip(suffixes, scored, logq)]
-
-    def _sample(self, rows: list[list[int]], caps: list[int], temperature: float, seed: int | None
-                ) -> tuple[list[list[int]], list[np.ndarray]]:
-        """One continuation per row at `temperature` (top-p 1) and each token's log-prob under that law."""
-        s = self.sampler
-        if s.asleep:
-            raise RuntimeError("power sampling over vllm: the engine is asleep; call wake_up() first")
-        params = [s._SamplingParams(
-            n=1, temperature=float(temperature), top_p=1.0, max_tokens=int(cap), logprobs=0,
-            stop_token_ids=list(self.eos), detokenize=False, seed=None if seed is None else prompt_seed(seed, i))
-            for i, cap in enumerate(caps)]
-        self.requests += len(rows)
-        outs = s.llm.generate([s._TokensPrompt(prompt_token_ids=r) for r in rows], params, use_tqdm=False,
-                              lora_request=s._lora_request)
-        suffixes, logq = [], []
-        for out in outs:
-            c = out.outputs[0]
-            ids = list(c.token_ids)
-            if c.logprobs is None or len(c.logprobs) != len(ids):
-                raise RuntimeError("vLLM returned no per-token logprobs; was logprobs=0 dropped?")
-            suffixes.append(ids)
-            logq.append(np.array([float(pos[t].logprob) for pos, t in zip(c.logprobs, ids)], dtype=np.float64))
-        return suffixes, logq
+        return [(s, lp, np.asarray(lq, dtype=np.float64)) for s, (lp, _), lq in zip(suffixes, scored, logq)]

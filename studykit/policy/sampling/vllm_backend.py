@@ -122,6 +122,14 @@ def check_cpu_head_dim(model_path: str) -> None:
         )
 
 
+def _sampled(completion: Any) -> tuple[list[int], list[float]]:
+    """A vLLM completion's token ids and each one's sampled log-prob (logprobs=0 returns the sampled token's)."""
+    ids = list(completion.token_ids)
+    if completion.logprobs is None or len(completion.logprobs) != len(ids):
+        raise RuntimeError("vLLM returned no per-token logprobs; was logprobs=0 dropped?")
+    return ids, [float(pos[t].logprob) for pos, t in zip(completion.logprobs, ids)]
+
+
 def prompt_seed(seed: int, index: int) -> int:
     """A well-mixed per-prompt seed, so prompts (and calls with nearby seeds) do not share random streams."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] % (2**31 - 1))
@@ -183,8 +191,7 @@ class VLLMSampler:
     def generate(self, prompts: list[str], n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 256, seed: int | None = None) -> list[Group]:
         check_generate_args(prompts, n, temperature, top_p, max_new_tokens)
-        if self.asleep:
-            raise RuntimeError("VLLMSampler.generate: the engine is asleep; call wake_up() first")
+        self._require_awake("generate")
         groups = [Group(prompt=p, prompt_ids=prompt_token_ids(self.tokenizer, p)) for p in prompts]
         greedy = temperature == 0
         params = [
@@ -203,12 +210,32 @@ class VLLMSampler:
                 self._append(group, c)
         return groups
 
+    def continue_ids(self, rows: list[list[int]], caps: list[int], temperature: float, seed: int | None = None
+                     ) -> tuple[list[list[int]], list[list[float]]]:
+        """Sampled continuations of token rows (a prompt's ids plus a response so far) at `temperature`, top-p 1, with
+        each sampled token's log-prob under that law: at most `caps[i]` new ids for row i, ending after the first eos.
+        One request per row on its ids, so vLLM's prefix cache serves what earlier requests wrote (power sampling,
+        studykit.policy.sampling.power_vllm)."""
+        if len(rows) != len(caps) or any(not r for r in rows) or any(c < 1 for c in caps):
+            raise ValueError("continue_ids: expected one non-empty row and one cap >= 1 per row")
+        self._require_awake("continue_ids")
+        params = [self._SamplingParams(
+            n=1, temperature=float(temperature), top_p=1.0, max_tokens=int(cap), logprobs=0,
+            stop_token_ids=list(self.eos), detokenize=False, seed=None if seed is None else prompt_seed(seed, i))
+            for i, cap in enumerate(caps)]
+        outs = self.llm.generate([self._TokensPrompt(prompt_token_ids=r) for r in rows], params, use_tqdm=False,
+                                 lora_request=self._lora_request)
+        pairs = [_sampled(out.outputs[0]) for out in outs]
+        return [ids for ids, _ in pairs], [lps for _, lps in pairs]
+
+    def _require_awake(self, call: str) -> None:
+        if self.asleep:
+            raise RuntimeError(f"VLLMSampler.{call}: the engine is asleep; call wake_up() first")
+
     def _append(self, group: Group, completion: Any) -> None:
-        ids = list(completion.token_ids)
-        if completion.logprobs is None or len(completion.logprobs) != len(ids):
-            raise RuntimeError("vLLM returned no per-token logprobs; was logprobs=0 dropped?")
+        ids, lps = _sampled(completion)
         group.token_ids.append(ids)
-        group.logprobs.append([float(pos[t].logprob) for pos, t in zip(completion.logprobs, ids)])
+        group.logprobs.append(lps)
         group.truncated.append(completion.finish_reason == "length")
         group.texts.append(self.tokenizer.decode(ids, skip_special_tokens=True))
 
